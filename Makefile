@@ -1,0 +1,53 @@
+# Two commands for a new user: `make run` and `make test`. Everything else is a step they call.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Debian packages: python-ldap's build headers, the OpenLDAP server and tools for the demo and
+# test directory, and Chromium for the browser tests.
+APT_PACKAGES := slapd ldap-utils libldap2-dev libsasl2-dev
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup system-packages venv run test lint typecheck check clean
+
+setup: system-packages venv
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The demo: a local slapd with demo people, kubesim with dev/staging/prod clusters, the web app on
+# http://$(HOST):$(PORT), a Celery worker and beat, all on embedded defaults (SQLite, a file broker).
+run: setup
+	$(PY) manage.py rundemo --host $(HOST) --port $(PORT)
+
+test: setup
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	DEBUG=1 $(VENV)/bin/mypy config access clusters kubesim
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) var/ .pytest_cache

@@ -1,0 +1,447 @@
+"""The one door to LDAP / Active Directory: connecting, paged reading, and what an entry means.
+
+Everything that speaks to the directory goes through here, so python-ldap's exceptions become
+DirectoryError with a message that says what to fix, and the rest of Warden sees plain records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ldap
+import ldap.dn
+import ldap.filter
+from django.conf import settings
+from ldap.controls import SimplePagedResultsControl
+
+logger = logging.getLogger(__name__)
+
+# userAccountControl bit that AD sets on a disabled account (ACCOUNTDISABLE).
+AD_ACCOUNT_DISABLED = 0x2
+# Attributes that carry a stable identity across renames.
+ID_ATTRIBUTES = ("entryUUID", "objectGUID")
+GROUP_MEMBER_DN_ATTRS = ("member", "uniqueMember")
+GROUP_MEMBER_UID_ATTR = "memberUid"
+
+
+class DirectoryError(Exception):
+    """The directory could not be read completely; the message says what to fix."""
+
+
+class DirectoryUnavailable(DirectoryError):
+    """The directory did not answer (down, timeout, TLS or credentials)."""
+
+
+class DirectoryIncomplete(DirectoryError):
+    """The directory answered with less than everything (size limit, partial result)."""
+
+
+@dataclass(frozen=True)
+class DirectoryConfig:
+    """Where the directory is and how its entries are shaped (settings.WARDEN_DIRECTORY)."""
+
+    uri: str
+    bind_dn: str = ""
+    bind_password: str = field(default="", repr=False)
+    schema: str = "openldap"
+    user_base_dn: str = ""
+    group_base_dn: str = ""
+    user_filter: str = "(objectClass=inetOrgPerson)"
+    group_filter: str = "(objectClass=groupOfNames)"
+    username_attr: str = "uid"
+    email_attr: str = "mail"
+    display_name_attr: str = "displayName"
+    disabled_attr: str = "pwdAccountLockedTime"
+    group_name_attr: str = "cn"
+    user_dn_template: str = ""
+    start_tls: bool = False
+    ca_cert_file: str = ""
+    tls_require_cert: bool = True
+    page_size: int = 500
+    timeout: int = 10
+    admin_teams: tuple[str, ...] = ()
+    max_deactivate_share: float = 0.10
+
+    @classmethod
+    def from_settings(cls) -> DirectoryConfig:
+        raw: dict[str, Any] = settings.WARDEN_DIRECTORY
+        values = {name.lower(): value for name, value in raw.items()}
+        values["admin_teams"] = tuple(values.get("admin_teams") or ())
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.uri)
+
+    def user_attributes(self) -> list[str]:
+        return [
+            self.username_attr,
+            self.email_attr,
+            self.display_name_attr,
+            "cn",
+            self.disabled_attr,
+            "memberOf",
+            *ID_ATTRIBUTES,
+        ]
+
+    def group_attributes(self) -> list[str]:
+        return [
+            self.group_name_attr,
+            "description",
+            *GROUP_MEMBER_DN_ATTRS,
+            GROUP_MEMBER_UID_ATTR,
+            "memberOf",
+            *ID_ATTRIBUTES,
+        ]
+
+
+@dataclass(frozen=True)
+class DirectoryPerson:
+    """A person entry as Warden mirrors it."""
+
+    dn: str
+    external_id: str | None
+    username: str
+    email: str
+    display_name: str
+    disabled: bool
+    member_of: tuple[str, ...] = ()
+
+    @property
+    def entry_hash(self) -> str:
+        return digest(
+            self.dn, self.external_id, self.username, self.email, self.display_name, self.disabled
+        )
+
+
+@dataclass(frozen=True)
+class DirectoryGroup:
+    """A group entry: its members by DN (people or groups) and by uid (posixGroup)."""
+
+    dn: str
+    external_id: str | None
+    name: str
+    description: str
+    member_dns: tuple[str, ...] = ()
+    member_uids: tuple[str, ...] = ()
+    member_of: tuple[str, ...] = ()
+
+    @property
+    def entry_hash(self) -> str:
+        return digest(self.dn, self.external_id, self.name, self.description)
+
+
+@dataclass
+class PageStats:
+    """What a paged read met besides entries."""
+
+    references_skipped: int = 0
+
+
+def digest(*values: object) -> str:
+    return hashlib.sha256("\x1f".join(str(v) for v in values).encode()).hexdigest()
+
+
+def normalize_dn(dn: str) -> str:
+    """Canonical lower-case form, so `CN=Bob, OU=People` and `cn=bob,ou=people` are one DN."""
+    try:
+        return str(ldap.dn.dn2str(ldap.dn.str2dn(dn.strip()))).lower()
+    except ldap.DECODING_ERROR:
+        return dn.strip().lower()
+
+
+def escape(value: str) -> str:
+    """Escape a value for an LDAP filter (RFC 4515: `*`, `(`, `)`, `\\` and NUL)."""
+    return str(ldap.filter.escape_filter_chars(value, escape_mode=1))
+
+
+def person_filter(config: DirectoryConfig, username: str) -> str:
+    return f"(&{config.user_filter}({config.username_attr}={escape(username)}))"
+
+
+# --- Connecting ---------------------------------------------------------------------------------
+
+
+def connect(config: DirectoryConfig) -> Any:
+    """An LDAP connection bound with Warden's service account; raises DirectoryUnavailable."""
+    if not config.configured:
+        raise DirectoryUnavailable("No directory is configured: set LDAP_URI (e.g. ldaps://ldap:636)")
+    try:
+        conn = ldap.initialize(config.uri)
+    except ldap.LDAPError as exc:
+        raise DirectoryUnavailable(f"LDAP_URI {config.uri!r} is not a valid LDAP URI: {_desc(exc)}") from exc
+    apply_options(conn, config)
+    try:
+        if config.start_tls:
+            conn.start_tls_s()
+        conn.simple_bind_s(config.bind_dn, config.bind_password)
+    except ldap.INVALID_CREDENTIALS as exc:
+        raise DirectoryUnavailable(
+            f"The directory refused Warden's bind as {config.bind_dn or 'anonymous'!r}: "
+            "check LDAP_BIND_DN and LDAP_BIND_PASSWORD"
+        ) from exc
+    except ldap.CONNECT_ERROR as exc:
+        raise DirectoryUnavailable(
+            f"TLS with {config.uri} failed ({_desc(exc)}): check LDAP_CA_CERT_FILE and the "
+            "server certificate"
+        ) from exc
+    except (ldap.SERVER_DOWN, ldap.TIMEOUT) as exc:
+        raise DirectoryUnavailable(
+            f"The directory at {config.uri} does not answer ({_desc(exc)}): check that it is up "
+            "and LDAP_URI is right"
+        ) from exc
+    except ldap.LDAPError as exc:
+        raise DirectoryUnavailable(f"The directory at {config.uri} failed: {_desc(exc)}") from exc
+    return conn
+
+
+def apply_options(conn: Any, config: DirectoryConfig) -> None:
+    """Options shared by the sync connection and django-auth-ldap's login connection."""
+    for option, value in connection_options(config).items():
+        conn.set_option(option, value)
+
+
+def connection_options(config: DirectoryConfig) -> dict[int, Any]:
+    options: dict[int, Any] = {
+        ldap.OPT_PROTOCOL_VERSION: ldap.VERSION3,
+        # Referrals are not chased: a sync must not silently read another directory.
+        ldap.OPT_REFERRALS: 0,
+        ldap.OPT_NETWORK_TIMEOUT: config.timeout,
+        ldap.OPT_TIMEOUT: config.timeout,
+    }
+    if config.ca_cert_file:
+        options[ldap.OPT_X_TLS_CACERTFILE] = config.ca_cert_file
+    options[ldap.OPT_X_TLS_REQUIRE_CERT] = (
+        ldap.OPT_X_TLS_DEMAND if config.tls_require_cert else ldap.OPT_X_TLS_NEVER
+    )
+    # Must come last: makes libldap build a TLS context from the options above.
+    options[ldap.OPT_X_TLS_NEWCTX] = 0
+    return options
+
+
+def _desc(exc: ldap.LDAPError) -> str:
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    parts = [str(info.get("desc", exc.__class__.__name__))]
+    if info.get("info"):
+        parts.append(str(info["info"]))
+    return ": ".join(parts)
+
+
+# --- Paged reading ------------------------------------------------------------------------------
+
+
+def paged_search(
+    conn: Any,
+    base_dn: str,
+    search_filter: str,
+    attributes: Sequence[str],
+    page_size: int,
+    stats: PageStats | None = None,
+    setting_name: str = "base DN",
+) -> Iterator[list[tuple[str, dict[str, list[bytes]]]]]:
+    """Yield the entries under base_dn a page at a time (RFC 2696 simple paged results).
+
+    Raises DirectoryIncomplete on a size or admin limit, a partial result or a referral for the
+    base itself, and DirectoryError for a missing base DN: a sync must see all or nothing.
+    """
+    if not base_dn:
+        raise DirectoryError(f"{setting_name} is not set: name the subtree to read")
+    stats = stats if stats is not None else PageStats()
+    control = SimplePagedResultsControl(True, size=page_size, cookie="")
+    while True:
+        try:
+            msgid = conn.search_ext(
+                base_dn, ldap.SCOPE_SUBTREE, search_filter, list(attributes), serverctrls=[control]
+            )
+            _rtype, rdata, _msgid, response_controls = conn.result3(msgid)
+        except ldap.NO_SUCH_OBJECT as exc:
+            raise DirectoryError(
+                f"{setting_name} {base_dn!r} does not exist in the directory: check the base DN"
+            ) from exc
+        except ldap.FILTER_ERROR as exc:
+            raise DirectoryError(f"The filter {search_filter!r} is not valid LDAP: fix it") from exc
+        except (ldap.SIZELIMIT_EXCEEDED, ldap.ADMINLIMIT_EXCEEDED) as exc:
+            raise DirectoryIncomplete(
+                f"The directory stopped reading {base_dn!r} at its size limit ({_desc(exc)}): "
+                "raise the limit for Warden's bind account or enable paged results for it"
+            ) from exc
+        except (ldap.PARTIAL_RESULTS, ldap.REFERRAL) as exc:
+            raise DirectoryIncomplete(
+                f"The directory answered only part of {base_dn!r} ({_desc(exc)}): point the base "
+                "DN at the server that holds it"
+            ) from exc
+        except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY) as exc:
+            raise DirectoryUnavailable(
+                f"The directory stopped answering while reading {base_dn!r} ({_desc(exc)})"
+            ) from exc
+        except ldap.LDAPError as exc:
+            raise DirectoryError(f"Reading {base_dn!r} failed: {_desc(exc)}") from exc
+        page = []
+        for dn, attrs in rdata:
+            if dn is None:  # a continuation reference to another naming context
+                stats.references_skipped += 1
+                continue
+            page.append((dn, attrs))
+        yield page
+        cookie = _next_cookie(response_controls)
+        if not cookie:
+            return
+        control.cookie = cookie
+
+
+def _next_cookie(response_controls: list[Any]) -> bytes | None:
+    for ctrl in response_controls:
+        if ctrl.controlType == SimplePagedResultsControl.controlType:
+            return ctrl.cookie or None
+    return None
+
+
+# --- What entries mean --------------------------------------------------------------------------
+
+
+def _text(attrs: dict[str, list[bytes]], name: str) -> str:
+    values = _values(attrs, name)
+    return values[0] if values else ""
+
+
+def _values(attrs: dict[str, list[bytes]], name: str) -> list[str]:
+    # Attribute names are case-insensitive on the wire; servers answer with their own casing.
+    for key, raw in attrs.items():
+        if key.lower() == name.lower():
+            return [v.decode("utf-8", errors="replace") for v in raw]
+    return []
+
+
+def _external_id(attrs: dict[str, list[bytes]]) -> str | None:
+    for key, raw in attrs.items():
+        if key.lower() == "objectguid" and raw:
+            value = raw[0]
+            # AD sends the GUID as 16 raw bytes (little-endian fields).
+            return str(uuid.UUID(bytes_le=value)) if len(value) == 16 else value.decode().lower()
+        if key.lower() == "entryuuid" and raw:
+            return raw[0].decode().lower()
+    return None
+
+
+def is_disabled(config: DirectoryConfig, attrs: dict[str, list[bytes]]) -> bool:
+    """Whether the entry is a disabled account, by the schema's convention."""
+    value = _text(attrs, config.disabled_attr)
+    if not value:
+        return False
+    if config.disabled_attr.lower() == "useraccountcontrol":
+        try:
+            return bool(int(value) & AD_ACCOUNT_DISABLED)
+        except ValueError:
+            return False
+    # OpenLDAP ppolicy: a pwdAccountLockedTime (or any configured flag attribute) is present.
+    return value.lower() not in ("false", "0")
+
+
+def parse_person(config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]) -> DirectoryPerson | None:
+    """A person record, or None for an entry without a username (it cannot be a subject)."""
+    username = _text(attrs, config.username_attr).strip()
+    if not username:
+        return None
+    return DirectoryPerson(
+        dn=normalize_dn(dn),
+        external_id=_external_id(attrs),
+        username=username,
+        email=_text(attrs, config.email_attr).strip(),
+        display_name=(_text(attrs, config.display_name_attr) or _text(attrs, "cn")).strip(),
+        disabled=is_disabled(config, attrs),
+        member_of=tuple(sorted({normalize_dn(v) for v in _values(attrs, "memberOf")})),
+    )
+
+
+def parse_group(config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]) -> DirectoryGroup | None:
+    name = _text(attrs, config.group_name_attr).strip()
+    if not name:
+        return None
+    member_dns: set[str] = set()
+    for attr in GROUP_MEMBER_DN_ATTRS:
+        for value in _values(attrs, attr):
+            if not value.strip():  # groupOfNames must list a member; empty groups list ""
+                continue
+            # groupOfUniqueNames may append an optional UID: "cn=x,dc=y#'0101'B".
+            member_dns.add(normalize_dn(value.split("#", 1)[0] if "#'" in value else value))
+    return DirectoryGroup(
+        dn=normalize_dn(dn),
+        external_id=_external_id(attrs),
+        name=name,
+        description=_text(attrs, "description").strip(),
+        member_dns=tuple(sorted(member_dns)),
+        member_uids=tuple(sorted({v.strip() for v in _values(attrs, GROUP_MEMBER_UID_ATTR)})),
+        member_of=tuple(sorted({normalize_dn(v) for v in _values(attrs, "memberOf")})),
+    )
+
+
+def read_people(
+    conn: Any, config: DirectoryConfig, stats: PageStats
+) -> Iterator[list[DirectoryPerson]]:
+    for page in paged_search(
+        conn,
+        config.user_base_dn,
+        config.user_filter,
+        config.user_attributes(),
+        config.page_size,
+        stats,
+        setting_name="LDAP_USER_BASE_DN",
+    ):
+        yield [p for dn, attrs in page if (p := parse_person(config, dn, attrs)) is not None]
+
+
+def read_groups(
+    conn: Any, config: DirectoryConfig, stats: PageStats
+) -> Iterator[list[DirectoryGroup]]:
+    for page in paged_search(
+        conn,
+        config.group_base_dn,
+        config.group_filter,
+        config.group_attributes(),
+        config.page_size,
+        stats,
+        setting_name="LDAP_GROUP_BASE_DN",
+    ):
+        yield [g for dn, attrs in page if (g := parse_group(config, dn, attrs)) is not None]
+
+
+def find_person(config: DirectoryConfig, username: str) -> DirectoryPerson | None:
+    """Look one person up by username (the value is escaped; `*` matches only a literal star)."""
+    conn = connect(config)
+    try:
+        for page in paged_search(
+            conn,
+            config.user_base_dn,
+            person_filter(config, username),
+            config.user_attributes(),
+            2,
+            setting_name="LDAP_USER_BASE_DN",
+        ):
+            for dn, attrs in page:
+                person = parse_person(config, dn, attrs)
+                if person is not None and person.username == username:
+                    return person
+        return None
+    finally:
+        conn.unbind_s()
+
+
+def ping(config: DirectoryConfig) -> None:
+    """Bind and read the user base entry; raises DirectoryError saying what is wrong."""
+    conn = connect(config)
+    try:
+        conn.search_s(config.user_base_dn or "", ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"])
+    except ldap.NO_SUCH_OBJECT as exc:
+        raise DirectoryError(
+            f"LDAP_USER_BASE_DN {config.user_base_dn!r} does not exist in the directory"
+        ) from exc
+    except ldap.LDAPError as exc:
+        raise DirectoryUnavailable(f"The directory at {config.uri} failed: {_desc(exc)}") from exc
+    finally:
+        conn.unbind_s()

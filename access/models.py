@@ -1,0 +1,173 @@
+"""People and teams mirrored from the directory, and the record of each directory sync."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from access.choices import InactiveReason, SyncStatus, SyncTrigger
+
+
+class Person(models.Model):
+    """Someone from the company directory; the subject of access."""
+
+    # Normalised (lower-case, canonical spacing) DN; member references are matched on it. A DN
+    # can come back as a new entry (a rehire): it is unique among active people only.
+    dn = models.CharField(max_length=1024, db_index=True)
+    # entryUUID (OpenLDAP) or objectGUID (AD): survives renames and moves between OUs.
+    external_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # Unique among active people only: a rehire or a new hire may reuse a leaver's username.
+    username = models.CharField(max_length=255, db_index=True)
+    email = models.CharField(max_length=254, blank=True)
+    display_name = models.CharField(max_length=255, blank=True)
+    is_active = models.BooleanField(default=True)
+    inactive_reason = models.CharField(max_length=16, choices=InactiveReason.choices, blank=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    # Digest of the mirrored attributes: an unchanged entry costs no write.
+    entry_hash = models.CharField(max_length=64, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="person",
+    )
+
+    class Meta:
+        ordering = ["username"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["username"],
+                condition=models.Q(is_active=True),
+                name="person_active_username_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["dn"], condition=models.Q(is_active=True), name="person_active_dn_unique"
+            ),
+        ]
+        indexes = [
+            # "Who left since the last reconcile?" is one index range scan.
+            models.Index(fields=["is_active", "deactivated_at"], name="person_active_deactivated"),
+        ]
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class Team(models.Model):
+    """A directory group; its effective members include those of nested groups."""
+
+    dn = models.CharField(max_length=1024, unique=True)
+    external_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # The group's name (cn) as Kubernetes sees it in a group subject.
+    name = models.CharField(max_length=255, db_index=True)
+    description = models.TextField(blank=True)
+    is_active = models.BooleanField(default=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    entry_hash = models.CharField(max_length=64, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    members = models.ManyToManyField(Person, through="Membership", related_name="teams")
+    subteams = models.ManyToManyField(
+        "self", through="TeamNesting", symmetrical=False, related_name="parent_teams"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A person is in a team, directly or through nested groups (`is_direct` tells which)."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="memberships")
+    is_direct = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "person"], name="membership_unique"),
+        ]
+        indexes = [models.Index(fields=["person", "team"], name="membership_person")]
+
+    def __str__(self) -> str:
+        return f"{self.person_id} in {self.team_id}"
+
+
+class TeamNesting(models.Model):
+    """A group listed as a member of another group."""
+
+    parent = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="child_links")
+    child = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="parent_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["parent", "child"], name="team_nesting_unique"),
+        ]
+
+
+class DirectorySync(models.Model):
+    """One run of the directory sync: what it read and changed, or why it changed nothing."""
+
+    status = models.CharField(max_length=16, choices=SyncStatus.choices, default=SyncStatus.RUNNING)
+    trigger = models.CharField(max_length=16, choices=SyncTrigger.choices)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    people_seen = models.PositiveIntegerField(default=0)
+    teams_seen = models.PositiveIntegerField(default=0)
+    people_created = models.PositiveIntegerField(default=0)
+    people_updated = models.PositiveIntegerField(default=0)
+    people_deactivated = models.PositiveIntegerField(default=0)
+    people_reactivated = models.PositiveIntegerField(default=0)
+    teams_created = models.PositiveIntegerField(default=0)
+    teams_updated = models.PositiveIntegerField(default=0)
+    teams_deactivated = models.PositiveIntegerField(default=0)
+    memberships_added = models.PositiveIntegerField(default=0)
+    memberships_removed = models.PositiveIntegerField(default=0)
+    # Directory continuation references (other naming contexts) that were not followed.
+    references_skipped = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # Entries that were read but could not be mirrored (e.g. a username used twice).
+    warnings = models.JSONField(default=list, blank=True)
+    # What the guard saw: counts before and what would go, and a sample of who.
+    guard = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    confirms = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="confirmations"
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["status", "-started_at"], name="directorysync_status")]
+
+    def __str__(self) -> str:
+        return f"sync #{self.pk} {self.status}"
+
+    @property
+    def changed_anything(self) -> bool:
+        return any(
+            (
+                self.people_created,
+                self.people_updated,
+                self.people_deactivated,
+                self.people_reactivated,
+                self.teams_created,
+                self.teams_updated,
+                self.teams_deactivated,
+                self.memberships_added,
+                self.memberships_removed,
+            )
+        )
+
+
+class SyncLock(models.Model):
+    """A single row that a running sync holds locked, so two syncs never run at once."""
+
+    name = models.CharField(max_length=32, unique=True)

@@ -1,0 +1,155 @@
+"""State changes of the people side. Views, API, tasks and commands call these and nothing else."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from access.choices import InactiveReason, SyncStatus, SyncTrigger
+from access.directory import DirectoryConfig, DirectoryError, DirectoryPerson
+from access.models import DirectorySync, Person, SyncLock
+from access.sync import DirectorySyncer, SyncBlocked, refresh_user_flags
+
+logger = logging.getLogger(__name__)
+SYNC_LOCK = "directory-sync"
+COUNTERS = (
+    "people_created",
+    "people_updated",
+    "people_deactivated",
+    "people_reactivated",
+    "teams_created",
+    "teams_updated",
+    "teams_deactivated",
+    "memberships_added",
+    "memberships_removed",
+)
+
+
+def sync_directory(
+    *,
+    trigger: str = SyncTrigger.SCHEDULE,
+    requested_by: AbstractBaseUser | None = None,
+    confirms: DirectorySync | None = None,
+    config: DirectoryConfig | None = None,
+) -> DirectorySync:
+    """Mirror the directory into Person/Team/Membership; returns the recorded run.
+
+    All or nothing: a directory error or a tripped guard rolls every write back and is recorded
+    on the run (status failed/blocked) rather than raised.
+    """
+    config = config or DirectoryConfig.from_settings()
+    run = DirectorySync.objects.create(
+        trigger=trigger, requested_by=requested_by, confirms=confirms
+    )
+    started = time.monotonic()
+    allowance = _allowance(confirms)
+    try:
+        with transaction.atomic():
+            if _claim_lock():
+                DirectorySyncer(run, config, allowance).sync()
+                run.status = SyncStatus.SUCCEEDED
+            else:
+                run.status = SyncStatus.SKIPPED
+    except SyncBlocked as blocked:
+        _discard_counts(run)
+        run.status = SyncStatus.BLOCKED
+        run.guard = blocked.guard
+        run.error = str(blocked)
+        logger.error("directory sync #%s blocked: %s", run.pk, blocked)
+    except DirectoryError as exc:
+        _discard_counts(run)
+        run.status = SyncStatus.FAILED
+        run.error = str(exc)
+        logger.error("directory sync #%s failed: %s", run.pk, exc)
+    except Exception as exc:
+        _discard_counts(run)
+        run.status = SyncStatus.FAILED
+        run.error = f"Internal error ({exc.__class__.__name__}); see the worker log"
+        _finish(run, started)
+        raise
+    _finish(run, started)
+    return run
+
+
+def confirm_blocked_sync(run: DirectorySync, operator: AbstractBaseUser) -> DirectorySync:
+    """An operator says the directory is right: sync again, allowing what the blocked run saw."""
+    if run.status != SyncStatus.BLOCKED:
+        raise ValidationError("Only a sync blocked by the safety guard can be confirmed.")
+    if DirectorySync.objects.filter(confirms=run, status=SyncStatus.SUCCEEDED).exists():
+        raise ValidationError("This blocked sync has already been confirmed.")
+    newer = DirectorySync.objects.filter(
+        started_at__gt=run.started_at, status=SyncStatus.SUCCEEDED
+    ).exists()
+    if newer:
+        raise ValidationError("A later sync has succeeded since; there is nothing to confirm.")
+    return sync_directory(trigger=SyncTrigger.CONFIRMATION, requested_by=operator, confirms=run)
+
+
+def record_login_person(entry: DirectoryPerson, user: Any) -> Person:
+    """Link the login account to its Person, creating the Person if no sync has seen it yet."""
+    with transaction.atomic():
+        person = None
+        if entry.external_id:
+            person = Person.objects.filter(external_id=entry.external_id).first()
+        person = person or Person.objects.filter(dn=entry.dn).first()
+        if person is None:
+            person = Person(
+                dn=entry.dn,
+                external_id=entry.external_id,
+                username=entry.username,
+                email=entry.email,
+                display_name=entry.display_name,
+                is_active=not entry.disabled,
+                inactive_reason=InactiveReason.DISABLED if entry.disabled else "",
+                deactivated_at=timezone.now() if entry.disabled else None,
+            )
+            try:
+                with transaction.atomic():
+                    person.save()
+            except IntegrityError:
+                # Another active person holds the username: the directory is inconsistent.
+                raise ValidationError(
+                    f"The username {entry.username!r} belongs to another person in Warden; "
+                    "ask an operator to run a directory sync."
+                ) from None
+        if person.user_id != user.pk:
+            Person.objects.filter(user=user).exclude(pk=person.pk).update(user=None)
+            person.user = user
+            person.save(update_fields=["user", "updated_at"])
+        refresh_user_flags(DirectoryConfig.from_settings(), user_ids=[user.pk])
+        return person
+
+
+def _claim_lock() -> bool:
+    """Hold the sync lock row for the rest of the transaction; False if another sync has it."""
+    SyncLock.objects.get_or_create(name=SYNC_LOCK)
+    locked = SyncLock.objects.select_for_update(skip_locked=True).filter(name=SYNC_LOCK)
+    return bool(list(locked.values_list("id", flat=True)))
+
+
+def _allowance(confirms: DirectorySync | None) -> dict[str, int]:
+    if confirms is None:
+        return {}
+    return {
+        what: int(values.get("would_remove", 0))
+        for what, values in confirms.guard.items()
+        if isinstance(values, dict)
+    }
+
+
+def _discard_counts(run: DirectorySync) -> None:
+    # The transaction was rolled back: the record must not claim changes that did not happen.
+    for name in COUNTERS:
+        setattr(run, name, 0)
+
+
+def _finish(run: DirectorySync, started: float) -> None:
+    run.finished_at = timezone.now()
+    run.duration_s = round(time.monotonic() - started, 3)
+    run.save()

@@ -1,0 +1,263 @@
+"""Warden's settings, read from the environment (see README.md, "Configuration").
+
+Local use needs nothing set: SQLite under var/, a broker kept in files under var/, no directory.
+Production sets DATABASE_URL, CELERY_BROKER_URL, LDAP_* and SECRET_KEY; a missing or malformed
+production setting stops start-up with ImproperlyConfigured naming the variable to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import environ
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+
+def _secret(name: str, default: str | None = None) -> str | None:
+    """A secret from NAME, or read from the file NAME_FILE names (Kubernetes/Docker secrets)."""
+    path = env.str(f"{name}_FILE", default="")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from exc
+    return env.str(name, default=default)
+
+
+DEBUG = env.bool("DEBUG", default=False)
+VAR_DIR = Path(env.str("WARDEN_VAR_DIR", default=str(BASE_DIR / "var")))
+
+SECRET_KEY = _secret("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off; "
+            "for local use set DEBUG=1 (make run does)."
+        )
+    SECRET_KEY = "warden-local-development-only-not-secret"  # noqa: S105 - DEBUG only
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_celery_beat",
+    "access",
+    "clusters",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+try:
+    DATABASES = {
+        "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'warden.sqlite3'}")
+    }
+except (ValueError, KeyError) as exc:  # django-environ's answer to an unknown scheme
+    raise ImproperlyConfigured(
+        f"DATABASE_URL is not a database URL Warden understands ({exc}); "
+        "use postgres://user:password@host:5432/name or sqlite:///path"
+    ) from exc
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A writer waits for the other process (web, worker, beat share the file) instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Authentication ---------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "access.auth.DirectoryBackend",
+    # Local accounts (createsuperuser) stay possible for break-glass administration.
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Security ---------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+if env.bool("USE_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Internationalisation and static files -----------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+
+# --- Celery -----------------------------------------------------------------------------------
+# With no CELERY_BROKER_URL the broker is a folder under var/ (kombu's filesystem transport): the
+# web app, a worker and beat on one machine share it with no server to install.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged when it ends, so a worker that dies mid-task hands it to another.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+DIRECTORY_SYNC_MINUTES = env.int("DIRECTORY_SYNC_MINUTES", default=15)
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Mirror people and teams from the directory; leavers lose access one sync + reconcile later.
+    "directory-sync": {
+        "task": "access.tasks.sync_directory_task",
+        "schedule": crontab(minute=f"*/{DIRECTORY_SYNC_MINUTES}"),
+    },
+}
+
+# --- Directory (LDAP / Active Directory) ------------------------------------------------------
+# LDAP_SCHEMA picks the attribute names (openldap or ad); every name can be overridden.
+LDAP_SCHEMA = env.str("LDAP_SCHEMA", default="openldap")
+if LDAP_SCHEMA not in ("openldap", "ad"):
+    raise ImproperlyConfigured(f"LDAP_SCHEMA={LDAP_SCHEMA!r}: use 'openldap' or 'ad'")
+_SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
+    "openldap": {
+        "USER_FILTER": "(objectClass=inetOrgPerson)",
+        "USERNAME_ATTR": "uid",
+        "DISPLAY_NAME_ATTR": "displayName",
+        "DISABLED_ATTR": "pwdAccountLockedTime",
+        "GROUP_FILTER": (
+            "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
+        ),
+    },
+    "ad": {
+        "USER_FILTER": "(&(objectCategory=person)(objectClass=user))",
+        "USERNAME_ATTR": "sAMAccountName",
+        "DISPLAY_NAME_ATTR": "displayName",
+        "DISABLED_ATTR": "userAccountControl",
+        "GROUP_FILTER": "(objectClass=group)",
+    },
+}[LDAP_SCHEMA]
+
+WARDEN_DIRECTORY: dict[str, Any] = {
+    "URI": env.str("LDAP_URI", default=""),
+    "BIND_DN": env.str("LDAP_BIND_DN", default=""),
+    "BIND_PASSWORD": _secret("LDAP_BIND_PASSWORD", default="") or "",
+    "SCHEMA": LDAP_SCHEMA,
+    "USER_BASE_DN": env.str("LDAP_USER_BASE_DN", default=""),
+    "GROUP_BASE_DN": env.str("LDAP_GROUP_BASE_DN", default=""),
+    "USER_FILTER": env.str("LDAP_USER_FILTER", default=_SCHEMA_DEFAULTS["USER_FILTER"]),
+    "GROUP_FILTER": env.str("LDAP_GROUP_FILTER", default=_SCHEMA_DEFAULTS["GROUP_FILTER"]),
+    "USERNAME_ATTR": env.str("LDAP_USERNAME_ATTR", default=_SCHEMA_DEFAULTS["USERNAME_ATTR"]),
+    "EMAIL_ATTR": env.str("LDAP_EMAIL_ATTR", default="mail"),
+    "DISPLAY_NAME_ATTR": env.str(
+        "LDAP_DISPLAY_NAME_ATTR", default=_SCHEMA_DEFAULTS["DISPLAY_NAME_ATTR"]
+    ),
+    "DISABLED_ATTR": env.str("LDAP_DISABLED_ATTR", default=_SCHEMA_DEFAULTS["DISABLED_ATTR"]),
+    "GROUP_NAME_ATTR": env.str("LDAP_GROUP_NAME_ATTR", default="cn"),
+    # Direct bind with a DN template (uid=%(user)s,ou=people,...) instead of search-then-bind.
+    "USER_DN_TEMPLATE": env.str("LDAP_USER_DN_TEMPLATE", default=""),
+    "START_TLS": env.bool("LDAP_START_TLS", default=False),
+    "CA_CERT_FILE": env.str("LDAP_CA_CERT_FILE", default=""),
+    "TLS_REQUIRE_CERT": env.bool("LDAP_TLS_REQUIRE_CERT", default=True),
+    "PAGE_SIZE": env.int("LDAP_PAGE_SIZE", default=500),
+    "TIMEOUT": env.int("LDAP_TIMEOUT", default=10),
+    # Members of these teams (directory group names) are Warden operators: staff and superuser.
+    "ADMIN_TEAMS": env.list("WARDEN_ADMIN_TEAMS", default=[]),
+    # A sync that would deactivate more than this share of active people stops and asks.
+    "MAX_DEACTIVATE_SHARE": env.float("DIRECTORY_SYNC_MAX_DEACTIVATE_SHARE", default=0.10),
+}
+if not 0 <= WARDEN_DIRECTORY["MAX_DEACTIVATE_SHARE"] <= 1:
+    raise ImproperlyConfigured("DIRECTORY_SYNC_MAX_DEACTIVATE_SHARE must be between 0 and 1")
+if WARDEN_DIRECTORY["PAGE_SIZE"] < 1:
+    raise ImproperlyConfigured("LDAP_PAGE_SIZE must be a positive number of entries")
+
+# --- REST framework ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+
+# --- Logging ----------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django_auth_ldap": {"level": env.str("LDAP_LOG_LEVEL", default="WARNING")},
+    },
+}

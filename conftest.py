@@ -1,0 +1,6 @@
+"""Root conftest: registers the shared fixtures of tests/fixtures/ (Saleor's habit)."""
+
+pytest_plugins = [
+    "tests.fixtures.slapd",
+    "tests.fixtures.kubesim",
+]

@@ -1,0 +1,22 @@
+"""Settings for the test suite: config.settings with test-only speed-ups.
+
+DATABASE_URL and CELERY_BROKER_URL still come from the environment, so CI runs the suite on
+PostgreSQL and Redis and a laptop on SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DEBUG", "1")
+os.environ.setdefault("WARDEN_VAR_DIR", "/tmp/warden-test-var")
+
+from config.settings import *  # noqa: E402,F403
+
+DEBUG = False
+# Tasks run where they are queued, unless a test starts real workers against the broker.
+CELERY_TASK_ALWAYS_EAGER = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
