@@ -6,6 +6,8 @@ DirectoryError with a message that says what to fix, and the rest of Warden sees
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 import uuid
@@ -148,8 +150,19 @@ def digest(*values: object) -> str:
     return hashlib.sha256("\x1f".join(str(v) for v in values).encode()).hexdigest()
 
 
+# Characters that make a DN need python-ldap's full parser (escapes, quoting, multi-valued RDNs).
+_DN_SPECIAL = frozenset('\\"+;<>#')
+
+
+# Bounded: a directory sync meets every DN about four times (entry, member references).
+@functools.lru_cache(maxsize=262144)
 def normalize_dn(dn: str) -> str:
     """Canonical lower-case form, so `CN=Bob, OU=People` and `cn=bob,ou=people` are one DN."""
+    if _DN_SPECIAL.isdisjoint(dn):
+        # The common case, without the cost of a full parse and re-escape.
+        return ",".join(
+            "=".join(part.strip() for part in rdn.split("=", 1)) for rdn in dn.split(",")
+        ).lower()
     try:
         return str(ldap.dn.dn2str(ldap.dn.str2dn(dn.strip()))).lower()
     except ldap.DECODING_ERROR:
@@ -247,52 +260,75 @@ def paged_search(
 ) -> Iterator[list[tuple[str, dict[str, list[bytes]]]]]:
     """Yield the entries under base_dn a page at a time (RFC 2696 simple paged results).
 
-    Raises DirectoryIncomplete on a size or admin limit, a partial result or a referral for the
-    base itself, and DirectoryError for a missing base DN: a sync must see all or nothing.
+    The next page is requested before the current one is handed out, so the directory prepares
+    it while Warden processes this one. Raises DirectoryIncomplete on a size or admin limit, a
+    partial result or a referral for the base itself, and DirectoryError for a missing base DN:
+    a sync must see all or nothing.
     """
     if not base_dn:
         raise DirectoryError(f"{setting_name} is not set: name the subtree to read")
     stats = stats if stats is not None else PageStats()
     control = SimplePagedResultsControl(True, size=page_size, cookie="")
-    while True:
-        try:
-            msgid = conn.search_ext(
+    pending: int | None = None
+    try:
+        with _search_errors(base_dn, search_filter, setting_name):
+            pending = conn.search_ext(
                 base_dn, ldap.SCOPE_SUBTREE, search_filter, list(attributes), serverctrls=[control]
             )
-            _rtype, rdata, _msgid, response_controls = conn.result3(msgid)
-        except ldap.NO_SUCH_OBJECT as exc:
-            raise DirectoryError(
-                f"{setting_name} {base_dn!r} does not exist in the directory: check the base DN"
-            ) from exc
-        except ldap.FILTER_ERROR as exc:
-            raise DirectoryError(f"The filter {search_filter!r} is not valid LDAP: fix it") from exc
-        except (ldap.SIZELIMIT_EXCEEDED, ldap.ADMINLIMIT_EXCEEDED) as exc:
-            raise DirectoryIncomplete(
-                f"The directory stopped reading {base_dn!r} at its size limit ({_desc(exc)}): "
-                "raise the limit for Warden's bind account or enable paged results for it"
-            ) from exc
-        except (ldap.PARTIAL_RESULTS, ldap.REFERRAL) as exc:
-            raise DirectoryIncomplete(
-                f"The directory answered only part of {base_dn!r} ({_desc(exc)}): point the base "
-                "DN at the server that holds it"
-            ) from exc
-        except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY) as exc:
-            raise DirectoryUnavailable(
-                f"The directory stopped answering while reading {base_dn!r} ({_desc(exc)})"
-            ) from exc
-        except ldap.LDAPError as exc:
-            raise DirectoryError(f"Reading {base_dn!r} failed: {_desc(exc)}") from exc
-        page = []
-        for dn, attrs in rdata:
-            if dn is None:  # a continuation reference to another naming context
-                stats.references_skipped += 1
-                continue
-            page.append((dn, attrs))
-        yield page
-        cookie = _next_cookie(response_controls)
-        if not cookie:
-            return
-        control.cookie = cookie
+        while pending is not None:
+            with _search_errors(base_dn, search_filter, setting_name):
+                _rtype, rdata, _msgid, response_controls = conn.result3(pending)
+                pending = None
+                cookie = _next_cookie(response_controls)
+                if cookie:
+                    control.cookie = cookie
+                    pending = conn.search_ext(
+                        base_dn,
+                        ldap.SCOPE_SUBTREE,
+                        search_filter,
+                        list(attributes),
+                        serverctrls=[control],
+                    )
+            page = []
+            for dn, attrs in rdata:
+                if dn is None:  # a continuation reference to another naming context
+                    stats.references_skipped += 1
+                    continue
+                page.append((dn, attrs))
+            yield page
+    finally:
+        if pending is not None:  # the reader stopped early: tell the server to stop too
+            with contextlib.suppress(ldap.LDAPError):
+                conn.abandon(pending)
+
+
+@contextlib.contextmanager
+def _search_errors(base_dn: str, search_filter: str, setting_name: str) -> Iterator[None]:
+    """Turn python-ldap's search exceptions into DirectoryErrors that say what to fix."""
+    try:
+        yield
+    except ldap.NO_SUCH_OBJECT as exc:
+        raise DirectoryError(
+            f"{setting_name} {base_dn!r} does not exist in the directory: check the base DN"
+        ) from exc
+    except ldap.FILTER_ERROR as exc:
+        raise DirectoryError(f"The filter {search_filter!r} is not valid LDAP: fix it") from exc
+    except (ldap.SIZELIMIT_EXCEEDED, ldap.ADMINLIMIT_EXCEEDED) as exc:
+        raise DirectoryIncomplete(
+            f"The directory stopped reading {base_dn!r} at its size limit ({_desc(exc)}): "
+            "raise the limit for Warden's bind account or enable paged results for it"
+        ) from exc
+    except (ldap.PARTIAL_RESULTS, ldap.REFERRAL) as exc:
+        raise DirectoryIncomplete(
+            f"The directory answered only part of {base_dn!r} ({_desc(exc)}): point the base "
+            "DN at the server that holds it"
+        ) from exc
+    except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.UNAVAILABLE, ldap.BUSY) as exc:
+        raise DirectoryUnavailable(
+            f"The directory stopped answering while reading {base_dn!r} ({_desc(exc)})"
+        ) from exc
+    except ldap.LDAPError as exc:
+        raise DirectoryError(f"Reading {base_dn!r} failed: {_desc(exc)}") from exc
 
 
 def _next_cookie(response_controls: list[Any]) -> bytes | None:
@@ -305,32 +341,36 @@ def _next_cookie(response_controls: list[Any]) -> bytes | None:
 # --- What entries mean --------------------------------------------------------------------------
 
 
+def _lower_keys(attrs: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+    # Attribute names are case-insensitive on the wire; servers answer with their own casing.
+    return {key.lower(): values for key, values in attrs.items()}
+
+
 def _text(attrs: dict[str, list[bytes]], name: str) -> str:
-    values = _values(attrs, name)
-    return values[0] if values else ""
+    values = attrs.get(name.lower())
+    return values[0].decode("utf-8", errors="replace") if values else ""
 
 
 def _values(attrs: dict[str, list[bytes]], name: str) -> list[str]:
-    # Attribute names are case-insensitive on the wire; servers answer with their own casing.
-    for key, raw in attrs.items():
-        if key.lower() == name.lower():
-            return [v.decode("utf-8", errors="replace") for v in raw]
-    return []
+    return [v.decode("utf-8", errors="replace") for v in attrs.get(name.lower(), ())]
 
 
 def _external_id(attrs: dict[str, list[bytes]]) -> str | None:
-    for key, raw in attrs.items():
-        if key.lower() == "objectguid" and raw:
-            value = raw[0]
-            # AD sends the GUID as 16 raw bytes (little-endian fields).
-            return str(uuid.UUID(bytes_le=value)) if len(value) == 16 else value.decode().lower()
-        if key.lower() == "entryuuid" and raw:
-            return raw[0].decode().lower()
+    if guid := attrs.get("objectguid"):
+        # AD sends the GUID as 16 raw bytes (little-endian fields).
+        value = guid[0]
+        return str(uuid.UUID(bytes_le=value)) if len(value) == 16 else value.decode().lower()
+    if entry_uuid := attrs.get("entryuuid"):
+        return entry_uuid[0].decode().lower()
     return None
 
 
 def is_disabled(config: DirectoryConfig, attrs: dict[str, list[bytes]]) -> bool:
     """Whether the entry is a disabled account, by the schema's convention."""
+    return _is_disabled(config, _lower_keys(attrs))
+
+
+def _is_disabled(config: DirectoryConfig, attrs: dict[str, list[bytes]]) -> bool:
     value = _text(attrs, config.disabled_attr)
     if not value:
         return False
@@ -345,6 +385,7 @@ def is_disabled(config: DirectoryConfig, attrs: dict[str, list[bytes]]) -> bool:
 
 def parse_person(config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]) -> DirectoryPerson | None:
     """A person record, or None for an entry without a username (it cannot be a subject)."""
+    attrs = _lower_keys(attrs)
     username = _text(attrs, config.username_attr).strip()
     if not username:
         return None
@@ -354,12 +395,13 @@ def parse_person(config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]
         username=username,
         email=_text(attrs, config.email_attr).strip(),
         display_name=(_text(attrs, config.display_name_attr) or _text(attrs, "cn")).strip(),
-        disabled=is_disabled(config, attrs),
+        disabled=_is_disabled(config, attrs),
         member_of=tuple(sorted({normalize_dn(v) for v in _values(attrs, "memberOf")})),
     )
 
 
 def parse_group(config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]) -> DirectoryGroup | None:
+    attrs = _lower_keys(attrs)
     name = _text(attrs, config.group_name_attr).strip()
     if not name:
         return None

@@ -13,11 +13,11 @@ class Person(models.Model):
 
     # Normalised (lower-case, canonical spacing) DN; member references are matched on it. A DN
     # can come back as a new entry (a rehire): it is unique among active people only.
-    dn = models.CharField(max_length=1024, db_index=True)
+    dn = models.CharField(max_length=1024)
     # entryUUID (OpenLDAP) or objectGUID (AD): survives renames and moves between OUs.
-    external_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    external_id = models.CharField(max_length=64, null=True, blank=True)
     # Unique among active people only: a rehire or a new hire may reuse a leaver's username.
-    username = models.CharField(max_length=255, db_index=True)
+    username = models.CharField(max_length=255)
     email = models.CharField(max_length=254, blank=True)
     display_name = models.CharField(max_length=255, blank=True)
     is_active = models.BooleanField(default=True)
@@ -46,8 +46,13 @@ class Person(models.Model):
             models.UniqueConstraint(
                 fields=["dn"], condition=models.Q(is_active=True), name="person_active_dn_unique"
             ),
+            models.UniqueConstraint(fields=["external_id"], name="person_external_id_unique"),
         ]
+        # Declared here rather than with db_index/unique on the fields: PostgreSQL would add a
+        # second, LIKE-pattern index to each, which nothing uses and every sync insert pays for.
         indexes = [
+            models.Index(fields=["dn"], name="person_dn"),
+            models.Index(fields=["username"], name="person_username"),
             # "Who left since the last reconcile?" is one index range scan.
             models.Index(fields=["is_active", "deactivated_at"], name="person_active_deactivated"),
         ]
@@ -59,10 +64,10 @@ class Person(models.Model):
 class Team(models.Model):
     """A directory group; its effective members include those of nested groups."""
 
-    dn = models.CharField(max_length=1024, unique=True)
-    external_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    dn = models.CharField(max_length=1024)
+    external_id = models.CharField(max_length=64, null=True, blank=True)
     # The group's name (cn) as Kubernetes sees it in a group subject.
-    name = models.CharField(max_length=255, db_index=True)
+    name = models.CharField(max_length=255)
     description = models.TextField(blank=True)
     is_active = models.BooleanField(default=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)
@@ -76,6 +81,11 @@ class Team(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["dn"], name="team_dn_unique"),
+            models.UniqueConstraint(fields=["external_id"], name="team_external_id_unique"),
+        ]
+        indexes = [models.Index(fields=["name"], name="team_name")]
 
     def __str__(self) -> str:
         return self.name
@@ -84,8 +94,13 @@ class Team(models.Model):
 class Membership(models.Model):
     """A person is in a team, directly or through nested groups (`is_direct` tells which)."""
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
-    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="memberships")
+    # The composite unique constraint and index below serve both foreign keys.
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
+    person = models.ForeignKey(
+        Person, on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     is_direct = models.BooleanField(default=True)
 
     class Meta:
