@@ -25,3 +25,30 @@ class SyncTrigger(models.TextChoices):
     COMMAND = "command", "Command line"
     OPERATOR = "operator", "Operator"
     CONFIRMATION = "confirmation", "Operator confirmation of a blocked sync"
+
+
+class Environment(models.TextChoices):
+    """Where a cluster sits on the road to production; ordered dev < staging < prod."""
+
+    DEV = "dev", "Development"
+    STAGING = "staging", "Staging"
+    PROD = "prod", "Production"
+
+
+class Tier(models.TextChoices):
+    """How critical a cluster is: tier-0 carries the business, tier-3 is a sandbox."""
+
+    TIER0 = "tier-0", "Tier 0 (critical)"
+    TIER1 = "tier-1", "Tier 1 (important)"
+    TIER2 = "tier-2", "Tier 2 (standard)"
+    TIER3 = "tier-3", "Tier 3 (sandbox)"
+
+
+class RoleScope(models.TextChoices):
+    CLUSTER = "cluster", "Cluster-wide"
+    NAMESPACES = "namespaces", "Namespaces"
+
+
+class GrantSource(models.TextChoices):
+    STANDING = "standing", "Standing policy"
+    REQUEST = "request", "Approved request"

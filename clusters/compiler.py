@@ -1,0 +1,297 @@
+"""The desired-state compiler: (grants, membership, cluster, roles) -> the RBAC a cluster must hold.
+
+A pure function of plain values, with no database or network: the reconciler feeds it what it
+loaded, and the plan view feeds it the same with one change applied, so both show the same diff.
+
+Object count is kept low on purpose: one binding per (role, namespace) holds every subject that
+role reaches there, instead of a binding per person.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "warden"
+ROLE_LABEL = "warden.io/role"
+GRANTS_ANNOTATION = "warden.io/grants"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_API = f"{RBAC_GROUP}/v1"
+# The label selector the reconciler lists with: it sees only what Warden owns.
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What the compiler needs to know of a cluster."""
+
+    name: str
+    environment: str
+    tier: str
+    labels: tuple[tuple[str, str], ...] = ()
+    user_prefix: str = ""
+    group_prefix: str = ""
+    # True: bind directory groups as Group subjects; False: expand teams to their users.
+    bind_groups: bool = True
+
+
+@dataclass(frozen=True)
+class RoleDefinitionSpec:
+    """What a role becomes where environment/tier match ("" matches any)."""
+
+    environment: str = ""
+    tier: str = ""
+    # A built-in ClusterRole (view, edit, admin, cluster-admin), or "" for Warden's own rules.
+    cluster_role: str = ""
+    rules: tuple[Mapping[str, Any], ...] = ()
+    cluster_wide: bool = False
+    # Namespace names or patterns (fnmatch, e.g. "team-*") the role is limited to; () = any.
+    namespaces: tuple[str, ...] = ()
+    allowed: bool = True
+
+    def specificity(self) -> int:
+        return (2 if self.environment else 0) + (1 if self.tier else 0)
+
+    def matches(self, cluster: ClusterSpec) -> bool:
+        return (not self.environment or self.environment == cluster.environment) and (
+            not self.tier or self.tier == cluster.tier
+        )
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    name: str
+    definitions: tuple[RoleDefinitionSpec, ...]
+
+    def definition_for(self, cluster: ClusterSpec) -> RoleDefinitionSpec | None:
+        """The most specific matching definition; None when the role does not exist there."""
+        matching = [d for d in self.definitions if d.matches(cluster)]
+        if not matching:
+            return None
+        best = max(matching, key=RoleDefinitionSpec.specificity)
+        return best if best.allowed else None
+
+    @property
+    def managed_cluster_role_name(self) -> str:
+        return f"warden-{self.name}"
+
+
+@dataclass(frozen=True)
+class GrantSpec:
+    """A grant in force: subject -> role over a scope. () in a scope field means any."""
+
+    id: int
+    role: str
+    team: str | None = None
+    person: str | None = None
+    environments: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()
+    selector: tuple[tuple[str, str], ...] = ()
+    namespaces: tuple[str, ...] = ()
+    starts_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def in_force(self, now: datetime) -> bool:
+        return (self.starts_at is None or self.starts_at <= now) and (
+            self.expires_at is None or now < self.expires_at
+        )
+
+    def reaches(self, cluster: ClusterSpec) -> bool:
+        labels = dict(cluster.labels)
+        return (
+            (not self.environments or cluster.environment in self.environments)
+            and (not self.tiers or cluster.tier in self.tiers)
+            and (not self.clusters or cluster.name in self.clusters)
+            and all(labels.get(key) == value for key, value in self.selector)
+        )
+
+
+@dataclass(frozen=True)
+class DirectorySnapshot:
+    """Active people, and each team's active (effective) members, by name."""
+
+    team_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    active_people: frozenset[str] = frozenset()
+    active_teams: frozenset[str] = frozenset()
+
+
+ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
+
+
+@dataclass
+class DesiredState:
+    """The objects one cluster must hold, and why some grants could not be put in force."""
+
+    objects: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
+    # grant id -> keys of the bindings that carry it
+    carriers: dict[int, set[ObjectKey]] = field(default_factory=lambda: defaultdict(set))
+    # grant id -> why it is not (fully) in force here
+    pending: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+
+def compile_cluster(
+    cluster: ClusterSpec,
+    grants: Iterable[GrantSpec],
+    roles: Mapping[str, RoleSpec],
+    directory: DirectorySnapshot,
+    namespaces: Iterable[str],
+    now: datetime,
+) -> DesiredState:
+    """The exact RBAC objects `cluster` must hold for these grants, now."""
+    state = DesiredState()
+    existing_namespaces = sorted(set(namespaces))
+    # (role, namespace or "") -> subject -> grant ids
+    bindings: dict[tuple[str, str], dict[tuple[str, str], set[int]]] = defaultdict(
+        lambda: defaultdict(set)
+    )
+    managed_roles: set[str] = set()
+    for grant in sorted(grants, key=lambda g: g.id):
+        if not grant.in_force(now) or not grant.reaches(cluster):
+            continue
+        role = roles.get(grant.role)
+        definition = role.definition_for(cluster) if role else None
+        if role is None or definition is None:
+            state.pending[grant.id].append(
+                f"role {grant.role!r} is not available in {cluster.environment}/{cluster.tier}"
+            )
+            continue
+        subjects = _subjects(grant, cluster, directory)
+        if not subjects:
+            continue
+        targets = _binding_namespaces(grant, definition, existing_namespaces, state)
+        if targets is None:
+            continue
+        if not definition.cluster_role:
+            managed_roles.add(role.name)
+        for namespace in targets:
+            for subject in subjects:
+                bindings[(role.name, namespace)][subject].add(grant.id)
+    for role_name in sorted(managed_roles):
+        _add_managed_cluster_role(state, roles[role_name], cluster)
+    for (role_name, namespace), subjects in sorted(bindings.items()):
+        role = roles[role_name]
+        definition = role.definition_for(cluster)
+        assert definition is not None
+        cluster_role = definition.cluster_role or role.managed_cluster_role_name
+        _add_binding(state, role_name, namespace, cluster_role, subjects)
+    return state
+
+
+def _subjects(
+    grant: GrantSpec, cluster: ClusterSpec, directory: DirectorySnapshot
+) -> list[tuple[str, str]]:
+    """(kind, name) subjects for a grant on this cluster; inactive people never appear."""
+    if grant.person is not None:
+        if grant.person not in directory.active_people:
+            return []
+        return [("User", cluster.user_prefix + grant.person)]
+    if grant.team is None or grant.team not in directory.active_teams:
+        return []
+    if cluster.bind_groups:
+        return [("Group", cluster.group_prefix + grant.team)]
+    members = directory.team_members.get(grant.team, frozenset()) & directory.active_people
+    return [("User", cluster.user_prefix + username) for username in sorted(members)]
+
+
+def _binding_namespaces(
+    grant: GrantSpec,
+    definition: RoleDefinitionSpec,
+    existing: list[str],
+    state: DesiredState,
+) -> list[str] | None:
+    """Namespaces to bind in ("" = cluster-wide), or None when the grant cannot apply here."""
+    if not grant.namespaces:
+        if definition.cluster_wide and not definition.namespaces:
+            return [""]
+        if not definition.namespaces:
+            state.pending[grant.id].append("the role needs namespaces and the grant names none")
+            return None
+        chosen = [ns for ns in existing if _matches(ns, definition.namespaces)]
+    else:
+        chosen = []
+        for wanted in grant.namespaces:
+            found = [ns for ns in existing if fnmatch.fnmatchcase(ns, wanted)]
+            if not found and not _is_pattern(wanted):
+                # It may be created later; the next reconcile after that binds it.
+                state.pending[grant.id].append(f"namespace {wanted!r} does not exist yet")
+            chosen.extend(found)
+        if definition.namespaces:
+            outside = [ns for ns in chosen if not _matches(ns, definition.namespaces)]
+            for ns in outside:
+                state.pending[grant.id].append(f"the role does not reach namespace {ns!r} here")
+            chosen = [ns for ns in chosen if ns not in outside]
+    return sorted(set(chosen))
+
+
+def _matches(namespace: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in patterns)
+
+
+def _is_pattern(value: str) -> bool:
+    return any(ch in value for ch in "*?[")
+
+
+def _metadata(name: str, namespace: str, role: str, grant_ids: Iterable[int]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": name,
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY, ROLE_LABEL: role},
+        "annotations": {GRANTS_ANNOTATION: ",".join(str(i) for i in sorted(set(grant_ids)))},
+    }
+    if namespace:
+        metadata["namespace"] = namespace
+    return metadata
+
+
+def _add_managed_cluster_role(state: DesiredState, role: RoleSpec, cluster: ClusterSpec) -> None:
+    definition = role.definition_for(cluster)
+    assert definition is not None
+    name = role.managed_cluster_role_name
+    metadata = _metadata(name, "", role.name, ())
+    del metadata["annotations"]
+    state.objects[("ClusterRole", "", name)] = {
+        "apiVersion": RBAC_API,
+        "kind": "ClusterRole",
+        "metadata": metadata,
+        "rules": [normalize_rule(rule) for rule in definition.rules],
+    }
+
+
+def _add_binding(
+    state: DesiredState,
+    role: str,
+    namespace: str,
+    cluster_role: str,
+    subjects: Mapping[tuple[str, str], set[int]],
+) -> None:
+    kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+    name = f"warden-{role}"
+    grant_ids = {gid for ids in subjects.values() for gid in ids}
+    key: ObjectKey = (kind, namespace, name)
+    state.objects[key] = {
+        "apiVersion": RBAC_API,
+        "kind": kind,
+        "metadata": _metadata(name, namespace, role, grant_ids),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cluster_role},
+        "subjects": [
+            {"kind": subject_kind, "apiGroup": RBAC_GROUP, "name": subject_name}
+            for subject_kind, subject_name in sorted(subjects)
+        ],
+    }
+    for gid in grant_ids:
+        state.carriers[gid].add(key)
+
+
+def normalize_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A PolicyRule with sorted lists and no empty fields, as the API server echoes it back."""
+    out: dict[str, Any] = {}
+    for field_name in ("apiGroups", "resources", "resourceNames", "nonResourceURLs", "verbs"):
+        values = rule.get(field_name)
+        if values:
+            out[field_name] = sorted(set(values))
+    return out
