@@ -17,6 +17,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -130,11 +131,12 @@ def main() -> None:
     t0 = time.perf_counter()
     server.load(ldif)
     log(f"loaded in {time.perf_counter() - t0:.1f}s; starting slapd")
-    uri = server.start()
     try:
+        uri = server.start()
         run_bench(args, uri)
     finally:
         server.destroy()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def run_bench(args: argparse.Namespace, uri: str) -> None:
