@@ -184,11 +184,15 @@ def person_filter(config: DirectoryConfig, username: str) -> str:
 def connect(config: DirectoryConfig) -> Any:
     """An LDAP connection bound with Warden's service account; raises DirectoryUnavailable."""
     if not config.configured:
-        raise DirectoryUnavailable("No directory is configured: set LDAP_URI (e.g. ldaps://ldap:636)")
+        raise DirectoryUnavailable(
+            "No directory is configured: set LDAP_URI (e.g. ldaps://ldap:636)"
+        )
     try:
         conn = ldap.initialize(config.uri)
     except ldap.LDAPError as exc:
-        raise DirectoryUnavailable(f"LDAP_URI {config.uri!r} is not a valid LDAP URI: {_desc(exc)}") from exc
+        raise DirectoryUnavailable(
+            f"LDAP_URI {config.uri!r} is not a valid LDAP URI: {_desc(exc)}"
+        ) from exc
     apply_options(conn, config)
     try:
         if config.start_tls:
@@ -383,7 +387,9 @@ def _is_disabled(config: DirectoryConfig, attrs: dict[str, list[bytes]]) -> bool
     return value.lower() not in ("false", "0")
 
 
-def parse_person(config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]) -> DirectoryPerson | None:
+def parse_person(
+    config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]
+) -> DirectoryPerson | None:
     """A person record, or None for an entry without a username (it cannot be a subject)."""
     attrs = _lower_keys(attrs)
     username = _text(attrs, config.username_attr).strip()
@@ -400,7 +406,9 @@ def parse_person(config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]
     )
 
 
-def parse_group(config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]) -> DirectoryGroup | None:
+def parse_group(
+    config: DirectoryConfig, dn: str, attrs: dict[str, list[bytes]]
+) -> DirectoryGroup | None:
     attrs = _lower_keys(attrs)
     name = _text(attrs, config.group_name_attr).strip()
     if not name:

@@ -73,9 +73,7 @@ class LocalSlapd:
     def configure(self) -> None:
         """Write slapd.conf and an empty database folder."""
         if not Path(SLAPD).exists():
-            raise SlapdError(
-                f"{SLAPD} is not installed: run `make setup` (Debian package slapd)"
-            )
+            raise SlapdError(f"{SLAPD} is not installed: run `make setup` (Debian package slapd)")
         (self.workdir / "db").mkdir(parents=True, exist_ok=True)
         schemas = [SCHEMA_DIR / f"{name}.schema" for name in BASE_SCHEMAS]
         if self.ad_schema:
@@ -123,7 +121,7 @@ access to *
         if path is None:
             path = self.workdir / f"load-{secrets.token_hex(4)}.ldif"
             path.write_text(str(ldif), encoding="utf-8")
-        result = subprocess.run(
+        result = subprocess.run(  # noqa: S603 - fixed program, our own files
             [SLAPADD, "-q", "-f", str(self.conf_path), "-l", str(path)],
             capture_output=True,
             check=False,
@@ -134,7 +132,7 @@ access to *
     def start(self, timeout: float = 15.0) -> str:
         """Start slapd on a free loopback port; returns its URI once it answers."""
         self.port = self.port or free_port()
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - fixed program, our own files
             [SLAPD, "-d", "0", "-h", self.uri, "-f", str(self.conf_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -142,7 +140,11 @@ access to *
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
                 self.process = None
                 raise SlapdError(f"slapd exited at start: {err[-2000:]}")
             try:

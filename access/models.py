@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
-from access.choices import InactiveReason, SyncStatus, SyncTrigger
+from access.choices import (
+    Environment,
+    GrantSource,
+    InactiveReason,
+    RoleScope,
+    SyncStatus,
+    SyncTrigger,
+    Tier,
+)
 
 
 class Person(models.Model):
@@ -15,7 +26,7 @@ class Person(models.Model):
     # can come back as a new entry (a rehire): it is unique among active people only.
     dn = models.CharField(max_length=1024)
     # entryUUID (OpenLDAP) or objectGUID (AD): survives renames and moves between OUs.
-    external_id = models.CharField(max_length=64, null=True, blank=True)
+    external_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULL: unknown, not unique
     # Unique among active people only: a rehire or a new hire may reuse a leaver's username.
     username = models.CharField(max_length=255)
     email = models.CharField(max_length=254, blank=True)
@@ -65,7 +76,7 @@ class Team(models.Model):
     """A directory group; its effective members include those of nested groups."""
 
     dn = models.CharField(max_length=1024)
-    external_id = models.CharField(max_length=64, null=True, blank=True)
+    external_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 - NULL: unknown, not unique
     # The group's name (cn) as Kubernetes sees it in a group subject.
     name = models.CharField(max_length=255)
     description = models.TextField(blank=True)
@@ -123,6 +134,9 @@ class TeamNesting(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["parent", "child"], name="team_nesting_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.child_id} in {self.parent_id}"
 
 
 class DirectorySync(models.Model):
@@ -186,3 +200,106 @@ class SyncLock(models.Model):
     """A single row that a running sync holds locked, so two syncs never run at once."""
 
     name = models.CharField(max_length=32, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.Model):
+    """A named access level (viewer, developer, operator, admin) offered across the fleet."""
+
+    # Used in Kubernetes object names (warden-<name>): a DNS label.
+    name = models.SlugField(max_length=40, unique=True)
+    display_name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    # Smaller is less access: "the smallest role that allows it" is the lowest rank.
+    rank = models.PositiveSmallIntegerField(default=100)
+
+    class Meta:
+        ordering = ["rank", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoleDefinition(models.Model):
+    """What a role becomes in Kubernetes where environment and tier match (blank = any)."""
+
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="definitions")
+    environment = models.CharField(max_length=16, choices=Environment.choices, blank=True)
+    tier = models.CharField(max_length=16, choices=Tier.choices, blank=True)
+    # A built-in ClusterRole (view, edit, admin, cluster-admin); blank = Warden's own rules.
+    cluster_role = models.CharField(max_length=253, blank=True)
+    rules = models.JSONField(default=list, blank=True)
+    scope = models.CharField(max_length=16, choices=RoleScope.choices, default=RoleScope.NAMESPACES)
+    # Namespace names or patterns (team-*) the role is limited to; empty = any.
+    namespaces = models.JSONField(default=list, blank=True)
+    # False: the role does not exist here (e.g. admin in prod).
+    allowed = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["role", "environment", "tier"], name="roledefinition_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role_id} @ {self.environment or '*'}/{self.tier or '*'}"
+
+
+class GrantQuerySet(models.QuerySet["Grant"]):
+    def in_force(self, now: datetime) -> GrantQuerySet:
+        return self.filter(
+            Q(revoked_at__isnull=True),
+            Q(starts_at__isnull=True) | Q(starts_at__lte=now),
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+        )
+
+
+class Grant(models.Model):
+    """A team or person holds a role over a scope, from a standing policy or a request."""
+
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="grants"
+    )
+    person = models.ForeignKey(
+        Person, null=True, blank=True, on_delete=models.CASCADE, related_name="grants"
+    )
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="grants")
+    # Scope: each list empty = any.
+    environments = models.JSONField(default=list, blank=True)
+    tiers = models.JSONField(default=list, blank=True)
+    clusters = models.JSONField(default=list, blank=True)
+    cluster_selector = models.JSONField(default=dict, blank=True)
+    namespaces = models.JSONField(default=list, blank=True)
+    source = models.CharField(
+        max_length=16, choices=GrantSource.choices, default=GrantSource.STANDING
+    )
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+
+    objects = GrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(team__isnull=False) & Q(person__isnull=True))
+                | (Q(team__isnull=True) & Q(person__isnull=False)),
+                name="grant_one_subject",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"grant #{self.pk} {self.role_id}"

@@ -55,8 +55,12 @@ def sync_directory(
     try:
         with transaction.atomic(), _no_cyclic_gc():
             if _claim_lock():
-                DirectorySyncer(run, config, allowance).sync()
+                syncer = DirectorySyncer(run, config, allowance)
+                syncer.sync()
                 run.status = SyncStatus.SUCCEEDED
+                if syncer.changed_team_ids or syncer.changed_person_ids:
+                    teams, people = set(syncer.changed_team_ids), set(syncer.changed_person_ids)
+                    transaction.on_commit(lambda: _reconcile_for_subjects(teams, people))
             else:
                 run.status = SyncStatus.SKIPPED
     except SyncBlocked as blocked:
@@ -172,3 +176,52 @@ def _finish(run: DirectorySync, started: float) -> None:
     run.finished_at = timezone.now()
     run.duration_s = round(time.monotonic() - started, 3)
     run.save()
+
+
+# --- grants -----------------------------------------------------------------------------------
+
+
+def grant_access(
+    *,
+    role: Any,
+    team: Any = None,
+    person: Any = None,
+    actor: AbstractBaseUser | None = None,
+    reason: str = "",
+    **scope: Any,
+) -> Any:
+    """A standing grant (team or person -> role over a scope); affected clusters reconcile."""
+    from access.models import Grant
+
+    if (team is None) == (person is None):
+        raise ValidationError("A grant names exactly one team or one person.")
+    with transaction.atomic():
+        grant = Grant(role=role, team=team, person=person, created_by=actor, reason=reason, **scope)
+        grant.full_clean()
+        grant.save()
+        transaction.on_commit(lambda: _reconcile_for_grants([grant.pk]))
+    return grant
+
+
+def revoke_grant(grant: Any, *, actor: AbstractBaseUser | None = None, reason: str = "") -> Any:
+    """End a grant now; its bindings leave every cluster at the next reconcile, queued now."""
+    with transaction.atomic():
+        if grant.revoked_at is None:
+            grant.revoked_at = timezone.now()
+            grant.revoked_by = actor
+            grant.revoke_reason = reason
+            grant.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
+            transaction.on_commit(lambda: _reconcile_for_grants([grant.pk]))
+    return grant
+
+
+def _reconcile_for_subjects(team_ids: set[int], person_ids: set[int]) -> None:
+    from clusters.services import queue_reconcile_for_subjects
+
+    queue_reconcile_for_subjects(team_ids, person_ids)
+
+
+def _reconcile_for_grants(grant_ids: list[int]) -> None:
+    from clusters.services import queue_reconcile_for_grants
+
+    queue_reconcile_for_grants(grant_ids)

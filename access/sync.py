@@ -112,6 +112,9 @@ class DirectorySyncer:
         self.people = PeopleState.load()
         self.team_dn_to_id: dict[str, int] = {}
         self.stats = PageStats()
+        # Whose access may have changed: the clusters their grants reach get reconciled.
+        self.changed_team_ids: set[int] = set()
+        self.changed_person_ids: set[int] = set()
 
     # --- the whole run ----------------------------------------------------------------------
 
@@ -126,12 +129,22 @@ class DirectorySyncer:
         self.run.references_skipped = self.stats.references_skipped
         removed = sorted(self.people.active_before - self.people.seen)
         teams_gone = list(
-            Team.objects.filter(is_active=True).exclude(id__in=self.team_dn_to_id.values()).values_list("id", flat=True)
+            Team.objects.filter(is_active=True)
+            .exclude(id__in=self.team_dn_to_id.values())
+            .values_list("id", flat=True)
         )
         desired_members, desired_nesting = self._desired_membership(groups)
         existing_members = load_memberships()
         members_removed = [v[0] for k, v in existing_members.items() if k not in desired_members]
         self._check_guard(removed, teams_gone, len(members_removed), len(existing_members))
+        self.changed_person_ids.update(removed)
+        self.changed_team_ids.update(teams_gone)
+        self.changed_team_ids.update(
+            key[0] for key, value in existing_members.items() if key not in desired_members
+        )
+        self.changed_team_ids.update(
+            key[0] for key in desired_members if key not in existing_members
+        )
         self._deactivate_people(removed)
         self._apply_deferred()
         self._deactivate_teams(teams_gone)
@@ -160,6 +173,7 @@ class DirectorySyncer:
         Person.objects.bulk_create(creates, batch_size=CHUNK)
         for person in creates:
             self._remember(person)
+        self.changed_person_ids.update(p.pk for p in updates)
         if updates:
             Person.objects.bulk_update(
                 updates,
@@ -213,9 +227,16 @@ class DirectorySyncer:
         else:
             self.run.people_updated += 1
         if known is not None:
-            if known.username != entry.username and self.people.active_username_owner.get(known.username) == known.id:
+            if (
+                known.username != entry.username
+                and self.people.active_username_owner.get(known.username) == known.id
+            ):
                 del self.people.active_username_owner[known.username]
-            known.is_active, known.entry_hash, known.username = active, entry.entry_hash, entry.username
+            known.is_active, known.entry_hash, known.username = (
+                active,
+                entry.entry_hash,
+                entry.username,
+            )
         if active:
             self.people.active_username_owner[entry.username] = person.pk or -1
         return person
@@ -315,7 +336,16 @@ class DirectorySyncer:
             Team.objects.bulk_create(creates, batch_size=CHUNK)
             Team.objects.bulk_update(
                 updates,
-                ["dn", "external_id", "name", "description", "is_active", "deactivated_at", "entry_hash", "updated_at"],
+                [
+                    "dn",
+                    "external_id",
+                    "name",
+                    "description",
+                    "is_active",
+                    "deactivated_at",
+                    "entry_hash",
+                    "updated_at",
+                ],
                 batch_size=CHUNK,
             )
             self.run.teams_created += len(creates)
@@ -431,7 +461,9 @@ class DirectorySyncer:
             sample = list(
                 Person.objects.filter(id__in=removed[:SAMPLE]).values_list("username", flat=True)
             )
-            guard["people"]["sample"] = sorted(sample + self.people.newly_disabled[:SAMPLE])[:SAMPLE]
+            guard["people"]["sample"] = sorted(sample + self.people.newly_disabled[:SAMPLE])[
+                :SAMPLE
+            ]
         self.run.guard = guard
         if exceeded:
             raise SyncBlocked(
@@ -456,7 +488,9 @@ def load_memberships() -> dict[tuple[int, int], tuple[int, bool]]:
     table = Membership._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, team_id, person_id, is_direct FROM {table}")  # noqa: S608
-        return {(team, person): (pk, bool(direct)) for pk, team, person, direct in cursor.fetchall()}
+        return {
+            (team, person): (pk, bool(direct)) for pk, team, person, direct in cursor.fetchall()
+        }
 
 
 def insert_memberships(rows: list[tuple[int, int, bool]]) -> None:

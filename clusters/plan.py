@@ -46,14 +46,10 @@ def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of an object Warden decides; server-set fields are left out."""
     metadata = obj.get("metadata") or {}
     out: dict[str, Any] = {
-        "metadata": {
-            name: dict(metadata.get(name) or {}) for name in COMPARED_METADATA
-        },
+        "metadata": {name: dict(metadata.get(name) or {}) for name in COMPARED_METADATA},
     }
     if obj.get("kind") == "ClusterRole":
-        out["rules"] = sorted(
-            (normalize_rule(rule) for rule in obj.get("rules") or []), key=repr
-        )
+        out["rules"] = sorted((normalize_rule(rule) for rule in obj.get("rules") or []), key=repr)
         # A role Warden aggregates is not one it writes rules for.
         out["aggregationRule"] = obj.get("aggregationRule")
     else:

@@ -42,6 +42,18 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "warden-local-development-only-not-secret"  # noqa: S105 - DEBUG only
 
+# Fernet keys that encrypt secrets at rest (cluster credentials, service-account tokens): the
+# first encrypts, all decrypt, so a key can be rotated in (manage.py rotate_encryption_key).
+WARDEN_ENCRYPTION_KEYS = [
+    key.strip() for key in (_secret("WARDEN_ENCRYPTION_KEYS") or "").split(",") if key.strip()
+]
+if not WARDEN_ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "WARDEN_ENCRYPTION_KEYS (or WARDEN_ENCRYPTION_KEYS_FILE) must be set when DEBUG is off: "
+        'one or more Fernet keys, comma-separated, newest first. Make one with: python -c "from '
+        'cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    )
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -170,7 +182,13 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 DIRECTORY_SYNC_MINUTES = env.int("DIRECTORY_SYNC_MINUTES", default=15)
+RECONCILE_MINUTES = env.int("RECONCILE_MINUTES", default=5)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Every cluster's RBAC back to the declared state (drift repair, expiry, leavers).
+    "fleet-reconcile": {
+        "task": "clusters.tasks.reconcile_fleet_task",
+        "schedule": crontab(minute=f"*/{RECONCILE_MINUTES}"),
+    },
     # Mirror people and teams from the directory; leavers lose access one sync + reconcile later.
     "directory-sync": {
         "task": "access.tasks.sync_directory_task",

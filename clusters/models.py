@@ -1,0 +1,104 @@
+"""The cluster fleet and the record of each reconcile."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from access.choices import Environment, Tier
+from clusters.choices import ClusterState, ReconcileStatus, ReconcileTrigger
+from clusters.compiler import ClusterSpec
+from clusters.crypto import EncryptedTextField
+
+
+class Cluster(models.Model):
+    """A Kubernetes cluster whose RBAC Warden keeps equal to the declared grants."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    environment = models.CharField(max_length=16, choices=Environment.choices)
+    tier = models.CharField(max_length=16, choices=Tier.choices)
+    labels = models.JSONField(default=dict, blank=True)
+    api_url = models.URLField(max_length=500)
+    # PEM CA bundle for the API server; blank = the system trust store.
+    ca_bundle = models.TextField(blank=True)
+    # The bearer token Warden uses there, encrypted at rest.
+    token = EncryptedTextField(blank=True)
+    # Prefixes the cluster's OIDC authenticator adds to usernames and groups ("oidc:").
+    user_prefix = models.CharField(max_length=100, blank=True)
+    group_prefix = models.CharField(max_length=100, blank=True)
+    # True: bind directory groups; False: expand teams to their members as users.
+    bind_groups = models.BooleanField(default=True)
+    state = models.CharField(
+        max_length=16, choices=ClusterState.choices, default=ClusterState.ACTIVE
+    )
+    last_reconcile_at = models.DateTimeField(null=True, blank=True)
+    last_reconcile_status = models.CharField(
+        max_length=16, choices=ReconcileStatus.choices, blank=True
+    )
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["environment", "tier", "name"]
+        indexes = [models.Index(fields=["state", "environment", "tier"], name="cluster_state_env")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def spec(self) -> ClusterSpec:
+        return ClusterSpec(
+            name=self.name,
+            environment=self.environment,
+            tier=self.tier,
+            labels=tuple(sorted((str(k), str(v)) for k, v in (self.labels or {}).items())),
+            user_prefix=self.user_prefix,
+            group_prefix=self.group_prefix,
+            bind_groups=self.bind_groups,
+        )
+
+
+class ReconcileRun(models.Model):
+    """One reconcile of one cluster: what it found, wrote and cost."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="reconciles")
+    trigger = models.CharField(max_length=16, choices=ReconcileTrigger.choices)
+    status = models.CharField(
+        max_length=16, choices=ReconcileStatus.choices, default=ReconcileStatus.RUNNING
+    )
+    dry_run = models.BooleanField(default=False)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    recreated = models.PositiveIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    # Managed objects found changed or removed by someone else since the last run.
+    drift = models.PositiveIntegerField(default=0)
+    api_calls = models.PositiveIntegerField(default=0)
+    # Bindings Warden does not own that give directory people access.
+    shadow_access = models.JSONField(default=list, blank=True)
+    # grant id -> reasons it is not (fully) in force on this cluster
+    pending = models.JSONField(default=dict, blank=True)
+    # grant ids in force on this cluster after the run
+    grants_in_force = models.JSONField(default=list, blank=True)
+    # digest of each object Warden meant the cluster to hold: tells drift from intent changes
+    desired_digests = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["cluster", "-started_at"], name="reconcile_cluster_time")]
+
+    def __str__(self) -> str:
+        return f"reconcile #{self.pk} {self.cluster_id} {self.status}"
+
+
+class ClusterLock(models.Model):
+    """One row per cluster, held locked by the worker reconciling it (survives crashes)."""
+
+    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, related_name="lock")
+
+    def __str__(self) -> str:
+        return f"lock of cluster {self.cluster_id}"

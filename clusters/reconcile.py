@@ -1,0 +1,258 @@
+"""The reconciler: list what a cluster holds, diff against the compiled desired state, apply.
+
+A cluster with no drift costs one LIST per managed kind (plus one of namespaces when a grant
+names namespaces) and no writes. Kubernetes' rules are honoured: roleRef is immutable (delete +
+create), updates carry resourceVersion (409 -> re-read and retry), 429/5xx back off in the
+k8s door. Only objects carrying Warden's managed-by label are ever listed, so nothing Warden
+does not own is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from clusters.compiler import (
+    MANAGED_SELECTOR,
+    ClusterSpec,
+    DesiredState,
+    DirectorySnapshot,
+    GrantSpec,
+    ObjectKey,
+    RoleSpec,
+    compile_cluster,
+)
+from clusters.k8s import KubeClient, KubeError
+from clusters.plan import Plan, diff, object_key
+
+logger = logging.getLogger(__name__)
+MANAGED_KINDS = ("ClusterRole", "ClusterRoleBinding", "RoleBinding")
+CONFLICT_RETRIES = 3
+
+
+@dataclass
+class Inputs:
+    """Everything the compiler needs for one cluster."""
+
+    grants: list[GrantSpec]
+    roles: Mapping[str, RoleSpec]
+    directory: DirectorySnapshot
+    now: datetime
+
+
+@dataclass
+class Outcome:
+    """What one reconcile found and did."""
+
+    plan: Plan
+    desired: DesiredState
+    created: int = 0
+    updated: int = 0
+    recreated: int = 0
+    deleted: int = 0
+    drift: int = 0
+    api_calls: int = 0
+    errors: list[str] = field(default_factory=list)
+    desired_digests: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def in_force(self) -> list[int]:
+        return sorted(self.desired.carriers)
+
+
+def digest(obj: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def key_text(key: ObjectKey) -> str:
+    return "/".join(key)
+
+
+def needs_namespaces(cluster: ClusterSpec, inputs: Inputs) -> bool:
+    for grant in inputs.grants:
+        if not grant.reaches(cluster):
+            continue
+        role = inputs.roles.get(grant.role)
+        definition = role.definition_for(cluster) if role else None
+        if grant.namespaces or (definition is not None and definition.namespaces):
+            return True
+    return False
+
+
+def read_actual(client: KubeClient) -> dict[ObjectKey, dict[str, Any]]:
+    actual: dict[ObjectKey, dict[str, Any]] = {}
+    for kind in MANAGED_KINDS:
+        for obj in client.list(kind, label_selector=MANAGED_SELECTOR):
+            obj.setdefault("kind", kind)
+            actual[object_key(obj)] = obj
+    return actual
+
+
+def reconcile(
+    cluster: ClusterSpec,
+    client: KubeClient,
+    inputs: Inputs,
+    last_desired: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+) -> Outcome:
+    """Make the cluster hold exactly the compiled state; dry_run only computes the plan."""
+    calls_before = client.calls
+    namespaces: list[str] = []
+    if needs_namespaces(cluster, inputs):
+        namespaces = [ns["metadata"]["name"] for ns in client.list("Namespace")]
+    actual = read_actual(client)
+    desired = compile_cluster(
+        cluster, inputs.grants, inputs.roles, inputs.directory, namespaces, inputs.now
+    )
+    plan = diff(desired.objects, actual)
+    outcome = Outcome(plan=plan, desired=desired)
+    outcome.desired_digests = {key_text(k): digest(v) for k, v in desired.objects.items()}
+    outcome.drift = count_drift(plan, desired.objects, last_desired or {})
+    if not dry_run and not plan.empty:
+        apply(client, plan, actual, outcome)
+    outcome.api_calls = client.calls - calls_before
+    return outcome
+
+
+def count_drift(
+    plan: Plan, desired: Mapping[ObjectKey, Mapping[str, Any]], last_desired: Mapping[str, str]
+) -> int:
+    """Changes the cluster needs although Warden's intent did not change: someone else's edit."""
+    drift = 0
+    for obj in (*plan.create, *plan.update, *plan.recreate):
+        key = object_key(obj)
+        if last_desired.get(key_text(key)) == digest(desired[key]):
+            drift += 1
+    # A managed object Warden never meant to hold (copied by hand, or left from a lost delete).
+    drift += sum(1 for key in plan.delete if key_text(key) not in last_desired)
+    return drift
+
+
+def apply(
+    client: KubeClient, plan: Plan, actual: Mapping[ObjectKey, Mapping[str, Any]], outcome: Outcome
+) -> None:
+    """Write the plan; one object's failure is recorded and the rest still go through."""
+    for key in plan.delete:
+        if _guard(outcome, key, lambda key=key: _delete(client, key, actual[key])):
+            outcome.deleted += 1
+    for obj in plan.recreate:
+        key = object_key(obj)
+        if _guard(outcome, key, lambda obj=obj, key=key: _recreate(client, obj, actual[key])):
+            outcome.recreated += 1
+    for obj in plan.update:
+        key = object_key(obj)
+        if _guard(outcome, key, lambda obj=obj: _update(client, obj)):
+            outcome.updated += 1
+    for obj in plan.create:
+        key = object_key(obj)
+        if _guard(outcome, key, lambda obj=obj: _create(client, obj)):
+            outcome.created += 1
+
+
+def _guard(outcome: Outcome, key: ObjectKey, action: Any) -> bool:
+    try:
+        action()
+        return True
+    except KubeError as exc:
+        outcome.errors.append(f"{key_text(key)}: {exc}")
+        return False
+
+
+def _delete(client: KubeClient, key: ObjectKey, have: Mapping[str, Any]) -> None:
+    kind, namespace, name = key
+    try:
+        client.delete(kind, name, namespace, resource_version=_rv(have))
+    except KubeError as exc:
+        if exc.status == 404:
+            return  # already gone: the goal is reached
+        if exc.status == 409:
+            # Changed since we listed it; it still carries our label, so it is still ours.
+            client.delete(kind, name, namespace)
+            return
+        raise
+
+
+def _create(client: KubeClient, obj: Mapping[str, Any]) -> None:
+    try:
+        client.create(obj)
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+        # Created meanwhile (another worker, or by hand without our label): converge on ours,
+        # but only if it is ours to change.
+        _update(client, obj)
+
+
+def _update(client: KubeClient, obj: Mapping[str, Any]) -> None:
+    kind = obj["kind"]
+    meta = obj["metadata"]
+    for attempt in range(CONFLICT_RETRIES):
+        current = client.get(kind, meta["name"], meta.get("namespace", ""))
+        if not _owned(current):
+            raise KubeError(
+                409,
+                "NotOwned",
+                f"{kind} {meta['name']!r} exists and is not managed by Warden; it was left alone",
+            )
+        if current.get("roleRef") and obj.get("roleRef") and current["roleRef"] != obj["roleRef"]:
+            _recreate(client, obj, current)
+            return
+        body = dict(obj)
+        body["metadata"] = {**meta, "resourceVersion": _rv(current)}
+        try:
+            client.replace(body)
+            return
+        except KubeError as exc:
+            if exc.status != 409 or attempt == CONFLICT_RETRIES - 1:
+                raise
+
+
+def _recreate(client: KubeClient, obj: Mapping[str, Any], have: Mapping[str, Any]) -> None:
+    kind = obj["kind"]
+    meta = obj["metadata"]
+    _delete(client, (kind, meta.get("namespace", ""), meta["name"]), have)
+    client.create(obj)
+
+
+def _owned(obj: Mapping[str, Any]) -> bool:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    key, _, value = MANAGED_SELECTOR.partition("=")
+    return labels.get(key) == value
+
+
+def _rv(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def shadow_access(
+    client: KubeClient, subjects_of_interest: Iterable[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """Bindings Warden does not own that name directory people or teams (reported only)."""
+    wanted = set(subjects_of_interest)
+    found: list[dict[str, Any]] = []
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        for obj in client.list(kind):
+            if _owned(obj):
+                continue
+            meta = obj.get("metadata") or {}
+            hits = sorted(
+                f"{s.get('kind')}:{s.get('name')}"
+                for s in obj.get("subjects") or []
+                if (s.get("kind"), s.get("name")) in wanted
+            )
+            if hits:
+                found.append(
+                    {
+                        "kind": kind,
+                        "namespace": meta.get("namespace", ""),
+                        "name": meta.get("name"),
+                        "role": (obj.get("roleRef") or {}).get("name"),
+                        "subjects": hits,
+                    }
+                )
+    return found

@@ -1,0 +1,32 @@
+"""Celery tasks of the machine side: thin callers of clusters.services, fanned out per cluster."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from clusters import services
+from clusters.choices import ClusterState, ReconcileTrigger
+from clusters.models import Cluster
+
+
+@shared_task(
+    name="clusters.tasks.reconcile_cluster_task",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def reconcile_cluster_task(cluster_id: int, trigger: str = ReconcileTrigger.SCHEDULE) -> int | None:
+    """Reconcile one cluster. Safe to run twice at once: the second finds the lock held."""
+    run = services.reconcile_cluster(cluster_id, trigger=trigger)
+    return run.pk if run else None
+
+
+@shared_task(name="clusters.tasks.reconcile_fleet_task", acks_late=True)
+def reconcile_fleet_task(trigger: str = ReconcileTrigger.SCHEDULE) -> int:
+    """Fan out one reconcile task per cluster that is not retired; returns how many."""
+    ids = list(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
+    for cluster_id in ids:
+        reconcile_cluster_task.delay(cluster_id, trigger)
+    return len(ids)
