@@ -148,7 +148,9 @@ def run_bench(args: argparse.Namespace, uri: str) -> None:
 
     settings.DATABASES["default"].setdefault("TEST", {})
     if connection.vendor == "sqlite":
-        settings.DATABASES["default"]["TEST"]["NAME"] = str(Path(os.environ["WARDEN_VAR_DIR"]) / "bench.sqlite3")
+        settings.DATABASES["default"]["TEST"]["NAME"] = str(
+            Path(os.environ["WARDEN_VAR_DIR"]) / "bench.sqlite3"
+        )
     log(f"creating a fresh {connection.vendor} database")
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:

@@ -23,7 +23,12 @@ from clusters.plan import diff
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 PROD = ClusterSpec(
-    "prod-eu-1", "prod", "tier-0", labels=(("region", "eu"),), user_prefix="oidc:", group_prefix="oidc:"
+    "prod-eu-1",
+    "prod",
+    "tier-0",
+    labels=(("region", "eu"),),
+    user_prefix="oidc:",
+    group_prefix="oidc:",
 )
 DEV = ClusterSpec("dev-1", "dev", "tier-3", labels=(("region", "us"),))
 ROLES = {
@@ -46,7 +51,13 @@ ROLES = {
         "log-reader",
         (
             RoleDefinitionSpec(
-                rules=({"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},),
+                rules=(
+                    {
+                        "apiGroups": [""],
+                        "resources": ["pods", "pods/log"],
+                        "verbs": ["get", "list"],
+                    },
+                ),
                 namespaces=("team-*",),
             ),
         ),
@@ -182,11 +193,15 @@ grant_strategy = st.builds(
     environments=st.sampled_from([(), ("dev",), ("prod",)]),
     namespaces=st.sampled_from([(), ("payments",), ("team-*",), ("missing", "default")]),
 )
-cluster_strategy = st.sampled_from([PROD, DEV, ClusterSpec("x", "staging", "tier-2", bind_groups=False)])
+cluster_strategy = st.sampled_from(
+    [PROD, DEV, ClusterSpec("x", "staging", "tier-2", bind_groups=False)]
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(grants=st.lists(grant_strategy, max_size=12, unique_by=lambda g: g.id), cluster=cluster_strategy)
+@given(
+    grants=st.lists(grant_strategy, max_size=12, unique_by=lambda g: g.id), cluster=cluster_strategy
+)
 def test_output_depends_only_on_the_inputs(grants, cluster):
     shuffled = grants[:]
     random.Random(len(grants)).shuffle(shuffled)
@@ -202,7 +217,9 @@ def test_output_depends_only_on_the_inputs(grants, cluster):
     before=st.lists(grant_strategy, max_size=12, unique_by=lambda g: g.id),
     cluster=cluster_strategy,
 )
-def test_applying_a_plan_reaches_the_desired_state_and_a_second_plan_is_empty(grants, before, cluster):
+def test_applying_a_plan_reaches_the_desired_state_and_a_second_plan_is_empty(
+    grants, before, cluster
+):
     desired = compile_(cluster, grants).objects
     actual = copy.deepcopy(compile_(cluster, before).objects)
 
