@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.fixtures.slapd",
+    "tests.fixtures.kubesim",
 ]
