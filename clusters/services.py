@@ -240,3 +240,47 @@ def queue_reconcile_for_subjects(team_ids: Iterable[int], person_ids: Iterable[i
         Q(team_id__in=team_ids) | Q(person_id__in=person_ids)
     )
     return queue_reconcile_for_grants(grants.values_list("id", flat=True))
+
+
+def register_cluster(
+    *,
+    name: str,
+    environment: str,
+    tier: str,
+    api_url: str,
+    token: str,
+    ca_bundle: str = "",
+    labels: dict[str, str] | None = None,
+    user_prefix: str = "",
+    group_prefix: str = "",
+    bind_groups: bool = True,
+    check: bool = True,
+) -> Cluster:
+    """Register (or update) a cluster after checking Warden can manage RBAC there."""
+    from django.core.exceptions import ValidationError
+
+    if check:
+        problems = check_access(Endpoint(api_url=api_url, token=token, ca_pem=ca_bundle))
+        if problems:
+            raise ValidationError(problems)
+    with transaction.atomic():
+        cluster = Cluster.objects.filter(name=name).first() or Cluster(name=name)
+        if cluster.state == ClusterState.RETIRED:
+            raise ValidationError(f"Cluster {name!r} was retired; pick another name")
+        cluster.environment, cluster.tier = environment, tier
+        cluster.api_url, cluster.token, cluster.ca_bundle = api_url, token, ca_bundle
+        cluster.labels = labels or {}
+        cluster.user_prefix, cluster.group_prefix = user_prefix, group_prefix
+        cluster.bind_groups = bind_groups
+        cluster.full_clean()
+        cluster.save()
+        ClusterLock.objects.get_or_create(cluster=cluster)
+        cluster_id = cluster.pk
+        transaction.on_commit(lambda: _queue_one(cluster_id))
+    return cluster
+
+
+def _queue_one(cluster_id: int) -> None:
+    from clusters.tasks import reconcile_cluster_task
+
+    reconcile_cluster_task.delay(cluster_id, ReconcileTrigger.CHANGE)
