@@ -13,7 +13,13 @@ from django.utils import timezone
 from access.models import Grant, Membership, Person, Role, Team
 from clusters import k8s
 from clusters.choices import ClusterState, ReconcileStatus, ReconcileTrigger
-from clusters.compiler import DirectorySnapshot, GrantSpec, RoleDefinitionSpec, RoleSpec
+from clusters.compiler import (
+    DesiredState,
+    DirectorySnapshot,
+    GrantSpec,
+    RoleDefinitionSpec,
+    RoleSpec,
+)
 from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.models import Cluster, ClusterLock, ReconcileRun
 from clusters.reconcile import Inputs, Outcome, reconcile
@@ -284,3 +290,53 @@ def _queue_one(cluster_id: int) -> None:
     from clusters.tasks import reconcile_cluster_task
 
     reconcile_cluster_task.delay(cluster_id, ReconcileTrigger.CHANGE)
+
+
+def retire_cluster(cluster: Cluster, *, remove_owned: bool = True) -> ReconcileRun | None:
+    """Retire a cluster; first remove every object Warden owns there, if asked and reachable.
+
+    When removal fails the cluster is not retired, so nothing Warden wrote is left behind
+    unnoticed; retire with remove_owned=False to give it up as it is.
+    """
+    from django.core.exceptions import ValidationError
+
+    run = None
+    if remove_owned:
+        with transaction.atomic():
+            ClusterLock.objects.get_or_create(cluster=cluster)
+            ClusterLock.objects.select_for_update().filter(cluster=cluster).first()
+            run = _remove_owned(cluster)
+        if run.status != ReconcileStatus.SUCCEEDED:
+            raise ValidationError(
+                f"Could not remove Warden's objects from {cluster.name}: {run.error}. Retire "
+                "without removing them, or fix the cluster's access first."
+            )
+    cluster.state = ClusterState.RETIRED
+    cluster.retired_at = timezone.now()
+    cluster.save(update_fields=["state", "retired_at", "updated_at"])
+    return run
+
+
+def _remove_owned(cluster: Cluster) -> ReconcileRun:
+    from clusters.plan import Plan
+    from clusters.reconcile import Outcome, apply, read_actual
+
+    started = time.monotonic()
+    run = ReconcileRun(cluster=cluster, trigger=ReconcileTrigger.RETIRE)
+    client = k8s.client_for(endpoint_for(cluster))
+    calls_before = client.calls
+    try:
+        actual = read_actual(client)
+        plan = Plan(delete=sorted(actual))
+        outcome = Outcome(plan=plan, desired=DesiredState())
+        apply(client, plan, actual, outcome)
+        run.deleted = outcome.deleted
+        run.status = ReconcileStatus.FAILED if outcome.errors else ReconcileStatus.SUCCEEDED
+        run.error = "\n".join(outcome.errors[:20])
+    except KubeError as exc:
+        run.status, run.error = ReconcileStatus.FAILED, str(exc)
+    run.api_calls = client.calls - calls_before
+    run.finished_at = timezone.now()
+    run.duration_s = round(time.monotonic() - started, 3)
+    run.save()
+    return run

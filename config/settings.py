@@ -157,6 +157,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+# Without collectstatic (local use, tests) WhiteNoise serves straight from static/.
+WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
 # --- Celery -----------------------------------------------------------------------------------
 # With no CELERY_BROKER_URL the broker is a folder under var/ (kombu's filesystem transport): the

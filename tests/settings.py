@@ -14,6 +14,7 @@ os.environ.setdefault("WARDEN_VAR_DIR", "/tmp/warden-test-var")
 from config.settings import *  # noqa: E402,F403
 
 DEBUG = False
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
 # Tasks run where they are queued, unless a test starts real workers against the broker.
 CELERY_TASK_ALWAYS_EAGER = True
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,91 @@
+"""Admin site for operators. Directory data is read-only here: the directory is the truth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from access.models import DirectorySync, Grant, Membership, Person, Role, RoleDefinition, Team
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Person)
+class PersonAdmin(ReadOnlyAdmin):
+    list_display = [
+        "username",
+        "display_name",
+        "email",
+        "is_active",
+        "inactive_reason",
+        "deactivated_at",
+    ]
+    list_filter = ["is_active", "inactive_reason"]
+    search_fields = ["username", "display_name", "email", "dn"]
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    fields = ["person", "is_direct"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Team)
+class TeamAdmin(ReadOnlyAdmin):
+    list_display = ["name", "dn", "is_active"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "dn", "description"]
+    inlines = [MembershipInline]
+
+
+@admin.register(DirectorySync)
+class DirectorySyncAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "started_at",
+        "trigger",
+        "status",
+        "duration_s",
+        "people_seen",
+        "people_created",
+        "people_deactivated",
+        "memberships_added",
+        "memberships_removed",
+    ]
+    list_filter = ["status", "trigger"]
+
+
+class RoleDefinitionInline(admin.TabularInline):
+    model = RoleDefinition
+    extra = 0
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    list_display = ["name", "display_name", "rank"]
+    inlines = [RoleDefinitionInline]
+
+
+@admin.register(Grant)
+class GrantAdmin(admin.ModelAdmin):
+    list_display = ["id", "role", "team", "person", "source", "expires_at", "revoked_at"]
+    list_filter = ["source", "role"]
+    raw_id_fields = ["team", "person"]
+    readonly_fields = ["created_by", "created_at", "revoked_by"]

@@ -1,0 +1,119 @@
+"""Liveness and the operators' health page: database, broker, directory, last sync."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from access import services
+from access.choices import SyncStatus
+from access.models import DirectorySync, Person
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client):
+    user = get_user_model().objects.create_user("olivia", is_staff=True)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def developer(client):
+    user = get_user_model().objects.create_user("dev")
+    client.force_login(user)
+    return user
+
+
+def test_healthz_answers_without_login_or_database(client):
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/healthz")
+    assert response.status_code == 200 and response.content == b"ok"
+    assert len(queries) == 0
+
+
+def test_the_health_page_reports_every_dependency(client, operator, directory, settings):
+    directory.add_person("alice")
+    services.sync_directory()
+
+    state = client.get(reverse("health") + "?format=json").json()
+
+    assert state["checks"]["database"]["ok"]
+    assert state["checks"]["directory"]["ok"]
+    assert state["checks"]["broker"]["ok"], state["checks"]["broker"]
+    assert state["checks"]["broker"]["transport"] == settings.CELERY_BROKER_URL.split("://")[0]
+    assert state["last_sync"]["status"] == SyncStatus.SUCCEEDED
+    assert state["ok"]
+
+
+def test_a_down_broker_and_directory_are_reported_without_secrets(
+    client, operator, directory, settings
+):
+    settings.CELERY_BROKER_URL = "redis://:broker-secret@127.0.0.1:1/0"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    settings.WARDEN_DIRECTORY = directory.settings(URI="ldap://127.0.0.1:9")
+
+    response = client.get(reverse("health") + "?format=json")
+
+    state = response.json()
+    assert not state["ok"]
+    assert not state["checks"]["broker"]["ok"]
+    assert not state["checks"]["directory"]["ok"]
+    assert "does not answer" in state["checks"]["directory"]["error"]
+    assert "broker-secret" not in response.content.decode()
+    assert "service-secret" not in response.content.decode()
+
+
+def test_people_who_are_not_operators_cannot_see_health(client, developer):
+    assert client.get(reverse("health")).status_code == 403
+
+
+def test_a_blocked_sync_is_shown_and_an_operator_confirms_it(client, operator, directory, settings):
+    for i in range(4):
+        directory.add_person(f"user{i}")
+    services.sync_directory()
+    settings.WARDEN_DIRECTORY = directory.settings(MAX_DEACTIVATE_SHARE=0.1)
+    directory.delete_person("user0")
+    blocked = services.sync_directory()
+    assert blocked.status == SyncStatus.BLOCKED
+
+    page = client.get(reverse("health")).content.decode()
+    assert "Confirm this sync" in page and "user0" in page
+
+    client.post(reverse("confirm-sync", args=[blocked.pk]))
+
+    assert not Person.objects.get(username="user0").is_active
+    assert DirectorySync.objects.filter(confirms=blocked, status=SyncStatus.SUCCEEDED).exists()
+
+
+def test_only_operators_confirm_and_only_by_post_with_csrf(directory, settings):
+    from django.test import Client
+
+    for i in range(4):
+        directory.add_person(f"user{i}")
+    services.sync_directory()
+    settings.WARDEN_DIRECTORY = directory.settings(MAX_DEACTIVATE_SHARE=0.1)
+    directory.delete_person("user0")
+    blocked = services.sync_directory()
+    url = reverse("confirm-sync", args=[blocked.pk])
+
+    dev_client = Client()
+    dev_client.force_login(get_user_model().objects.create_user("dev"))
+    assert dev_client.post(url).status_code == 403
+
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(get_user_model().objects.create_user("op", is_staff=True))
+    assert csrf_client.get(url).status_code == 405
+    assert csrf_client.post(url).status_code == 403  # no CSRF token
+    assert Person.objects.get(username="user0").is_active
+
+
+def test_sync_now_queues_a_sync(client, operator, directory, django_capture_on_commit_callbacks):
+    directory.add_person("alice")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("sync-now"))
+    assert DirectorySync.objects.filter(trigger="operator", status=SyncStatus.SUCCEEDED).exists()

@@ -1,0 +1,157 @@
+"""Logging in with a directory password, against a real slapd, through the real login form."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.urls import reverse
+
+from access import services
+from access.models import Person
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    cache.clear()
+
+
+def login(client, username, password):
+    return client.post(reverse("login"), {"username": username, "password": password})
+
+
+def test_a_person_logs_in_with_the_directory_password_and_is_linked(client, directory):
+    directory.add_person("alice", password="wonderland", display_name="Alice Liddell")
+    directory.add_group("payments", people=["alice"])
+    services.sync_directory()
+
+    response = login(client, "alice", "wonderland")
+
+    assert response.status_code == 302
+    user = get_user_model().objects.get(username="alice")
+    assert Person.objects.get(username="alice").user == user
+    home = client.get(reverse("home"))
+    assert "Alice Liddell" in home.content.decode()
+    assert "payments" in home.content.decode()
+
+
+def test_a_first_login_before_any_sync_creates_the_person(client, directory):
+    directory.add_person("bob", password="builder")
+
+    assert login(client, "bob", "builder").status_code == 302
+    assert Person.objects.get(username="bob").is_active
+
+
+def test_a_wrong_password_is_refused(client, directory):
+    directory.add_person("alice", password="wonderland")
+
+    response = login(client, "alice", "looking-glass")
+
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_an_empty_password_is_refused_before_any_bind(client, directory):
+    directory.add_person("alice", password="wonderland")
+    response = client.post(reverse("login"), {"username": "alice", "password": ""})
+    assert "_auth_user_id" not in client.session
+    assert response.status_code == 200
+
+
+def test_a_locked_openldap_account_cannot_log_in(client, directory):
+    directory.add_person("mallory", password="secret", disabled=True)
+    login(client, "mallory", "secret")
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_disabled_ad_account_cannot_log_in(client, ad_directory):
+    # slapd does not know AD's disabled bit, so the bind succeeds: Warden must refuse it
+    ad_directory.add_person("mallory", password="secret", disabled=True)
+
+    response = login(client, "mallory", "secret")
+
+    assert "_auth_user_id" not in client.session
+    assert "disabled in the company directory" in response.content.decode()
+
+
+def test_an_ad_account_logs_in_with_its_sam_account_name(client, ad_directory):
+    ad_directory.add_person("alice", password="wonderland")
+    assert login(client, "alice", "wonderland").status_code == 302
+
+
+def test_a_person_warden_holds_as_inactive_cannot_log_in(client, directory):
+    directory.add_person("alice", password="wonderland")
+    services.sync_directory()
+    Person.objects.filter(username="alice").update(is_active=False)
+
+    response = login(client, "alice", "wonderland")
+
+    assert "_auth_user_id" not in client.session
+    assert "inactive" in response.content.decode()
+
+
+def test_when_the_directory_is_down_the_page_says_so_without_secrets(client, directory, settings):
+    settings.WARDEN_DIRECTORY = directory.settings(URI="ldap://127.0.0.1:9")
+
+    response = login(client, "alice", "wonderland")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "directory is not answering" in page
+    assert "service-secret" not in page and "Traceback" not in page
+
+
+@pytest.mark.parametrize(
+    "username", ["*", "al*", "alice)(uid=*", "alice\\", "(uid=alice)", "alice\x00"]
+)
+def test_filter_characters_in_a_username_match_nobody_else(client, directory, username):
+    directory.add_person("alice", password="wonderland")
+
+    response = login(client, username, "wonderland")
+
+    assert response.status_code == 200
+    assert "_auth_user_id" not in client.session
+
+
+def test_repeated_failures_are_throttled(client, directory):
+    directory.add_person("alice", password="wonderland")
+    for _ in range(5):
+        login(client, "alice", "nope")
+
+    response = login(client, "alice", "wonderland")
+
+    assert "Too many failed attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_members_of_the_admin_team_can_open_the_admin_site_and_others_cannot(
+    client, directory, settings
+):
+    directory.add_person("olivia", password="operator-pw")
+    directory.add_person("dev", password="dev-pw")
+    directory.add_group("warden-admins", people=["olivia"])
+    settings.WARDEN_DIRECTORY = directory.settings(ADMIN_TEAMS=["warden-admins"])
+    services.sync_directory()
+
+    login(client, "dev", "dev-pw")
+    assert client.get("/admin/").status_code == 302  # sent to the admin login
+    client.post(reverse("logout"))
+
+    login(client, "olivia", "operator-pw")
+    assert client.get("/admin/").status_code == 200
+
+
+def test_logout_needs_a_post(client, directory):
+    directory.add_person("alice", password="wonderland")
+    login(client, "alice", "wonderland")
+    assert client.get(reverse("logout")).status_code == 405
+    client.post(reverse("logout"))
+    assert "_auth_user_id" not in client.session
+
+
+def test_pages_need_a_login(client):
+    response = client.get(reverse("home"))
+    assert response.status_code == 302 and reverse("login") in response["Location"]
