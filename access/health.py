@@ -48,6 +48,7 @@ def last_sync_state() -> dict[str, Any] | None:
     return {
         "id": run.pk,
         "status": run.status,
+        "trigger": run.trigger,
         "started_at": run.started_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "duration_s": run.duration_s,

@@ -11,7 +11,7 @@ import os
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("WARDEN_VAR_DIR", "/tmp/warden-test-var")
 
-from config.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: F403
 
 DEBUG = False
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -1,0 +1,83 @@
+"""The demo directory `make run` serves from a real slapd: a small company, shaped like OpenLDAP.
+
+Every demo person's password is `demo-<username>`, so a new user can log in as anyone.
+"""
+
+from __future__ import annotations
+
+from access.localslapd import base_ldif, ssha
+
+SUFFIX = "dc=demo,dc=warden"
+SERVICE_DN = f"cn=warden,ou=services,{SUFFIX}"
+SERVICE_PASSWORD = "demo-service-password"  # noqa: S105 - the demo's own throwaway directory
+
+# username, display name
+PEOPLE = [
+    ("alice", "Alice Adams"),
+    ("bob", "Bob Brown"),
+    ("carol", "Carol Chen"),
+    ("dave", "Dave Diaz"),
+    ("erin", "Erin Evans"),
+    ("frank", "Frank Fischer"),
+    ("grace", "Grace Green"),
+    ("heidi", "Heidi Hall"),
+    ("ivan", "Ivan Ito"),
+    ("judy", "Judy Jones"),
+    ("olivia", "Olivia Ortiz"),
+    ("peggy", "Peggy Park"),
+]
+DISABLED = ["mallory"]
+# team, members, nested teams
+TEAMS = [
+    ("payments", ["alice", "bob", "mallory"], []),
+    ("checkout", ["carol", "dave"], []),
+    ("sre", ["erin", "frank"], []),
+    ("platform", ["grace"], ["sre"]),
+    ("engineering", ["heidi", "ivan"], ["payments", "checkout", "platform"]),
+    ("approvers", ["judy", "peggy"], []),
+    ("warden-admins", ["olivia"], []),
+]
+ADMIN_TEAMS = ["warden-admins"]
+
+
+def password_for(username: str) -> str:
+    return f"demo-{username}"
+
+
+def demo_ldif() -> str:
+    parts = [base_ldif(SUFFIX, SERVICE_DN, SERVICE_PASSWORD)]
+    for username, name in [*PEOPLE, *[(u, u.title()) for u in DISABLED]]:
+        given, _, family = name.partition(" ")
+        entry = [
+            f"dn: uid={username},ou=people,{SUFFIX}",
+            "objectClass: inetOrgPerson",
+            f"uid: {username}",
+            f"cn: {name}",
+            f"sn: {family or given}",
+            f"givenName: {given}",
+            f"displayName: {name}",
+            f"mail: {username}@demo.example",
+            f"userPassword: {ssha(password_for(username))}",
+        ]
+        if username in DISABLED:
+            entry.append("pwdAccountLockedTime: 000001010000Z")
+        parts.append("\n".join(entry) + "\n")
+    for team, members, nested in TEAMS:
+        lines = [f"dn: cn={team},ou=groups,{SUFFIX}", "objectClass: groupOfNames", f"cn: {team}"]
+        lines += [f"member: uid={m},ou=people,{SUFFIX}" for m in members]
+        lines += [f"member: cn={t},ou=groups,{SUFFIX}" for t in nested]
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def environment(uri: str) -> dict[str, str]:
+    """The settings (as environment variables) that point Warden at the demo directory."""
+    return {
+        "LDAP_URI": uri,
+        "LDAP_BIND_DN": SERVICE_DN,
+        "LDAP_BIND_PASSWORD": SERVICE_PASSWORD,
+        "LDAP_SCHEMA": "openldap",
+        "LDAP_USER_BASE_DN": f"ou=people,{SUFFIX}",
+        "LDAP_GROUP_BASE_DN": f"ou=groups,{SUFFIX}",
+        "WARDEN_ADMIN_TEAMS": ",".join(ADMIN_TEAMS),
+    }
