@@ -155,3 +155,16 @@ def test_logout_needs_a_post(client, directory):
 def test_pages_need_a_login(client):
     response = client.get(reverse("home"))
     assert response.status_code == 302 and reverse("login") in response["Location"]
+
+
+def test_direct_bind_with_a_dn_template_logs_in(client, directory, settings):
+    directory.add_person("alice", password="wonderland")
+    settings.WARDEN_DIRECTORY = directory.settings(
+        USER_DN_TEMPLATE=f"uid=%(user)s,{directory.people_dn}"
+    )
+
+    assert login(client, "alice", "wonderland").status_code == 302
+    assert Person.objects.get(username="alice").user is not None
+    client.post(reverse("logout"))
+    login(client, "alice", "wrong")
+    assert "_auth_user_id" not in client.session
