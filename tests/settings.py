@@ -21,3 +21,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# A fixed key for the suite only (production keys come from WARDEN_ENCRYPTION_KEYS).
+WARDEN_ENCRYPTION_KEYS = ["OtSVsMAzsHnxfcSlfLjnxu19VXjB3t21RlJbIij8Pf4="]

@@ -1,0 +1,39 @@
+"""`python -m kubesim`: serve emulated clusters until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from kubesim import KubeSim
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="kubesim", description="Kubernetes API emulator")
+    parser.add_argument("--clusters", default="", help="comma-separated cluster names")
+    parser.add_argument("--count", type=int, default=0, help="start N clusters named sim-0001…")
+    parser.add_argument("--kubeconfig", default="", help="write a kubeconfig with a context each")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS with a generated CA")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    args = parser.parse_args()
+
+    sim = KubeSim(tls=args.tls, port=args.port)
+    names = [n for n in args.clusters.split(",") if n]
+    names += [f"sim-{i:04d}" for i in range(1, args.count + 1)]
+    for name in names:
+        sim.add_cluster(name).faults.latency_s = args.latency_ms / 1000
+    if args.kubeconfig and names:
+        sim.write_kubeconfig(args.kubeconfig)
+    sim.start()
+    print(f"kubesim ready on {sim.url} with {len(names)} cluster(s)", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    sim.stop()
+
+
+if __name__ == "__main__":
+    main()

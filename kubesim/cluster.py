@@ -1,0 +1,748 @@
+"""One emulated cluster: its store, users, tokens, faults, counters, and the API it serves."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import random
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from kubesim import patch as patching
+from kubesim import rbac
+from kubesim.rbac import Attributes, UserInfo
+from kubesim.store import ApiError, Kind, Store, builtin_kinds
+
+SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+
+
+class Drop(Exception):
+    """Close the connection without an answer (unreachable cluster, dropped connection)."""
+
+
+@dataclass
+class Faults:
+    """What goes wrong on this cluster, set by tests and benchmarks."""
+
+    latency_s: float = 0.0
+    error_rate: float = 0.0
+    status: int = 503
+    drop_connections: bool = False
+    unreachable: bool = False
+    throttled: int = 0
+    retry_after: int = 1
+
+    def throttle(self, n: int = 1, retry_after: int = 1) -> None:
+        """The next n requests answer 429 Too Many Requests with Retry-After."""
+        self.throttled, self.retry_after = n, retry_after
+
+    def clear(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def update(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            if name == "throttle":
+                self.throttle(int(value.get("n", 1)), int(value.get("retry_after", 1)))
+            elif name in self.__dataclass_fields__:
+                setattr(self, name, type(getattr(self, name))(value))
+            else:
+                raise ValueError(f"unknown fault {name!r}")
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SimCluster:
+    """An independent Kubernetes API: its own objects, users and version."""
+
+    name: str
+    version: str = "1.30"
+    server_url: str = ""
+    ca_cert_pem: bytes | None = None
+    admin_token: str = field(default_factory=lambda: "admin-" + secrets.token_urlsafe(24))
+    store: Store = field(default_factory=Store)
+    faults: Faults = field(default_factory=Faults)
+    counters: Counter[tuple[str, str]] = field(default_factory=Counter)
+    users: dict[str, UserInfo] = field(default_factory=dict)
+    signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    counter_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        for kind in builtin_kinds():
+            self.store.register(kind)
+        self.users[self.admin_token] = UserInfo(
+            "kubernetes-admin", ("system:masters", "system:authenticated")
+        )
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.store.create(self.store.kinds["namespaces"], "", {"metadata": {"name": ns}})
+        for role in rbac.bootstrap_cluster_roles():
+            self.store.create(self.store.kinds["clusterroles"], "", role)
+        for binding in rbac.bootstrap_cluster_role_bindings():
+            self.store.create(self.store.kinds["clusterrolebindings"], "", binding)
+        rbac.aggregate(self.store)
+        self.store.on_change.append(self._controllers)
+
+    # --- setup API --------------------------------------------------------------------------
+
+    def add_user(
+        self, name: str, token: str | None = None, groups: list[str] | tuple[str, ...] = ()
+    ) -> str:
+        token = token or f"{name}-" + secrets.token_urlsafe(16)
+        self.users[token] = UserInfo(name, (*groups, "system:authenticated"))
+        return token
+
+    def register_kind(
+        self, kind: str, plural: str, group: str, version: str, namespaced: bool = True
+    ) -> None:
+        """Serve a custom resource (e.g. Cluster API's clusters.cluster.x-k8s.io)."""
+        self.store.register(Kind(kind, plural, group, version, namespaced))
+
+    def set_unreachable(self, value: bool = True) -> None:
+        self.faults.unreachable = value
+
+    def reset_counters(self) -> None:
+        with self.counter_lock:
+            self.counters.clear()
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create an object directly, as the admin would (test setup)."""
+        kind = next(k for k in self.store.kinds.values() if k.kind == obj["kind"])
+        return self.store.create(kind, obj.get("metadata", {}).get("namespace", ""), obj)
+
+    # --- controllers ------------------------------------------------------------------------
+
+    def _controllers(self, plural: str, event: str, obj: dict[str, Any]) -> None:
+        if plural == "clusterroles":
+            rbac.aggregate(self.store)
+
+    # --- tokens -----------------------------------------------------------------------------
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        def enc(data: dict[str, Any]) -> str:
+            return (
+                base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode())
+                .rstrip(b"=")
+                .decode()
+            )
+
+        head = enc({"alg": "HS256", "kid": self.name})
+        body = enc(claims)
+        sig = hmac.new(self.signing_key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}." + base64.urlsafe_b64encode(sig).rstrip(b"=").decode()
+
+    def _verify(self, token: str) -> dict[str, Any] | None:
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None
+        sig = hmac.new(self.signing_key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(base64.urlsafe_b64encode(sig).rstrip(b"=").decode(), parts[2]):
+            return None
+        claims: dict[str, Any] = json.loads(
+            base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        )
+        return claims
+
+    def authenticate(self, token: str) -> UserInfo | None:
+        if token in self.users:
+            return self.users[token]
+        claims = self._verify(token)
+        if claims is None:
+            return None
+        if claims.get("exp") and claims["exp"] < time.time():
+            return None
+        ns, sa_name = claims["ns"], claims["sa"]
+        sa = self.store.peek("serviceaccounts", ns, sa_name)
+        if sa is None or sa["metadata"]["uid"] != claims.get("sa_uid"):
+            return None
+        bound = claims.get("secret")
+        if bound:
+            secret = self.store.peek("secrets", ns, bound["name"])
+            if secret is None or secret["metadata"]["uid"] != bound["uid"]:
+                return None  # the bound object is gone: the token is revoked
+        return UserInfo(
+            f"system:serviceaccount:{ns}:{sa_name}",
+            ("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"),
+        )
+
+    def issue_token(
+        self, namespace: str, sa_name: str, seconds: int, bound: dict[str, Any] | None
+    ) -> tuple[str, str]:
+        sa = self.store.peek("serviceaccounts", namespace, sa_name)
+        if sa is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'serviceaccounts "{sa_name}" not found',
+                {"name": sa_name, "kind": "serviceaccounts"},
+            )
+        claims: dict[str, Any] = {
+            "ns": namespace,
+            "sa": sa_name,
+            "sa_uid": sa["metadata"]["uid"],
+            "iat": int(time.time()),
+            "jti": secrets.token_hex(8),
+        }
+        if seconds:
+            claims["exp"] = int(time.time()) + seconds
+        if bound:
+            if bound.get("kind") != "Secret":
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'TokenRequest.authentication.k8s.io "{sa_name}" is invalid: spec.boundObjectRef.kind: Unsupported value: "{bound.get("kind")}"',
+                )
+            secret = self.store.peek("secrets", namespace, bound.get("name", ""))
+            if secret is None:
+                raise ApiError(
+                    404,
+                    "NotFound",
+                    f'secrets "{bound.get("name")}" not found',
+                    {"name": bound.get("name"), "kind": "secrets"},
+                )
+            if bound.get("uid") and bound["uid"] != secret["metadata"]["uid"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f"the UID in the bound object reference ({bound['uid']}) does not match the UID in record. The object might have been deleted and then recreated",
+                )
+            claims["secret"] = {
+                "name": secret["metadata"]["name"],
+                "uid": secret["metadata"]["uid"],
+            }
+        expires = time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims.get("exp", time.time() + 10 * 365 * 86400))
+        )
+        return self._sign(claims), expires
+
+    # --- request handling -------------------------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> Response:
+        faults = self.faults
+        if faults.unreachable or faults.drop_connections:
+            raise Drop()
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        self._count(method, path, params)
+        if faults.latency_s:
+            time.sleep(faults.latency_s)
+        if faults.throttled > 0:
+            faults.throttled -= 1
+            return self._error(
+                ApiError(
+                    429,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                    {"retryAfterSeconds": faults.retry_after},
+                    {"Retry-After": str(faults.retry_after)},
+                )
+            )
+        if faults.error_rate and random.random() < faults.error_rate:
+            return self._error(
+                ApiError(faults.status, "InternalError", "kubesim: injected failure")
+            )
+        try:
+            return self._route(method, path, params, headers, body)
+        except ApiError as exc:
+            return self._error(exc)
+
+    def _count(self, method: str, path: str, params: dict[str, str]) -> tuple[str, str]:
+        """Count the request as (verb, resource) — e.g. ("list", "rolebindings")."""
+        segments = [s for s in path.split("/") if s]
+        if not segments or segments[0] not in ("api", "apis"):
+            verb, resource = "get", "/" + "/".join(segments)
+        else:
+            rest = segments[2:] if segments[0] == "api" else segments[3:]
+            if rest and rest[0] == "namespaces" and len(rest) >= 3:
+                rest = rest[2:]
+            if not rest:
+                verb, resource = "get", "discovery"
+            else:
+                name = rest[1] if len(rest) > 1 else ""
+                resource = "/".join([rest[0], *rest[2:3]])
+                try:
+                    verb = _verb(method, name, params)
+                except ApiError:
+                    verb = method.lower()
+        with self.counter_lock:
+            self.counters[(verb, resource)] += 1
+        return verb, resource
+
+    @staticmethod
+    def _error(exc: ApiError) -> Response:
+        return Response(exc.code, exc.status(), exc.headers)
+
+    def _route(
+        self, method: str, path: str, params: dict[str, str], headers: dict[str, str], body: bytes
+    ) -> Response:
+        user = self._user(headers)
+        segments = [s for s in path.split("/") if s]
+        if (
+            not segments
+            or segments[0] not in ("api", "apis")
+            or (segments[0] == "apis" and len(segments) < 3)
+            or (segments[0] == "api" and len(segments) < 2)
+        ):
+            attrs = Attributes(
+                verb="get" if method == "GET" else method.lower(),
+                path=path or "/",
+                resource_request=False,
+            )
+            self._authorize(user, attrs)
+            return Response(200, self._non_resource(path))
+        group, version, rest = (
+            ("", segments[1], segments[2:])
+            if segments[0] == "api"
+            else (segments[1], segments[2], segments[3:])
+        )
+        if not rest:
+            return Response(200, self._resource_list(group, version))
+        namespace = ""
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        plural = rest[0]
+        name = rest[1] if len(rest) > 1 else ""
+        sub = "/".join(rest[2:])
+        if group in ("authorization.k8s.io", "authentication.k8s.io") and method == "POST":
+            return self._review(user, group, plural, namespace, self._json(body))
+        kind = self.store.kind_for(group, plural)
+        if kind.namespaced is False and namespace:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        verb = _verb(method, name, params)
+        self._authorize(
+            user,
+            Attributes(
+                verb=verb,
+                group=group,
+                resource=plural,
+                subresource=sub,
+                namespace=namespace or (name if plural == "namespaces" else ""),
+                name=name,
+            ),
+        )
+        dry_run = params.get("dryRun") == "All"
+        if sub == "token" and plural == "serviceaccounts" and method == "POST":
+            return self._token_request(namespace, name, self._json(body))
+        if sub:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if verb == "watch":
+            raise ApiError(405, "MethodNotAllowed", "kubesim does not serve watch")
+        if verb == "list":
+            limit = int(params.get("limit") or 0)
+            return Response(
+                200,
+                self.store.list(
+                    kind,
+                    namespace,
+                    params.get("labelSelector", ""),
+                    params.get("fieldSelector", ""),
+                    limit,
+                    params.get("continue", ""),
+                ),
+            )
+        if verb == "get":
+            return Response(200, self.store.get(kind, namespace, name))
+        if verb == "create":
+            obj = self._json(body)
+            self._check_escalation(user, kind, namespace, obj)
+            obj = self._prepare(kind, namespace, obj)
+            return Response(201, self.store.create(kind, namespace, obj, dry_run))
+        if verb == "update":
+            obj = self._json(body)
+            self._check_escalation(user, kind, namespace, obj)
+            return Response(200, self.store.update(kind, namespace, name, obj, dry_run))
+        if verb == "patch":
+            current = self.store.get(kind, namespace, name)
+            patched = patching.apply(current, body, headers.get("content-type", ""))
+            self._check_escalation(user, kind, namespace, patched)
+            return Response(200, self.store.update(kind, namespace, name, patched, dry_run))
+        if verb == "delete":
+            options = self._json(body) if body else {}
+            rv = ((options.get("preconditions") or {}).get("resourceVersion")) or ""
+            gone = self.store.delete(
+                kind, namespace, name, rv, dry_run or options.get("dryRun") == ["All"]
+            )
+            return Response(200, gone)
+        if verb == "deletecollection":
+            listed = self.store.list(
+                kind, namespace, params.get("labelSelector", ""), params.get("fieldSelector", "")
+            )
+            for item in listed["items"]:
+                self.store.delete(
+                    kind,
+                    item["metadata"].get("namespace", ""),
+                    item["metadata"]["name"],
+                    "",
+                    dry_run,
+                )
+            return Response(200, listed)
+        raise ApiError(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
+
+    # --- pieces -----------------------------------------------------------------------------
+
+    def _user(self, headers: dict[str, str]) -> UserInfo:
+        auth = headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        user = self.authenticate(token) if token else None
+        if user is None:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        target = headers.get("impersonate-user")
+        if target:
+            self._authorize(user, Attributes(verb="impersonate", resource="users", name=target))
+            groups = tuple(
+                g.strip() for g in headers.get("impersonate-group", "").split(",") if g.strip()
+            )
+            for group in groups:
+                self._authorize(user, Attributes(verb="impersonate", resource="groups", name=group))
+            return UserInfo(target, (*groups, "system:authenticated"))
+        return user
+
+    def _authorize(self, user: UserInfo, attrs: Attributes) -> None:
+        if not rbac.authorize(self.store, user, attrs):
+            raise ApiError(
+                403,
+                "Forbidden",
+                rbac.forbidden_message(user, attrs),
+                {"name": attrs.name, "group": attrs.group, "kind": attrs.resource}
+                if attrs.resource_request
+                else {},
+            )
+
+    def _check_escalation(
+        self, user: UserInfo, kind: Kind, namespace: str, obj: dict[str, Any]
+    ) -> None:
+        if user.is_master:
+            return
+        name = (obj.get("metadata") or {}).get("name", "")
+        if kind.kind in ("Role", "ClusterRole"):
+            missing = rbac.covers(self.store, user, obj.get("rules") or [], namespace)
+            if missing and not rbac.authorize(
+                self.store,
+                user,
+                Attributes(
+                    verb="escalate",
+                    group=kind.group,
+                    resource=kind.plural,
+                    namespace=namespace,
+                    name=name,
+                ),
+            ):
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{kind.qualified} "{name}" is forbidden: user "{user.name}" is attempting to grant RBAC permissions not currently held:\n'
+                    + "\n".join(missing),
+                )
+        if kind.kind in ("RoleBinding", "ClusterRoleBinding"):
+            ref = obj.get("roleRef") or {}
+            role_plural = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
+            if rbac.authorize(
+                self.store,
+                user,
+                Attributes(
+                    verb="bind",
+                    group=rbac.RBAC_GROUP,
+                    resource=role_plural,
+                    namespace=namespace,
+                    name=ref.get("name", ""),
+                ),
+            ):
+                return
+            role = self.store.peek(
+                role_plural, namespace if role_plural == "roles" else "", ref.get("name", "")
+            )
+            missing = rbac.covers(self.store, user, (role or {}).get("rules") or [], namespace)
+            if missing or role is None:
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{kind.qualified} "{name}" is forbidden: user "{user.name}" is attempting to grant RBAC permissions not currently held:\n'
+                    + "\n".join(missing),
+                )
+
+    def _prepare(self, kind: Kind, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Admission and the token controller, for what Warden relies on."""
+        if kind.kind == "Secret" and obj.get("type") == SA_TOKEN_TYPE:
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            sa_name = annotations.get("kubernetes.io/service-account.name")
+            sa = self.store.peek("serviceaccounts", namespace, sa_name or "")
+            if sa is None:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'Secret "{obj["metadata"].get("name")}" is invalid: metadata.annotations[kubernetes.io/service-account.name]: Not found',
+                )
+            token, _ = self.issue_token(namespace, sa_name, 0, None)
+            obj = copy.deepcopy(obj)
+            obj["metadata"].setdefault("annotations", {})["kubernetes.io/service-account.uid"] = sa[
+                "metadata"
+            ]["uid"]
+            obj["data"] = {
+                "token": base64.b64encode(token.encode()).decode(),
+                "namespace": base64.b64encode(namespace.encode()).decode(),
+                "ca.crt": base64.b64encode(self.ca_cert_pem or b"").decode(),
+            }
+        return obj
+
+    def _token_request(self, namespace: str, name: str, body: dict[str, Any]) -> Response:
+        spec = body.get("spec") or {}
+        seconds = int(spec.get("expirationSeconds") or 3600)
+        if seconds < 600:
+            raise ApiError(
+                422,
+                "Invalid",
+                f'TokenRequest.authentication.k8s.io "{name}" is invalid: spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less than 10 minutes',
+            )
+        token, expires = self.issue_token(namespace, name, seconds, spec.get("boundObjectRef"))
+        return Response(
+            201,
+            {
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
+                "spec": {**spec, "expirationSeconds": seconds},
+                "status": {"token": token, "expirationTimestamp": expires},
+            },
+        )
+
+    def _review(
+        self, user: UserInfo, group: str, plural: str, namespace: str, body: dict[str, Any]
+    ) -> Response:
+        spec = body.get("spec") or {}
+        out = {
+            "apiVersion": f"{group}/v1",
+            "kind": body.get("kind", ""),
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+        }
+        if plural == "tokenreviews":
+            self._authorize(user, Attributes(verb="create", group=group, resource=plural))
+            reviewed = self.authenticate(spec.get("token", ""))
+            out["status"] = (
+                {
+                    "authenticated": True,
+                    "user": {"username": reviewed.name, "groups": list(reviewed.groups)},
+                }
+                if reviewed
+                else {"authenticated": False, "error": "invalid bearer token"}
+            )
+            return Response(201, out)
+        if plural in (
+            "selfsubjectaccessreviews",
+            "subjectaccessreviews",
+            "localsubjectaccessreviews",
+        ):
+            subject = user
+            if plural != "selfsubjectaccessreviews":
+                self._authorize(
+                    user,
+                    Attributes(verb="create", group=group, resource=plural, namespace=namespace),
+                )
+                subject = UserInfo(spec.get("user", ""), tuple(spec.get("groups") or ()))
+            if spec.get("nonResourceAttributes"):
+                nra = spec["nonResourceAttributes"]
+                attrs = Attributes(
+                    verb=nra.get("verb", ""), path=nra.get("path", ""), resource_request=False
+                )
+            else:
+                ra = spec.get("resourceAttributes") or {}
+                attrs = Attributes(
+                    verb=ra.get("verb", ""),
+                    group=ra.get("group", ""),
+                    resource=ra.get("resource", ""),
+                    subresource=ra.get("subresource", ""),
+                    namespace=ra.get("namespace", "") or namespace,
+                    name=ra.get("name", ""),
+                )
+            allowed = rbac.authorize(self.store, subject, attrs)
+            out["status"] = {"allowed": allowed} if allowed else {"allowed": False, "reason": ""}
+            return Response(201, out)
+        if plural == "selfsubjectrulesreviews":
+            rules = rbac.rules_for(self.store, user, spec.get("namespace", ""))
+            if user.is_master:
+                rules = [
+                    {"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+                    {"verbs": ["*"], "nonResourceURLs": ["*"]},
+                ]
+            out["status"] = {
+                "resourceRules": [
+                    {
+                        k: r[k]
+                        for k in ("verbs", "apiGroups", "resources", "resourceNames")
+                        if r.get(k)
+                    }
+                    for r in rules
+                    if r.get("resources")
+                ],
+                "nonResourceRules": [
+                    {"verbs": r["verbs"], "nonResourceURLs": r["nonResourceURLs"]}
+                    for r in rules
+                    if r.get("nonResourceURLs")
+                ],
+                "incomplete": False,
+            }
+            return Response(201, out)
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
+    @staticmethod
+    def _json(body: bytes) -> dict[str, Any]:
+        try:
+            value = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise ApiError(
+                400, "BadRequest", f"the body of the request was in an unknown format: {exc}"
+            ) from exc
+        if not isinstance(value, dict):
+            raise ApiError(400, "BadRequest", "the body of the request must be an object")
+        return value
+
+    # --- discovery --------------------------------------------------------------------------
+
+    def _non_resource(self, path: str) -> dict[str, Any]:
+        path = "/" + path.strip("/")
+        major, minor = self.version.split(".")[:2]
+        if path == "/version":
+            return {
+                "major": major,
+                "minor": minor,
+                "gitVersion": f"v{major}.{minor}.0-kubesim",
+                "platform": "linux/amd64",
+                "goVersion": "go1.22",
+                "compiler": "gc",
+                "buildDate": "2026-01-01T00:00:00Z",
+                "gitCommit": "kubesim",
+                "gitTreeState": "clean",
+            }
+        if path == "/api":
+            return {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
+                ],
+            }
+        if path == "/apis":
+            groups: dict[str, set[str]] = {}
+            for kind in self.store.kinds.values():
+                if kind.group:
+                    groups.setdefault(kind.group, set()).add(kind.version)
+            for extra in ("authorization.k8s.io", "authentication.k8s.io"):
+                groups.setdefault(extra, set()).add("v1")
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [
+                            {"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)
+                        ],
+                        "preferredVersion": {
+                            "groupVersion": f"{g}/{sorted(vs)[-1]}",
+                            "version": sorted(vs)[-1],
+                        },
+                    }
+                    for g, vs in sorted(groups.items())
+                ],
+            }
+        if path in ("/healthz", "/livez", "/readyz"):
+            return {"status": "ok"}
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        gv = f"{group}/{version}" if group else version
+        resources = []
+        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update"]
+        for kind in self.store.kinds.values():
+            if kind.group == group and kind.version == version:
+                resources.append(
+                    {
+                        "name": kind.plural,
+                        "singularName": kind.kind.lower(),
+                        "namespaced": kind.namespaced,
+                        "kind": kind.kind,
+                        "verbs": verbs,
+                        "shortNames": list(kind.short_names),
+                    }
+                )
+                if kind.plural == "serviceaccounts":
+                    resources.append(
+                        {
+                            "name": "serviceaccounts/token",
+                            "singularName": "",
+                            "namespaced": True,
+                            "group": "authentication.k8s.io",
+                            "version": "v1",
+                            "kind": "TokenRequest",
+                            "verbs": ["create"],
+                        }
+                    )
+        if group == "authorization.k8s.io":
+            resources = [
+                {
+                    "name": n,
+                    "singularName": "",
+                    "namespaced": n == "localsubjectaccessreviews",
+                    "kind": k,
+                    "verbs": ["create"],
+                }
+                for n, k in (
+                    ("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+                    ("selfsubjectrulesreviews", "SelfSubjectRulesReview"),
+                    ("subjectaccessreviews", "SubjectAccessReview"),
+                    ("localsubjectaccessreviews", "LocalSubjectAccessReview"),
+                )
+            ]
+        if group == "authentication.k8s.io":
+            resources = [
+                {
+                    "name": "tokenreviews",
+                    "singularName": "",
+                    "namespaced": False,
+                    "kind": "TokenReview",
+                    "verbs": ["create"],
+                }
+            ]
+        if not resources:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": gv,
+            "resources": resources,
+        }
+
+
+def _verb(method: str, name: str, params: dict[str, str]) -> str:
+    if method == "GET":
+        if params.get("watch") in ("1", "true"):
+            return "watch"
+        return "get" if name else "list"
+    if method == "POST":
+        return "create"
+    if method == "PUT":
+        return "update"
+    if method == "PATCH":
+        return "patch"
+    if method == "DELETE":
+        return "delete" if name else "deletecollection"
+    raise ApiError(
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+    )

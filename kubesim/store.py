@@ -1,0 +1,542 @@
+"""One emulated cluster's object store: kinds, validation, resourceVersion, selectors, paging."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# RBAC object names follow path-segment rules: anything but "/" and "%", not "." or "..".
+PATH_SEGMENT = re.compile(r"^[^/%]+$")
+
+
+class ApiError(Exception):
+    """An error the API server answers with a Status body."""
+
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A resource type the emulator serves."""
+
+    kind: str
+    plural: str
+    group: str
+    version: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    validate: Callable[[dict[str, Any], dict[str, Any] | None], list[str]] | None = None
+    name_rule: str = "subdomain"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+def _validate_binding(obj: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
+    errors = []
+    ref = obj.get("roleRef")
+    if not isinstance(ref, dict) or not ref.get("name") or not ref.get("kind"):
+        errors.append("roleRef: Required value")
+    elif ref.get("kind") not in ("Role", "ClusterRole"):
+        errors.append(f'roleRef.kind: Unsupported value: "{ref.get("kind")}"')
+    if obj["kind"] == "ClusterRoleBinding" and isinstance(ref, dict) and ref.get("kind") == "Role":
+        errors.append('roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole"')
+    if old is not None and isinstance(ref, dict) and ref != old.get("roleRef"):
+        errors.append("roleRef: Invalid value: cannot change roleRef")
+    for i, subject in enumerate(obj.get("subjects") or []):
+        if not subject.get("name"):
+            errors.append(f"subjects[{i}].name: Required value")
+        if subject.get("kind") not in ("User", "Group", "ServiceAccount"):
+            errors.append(f'subjects[{i}].kind: Unsupported value: "{subject.get("kind")}"')
+        if subject.get("kind") == "ServiceAccount" and not subject.get("namespace"):
+            errors.append(f"subjects[{i}].namespace: Required value")
+    return errors
+
+
+def _validate_role(obj: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
+    errors = []
+    for i, rule in enumerate(obj.get("rules") or []):
+        if not rule.get("verbs"):
+            errors.append(
+                f"rules[{i}].verbs: Required value: verbs must contain at least one value"
+            )
+        if rule.get("nonResourceURLs") and obj["kind"] == "Role":
+            errors.append(
+                f"rules[{i}].nonResourceURLs: Invalid value: namespaced rules cannot apply to non-resource URLs"
+            )
+        if not rule.get("nonResourceURLs") and not rule.get("resources"):
+            errors.append(
+                f"rules[{i}].resources: Required value: resource rules must supply at least one resource"
+            )
+    return errors
+
+
+def builtin_kinds() -> list[Kind]:
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        Kind("Namespace", "namespaces", "", "v1", False, ("ns",), name_rule="label"),
+        Kind("ServiceAccount", "serviceaccounts", "", "v1", True, ("sa",)),
+        Kind("Secret", "secrets", "", "v1", True),
+        Kind("ConfigMap", "configmaps", "", "v1", True, ("cm",)),
+        Kind("Pod", "pods", "", "v1", True, ("po",)),
+        Kind("Role", "roles", rbac, "v1", True, validate=_validate_role, name_rule="path"),
+        Kind(
+            "ClusterRole",
+            "clusterroles",
+            rbac,
+            "v1",
+            False,
+            validate=_validate_role,
+            name_rule="path",
+        ),
+        Kind(
+            "RoleBinding",
+            "rolebindings",
+            rbac,
+            "v1",
+            True,
+            validate=_validate_binding,
+            name_rule="path",
+        ),
+        Kind(
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            rbac,
+            "v1",
+            False,
+            validate=_validate_binding,
+            name_rule="path",
+        ),
+    ]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- selectors --------------------------------------------------------------------------------
+
+_SET_EXPR = re.compile(r"^\s*(!?)([A-Za-z0-9_./-]+)\s*(?:(in|notin)\s*\(([^)]*)\))?\s*$")
+
+
+def parse_label_selector(text: str) -> Callable[[dict[str, str]], bool]:
+    """Equality- and set-based label selectors, as kube-apiserver parses them."""
+    if not text:
+        return lambda labels: True
+    tests: list[Callable[[dict[str, str]], bool]] = []
+    for part in _split_selector(text):
+        part = part.strip()
+        if "!=" in part:
+            key, value = (s.strip() for s in part.split("!=", 1))
+            tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
+        elif "==" in part or ("=" in part and " in " not in part and "notin" not in part):
+            key, value = (s.strip() for s in part.replace("==", "=").split("=", 1))
+            tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
+        else:
+            match = _SET_EXPR.match(part)
+            if not match:
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f'unable to parse requirement: invalid label selector "{text}"',
+                )
+            negate, key, op, values = match.groups()
+            options = {v.strip() for v in (values or "").split(",") if v.strip()}
+            if op == "in":
+                tests.append(lambda labels, k=key, o=options: labels.get(k) in o)
+            elif op == "notin":
+                tests.append(lambda labels, k=key, o=options: labels.get(k) not in o)
+            elif negate:
+                tests.append(lambda labels, k=key: k not in labels)
+            else:
+                tests.append(lambda labels, k=key: k in labels)
+    return lambda labels: all(test(labels) for test in tests)
+
+
+def _split_selector(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p for p in parts if p.strip()]
+
+
+def parse_field_selector(text: str) -> Callable[[dict[str, Any]], bool]:
+    if not text:
+        return lambda obj: True
+    tests = []
+    for part in text.split(","):
+        negate = "!=" in part
+        key, value = (s.strip() for s in part.replace("!=", "=").replace("==", "=").split("=", 1))
+        if key not in ("metadata.name", "metadata.namespace", "type"):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'"{key}" is not a known field selector: only "metadata.name", "metadata.namespace"',
+            )
+
+        def test(obj: dict[str, Any], k: str = key, v: str = value, n: bool = negate) -> bool:
+            actual = (
+                obj.get("type", "") if k == "type" else obj["metadata"].get(k.split(".", 1)[1], "")
+            )
+            return (actual != v) if n else (actual == v)
+
+        tests.append(test)
+    return lambda obj: all(t(obj) for t in tests)
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    keys: list[tuple[str, str]]
+    objects: dict[tuple[str, str], dict[str, Any]]
+    resource_version: str
+
+
+@dataclass
+class Store:
+    """All objects of one cluster, by kind then (namespace, name)."""
+
+    kinds: dict[str, Kind] = field(default_factory=dict)
+    objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+    revision: int = 1
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    on_change: list[Callable[[str, str, dict[str, Any] | None], None]] = field(default_factory=list)
+
+    def register(self, kind: Kind) -> None:
+        with self.lock:
+            self.kinds[kind.plural] = kind
+            self.objects.setdefault(kind.plural, {})
+
+    def kind_for(self, group: str, plural: str) -> Kind:
+        kind = self.kinds.get(plural)
+        if kind is None or kind.group != group:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return kind
+
+    def _next_rv(self) -> str:
+        self.revision += 1
+        return str(self.revision)
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        with self.lock:
+            obj = self.objects[kind.plural].get((namespace, name))
+            if obj is None:
+                raise not_found(kind, name)
+            return copy.deepcopy(obj)
+
+    def peek(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The stored object itself (no copy) for internal readers such as the authorizer."""
+        return self.objects.get(plural, {}).get((namespace, name))
+
+    def items(self, plural: str) -> Iterable[dict[str, Any]]:
+        return list(self.objects.get(plural, {}).values())
+
+    def list(
+        self,
+        kind: Kind,
+        namespace: str,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> dict[str, Any]:
+        labels_ok = parse_label_selector(label_selector)
+        fields_ok = parse_field_selector(field_selector)
+        with self.lock:
+            if continue_token:
+                snapshot, start = self._resume(continue_token)
+            else:
+                bucket = self.objects[kind.plural]
+                keys = sorted(k for k in bucket if not namespace or k[0] == namespace)
+                snapshot = Snapshot(keys, {k: bucket[k] for k in keys}, str(self.revision))
+                start = 0
+            picked: list[dict[str, Any]] = []
+            index = start
+            while index < len(snapshot.keys) and (not limit or len(picked) < limit):
+                obj = snapshot.objects[snapshot.keys[index]]
+                index += 1
+                if labels_ok(obj["metadata"].get("labels") or {}) and fields_ok(obj):
+                    picked.append(copy.deepcopy(obj))
+            meta: dict[str, Any] = {"resourceVersion": snapshot.resource_version}
+            if limit and index < len(snapshot.keys):
+                token_id = uuid.uuid4().hex
+                self.snapshots[token_id] = snapshot
+                if len(self.snapshots) > 2000:  # old snapshots expire, as etcd compacts
+                    self.snapshots.pop(next(iter(self.snapshots)))
+                meta["continue"] = base64.urlsafe_b64encode(
+                    json.dumps({"id": token_id, "start": index}).encode()
+                ).decode()
+                meta["remainingItemCount"] = len(snapshot.keys) - index
+        return {
+            "kind": f"{kind.kind}List",
+            "apiVersion": kind.api_version,
+            "metadata": meta,
+            "items": picked,
+        }
+
+    def _resume(self, token: str) -> tuple[Snapshot, int]:
+        try:
+            data = json.loads(base64.urlsafe_b64decode(token.encode()))
+            snapshot = self.snapshots[data["id"]]
+            return snapshot, int(data["start"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ApiError(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. "
+                "You can start a new list without the continue parameter.",
+            ) from exc
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def create(
+        self, kind: Kind, namespace: str, obj: dict[str, Any], dry_run: bool = False
+    ) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        name = meta.get("name") or ""
+        obj["kind"], obj["apiVersion"] = kind.kind, kind.api_version
+        if kind.namespaced:
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        self._validate(kind, obj, None)
+        with self.lock:
+            if kind.namespaced:
+                ns = self.peek("namespaces", "", namespace)
+                if ns is None:
+                    raise ApiError(
+                        404,
+                        "NotFound",
+                        f'namespaces "{namespace}" not found',
+                        {"name": namespace, "kind": "namespaces"},
+                    )
+                if ns["metadata"].get("deletionTimestamp"):
+                    raise ApiError(
+                        403,
+                        "Forbidden",
+                        f'{kind.plural} "{name}" is forbidden: unable to create new content in namespace {namespace} because it is being terminated',
+                    )
+            bucket = self.objects[kind.plural]
+            key = (namespace if kind.namespaced else "", name)
+            if key in bucket:
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{kind.qualified} "{name}" already exists',
+                    _details(kind, name),
+                )
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_rfc3339()
+            meta.pop("resourceVersion", None)
+            if kind.kind == "Namespace":
+                obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+                obj["status"] = {"phase": "Active"}
+            if dry_run:
+                return obj
+            meta["resourceVersion"] = self._next_rv()
+            bucket[key] = obj
+            self._changed(kind.plural, "ADDED", obj)
+            return copy.deepcopy(obj)
+
+    def update(
+        self, kind: Kind, namespace: str, name: str, obj: dict[str, Any], dry_run: bool = False
+    ) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name") and meta["name"] != name:
+            raise ApiError(
+                400, "BadRequest", "the name of the object does not match the name on the URL"
+            )
+        meta["name"] = name
+        obj["kind"], obj["apiVersion"] = kind.kind, kind.api_version
+        if kind.namespaced:
+            meta["namespace"] = namespace
+        with self.lock:
+            key = (namespace if kind.namespaced else "", name)
+            old = self.objects[kind.plural].get(key)
+            if old is None:
+                raise not_found(kind, name)
+            wanted_rv = meta.get("resourceVersion")
+            if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {kind.qualified} "{name}": the object has been modified; please apply your changes to the latest version and try again',
+                    _details(kind, name),
+                )
+            self._validate(kind, obj, old)
+            for preserved in ("uid", "creationTimestamp", "deletionTimestamp"):
+                if preserved in old["metadata"]:
+                    meta[preserved] = old["metadata"][preserved]
+            if kind.kind == "Namespace":
+                obj["status"] = old.get("status", {"phase": "Active"})
+            if _semantic(obj) == _semantic(old):
+                return copy.deepcopy(old)  # a no-op write keeps its resourceVersion
+            if dry_run:
+                meta["resourceVersion"] = old["metadata"]["resourceVersion"]
+                return obj
+            meta["resourceVersion"] = self._next_rv()
+            self.objects[kind.plural][key] = obj
+            self._changed(kind.plural, "MODIFIED", obj)
+            return copy.deepcopy(obj)
+
+    def delete(
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        precondition_rv: str = "",
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        with self.lock:
+            key = (namespace if kind.namespaced else "", name)
+            old = self.objects[kind.plural].get(key)
+            if old is None:
+                raise not_found(kind, name)
+            if precondition_rv and precondition_rv != old["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {kind.qualified} "{name}": the ResourceVersion in the precondition ({precondition_rv}) does not match the ResourceVersion in record ({old["metadata"]["resourceVersion"]}). The object might have been modified',
+                    _details(kind, name),
+                )
+            if dry_run:
+                return copy.deepcopy(old)
+            del self.objects[kind.plural][key]
+            if kind.kind == "Namespace":
+                self._delete_namespace_contents(name)
+            self._changed(kind.plural, "DELETED", old)
+            return copy.deepcopy(old)
+
+    def _delete_namespace_contents(self, namespace: str) -> None:
+        # The namespace controller, done at once: kubesim has no slow finalizers.
+        for kind in self.kinds.values():
+            if kind.namespaced:
+                for key in [k for k in self.objects[kind.plural] if k[0] == namespace]:
+                    obj = self.objects[kind.plural].pop(key)
+                    self._changed(kind.plural, "DELETED", obj)
+
+    def _validate(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        name = obj["metadata"].get("name") or ""
+        errors = []
+        if not name:
+            errors.append("metadata.name: Required value: name or generateName is required")
+        elif kind.name_rule == "label" and (len(name) > 63 or not DNS1123_LABEL.match(name)):
+            errors.append(
+                f"metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+            )
+        elif kind.name_rule == "subdomain" and (
+            len(name) > 253 or not DNS1123_SUBDOMAIN.match(name)
+        ):
+            errors.append(
+                f"metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+            )
+        elif kind.name_rule == "path" and (name in (".", "..") or not PATH_SEGMENT.match(name)):
+            errors.append(f"metadata.name: Invalid value: \"{name}\": may not contain '/' or '%'")
+        for value in (obj["metadata"].get("labels") or {}).values():
+            if not isinstance(value, str) or len(value) > 63:
+                errors.append(
+                    f'metadata.labels: Invalid value: "{value}": must be no more than 63 characters'
+                )
+        if kind.validate is not None:
+            errors.extend(kind.validate(obj, old))
+        if errors:
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{kind.kind} "{name}" is invalid: ' + ", ".join(errors),
+                {
+                    **_details(kind, name),
+                    "causes": [
+                        {"reason": "FieldValueInvalid", "message": e, "field": e.split(":", 1)[0]}
+                        for e in errors
+                    ],
+                },
+            )
+
+    def _changed(self, plural: str, event: str, obj: dict[str, Any]) -> None:
+        for listener in self.on_change:
+            listener(plural, event, obj)
+
+
+def _semantic(obj: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    out.get("metadata", {}).pop("resourceVersion", None)
+    out.get("metadata", {}).pop("managedFields", None)
+    return out
+
+
+def _details(kind: Kind, name: str) -> dict[str, Any]:
+    details = {"name": name, "kind": kind.plural}
+    if kind.group:
+        details["group"] = kind.group
+    return details
+
+
+def not_found(kind: Kind, name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'{kind.qualified} "{name}" not found', _details(kind, name))

@@ -1,0 +1,235 @@
+"""The reconciler against kubesim over HTTPS with the official client."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import close_old_connections, connection
+from django.utils import timezone
+from kubernetes import client as k8s_client
+
+from access.models import Grant
+from clusters import services
+from clusters.choices import ClusterState, ReconcileStatus
+from clusters.compiler import MANAGED_BY_LABEL
+from clusters.models import ReconcileRun
+
+pytestmark = pytest.mark.django_db
+
+
+def binding_body(name, role, subjects, namespace=None, managed=False):
+    meta = k8s_client.V1ObjectMeta(
+        name=name,
+        namespace=namespace,
+        labels={MANAGED_BY_LABEL: "warden"} if managed else None,
+    )
+    ref = k8s_client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=role)
+    subjects = [
+        k8s_client.RbacV1Subject(kind="User", name=s, api_group="rbac.authorization.k8s.io")
+        for s in subjects
+    ]
+    if namespace:
+        return k8s_client.V1RoleBinding(metadata=meta, role_ref=ref, subjects=subjects)
+    return k8s_client.V1ClusterRoleBinding(metadata=meta, role_ref=ref, subjects=subjects)
+
+
+def test_it_writes_the_compiled_bindings_into_an_empty_cluster(
+    make_cluster, catalogue, people, rbac
+):
+    # given
+    cluster, sim = make_cluster(environment="dev")
+    Grant.objects.create(team=people["payments"], role=catalogue["viewer"])
+    Grant.objects.create(
+        person=people["carol"], role=catalogue["developer"], namespaces=["default"]
+    )
+    # when
+    run = services.reconcile_cluster(cluster.pk)
+    # then
+    assert run.status == ReconcileStatus.SUCCEEDED, run.error
+    assert run.created == 2
+    assert rbac.subjects(sim, "warden-viewer") == ["payments"]
+    assert rbac.subjects(sim, "warden-developer", "default") == ["carol"]
+    binding = rbac.bindings(sim, "default")["warden-developer"]
+    assert binding.role_ref.name == "edit"
+    assert binding.metadata.labels[MANAGED_BY_LABEL] == "warden"
+
+
+def test_a_reconcile_with_nothing_to_do_only_lists(make_cluster, catalogue, people):
+    cluster, _sim = make_cluster()
+    Grant.objects.create(team=people["payments"], role=catalogue["viewer"])
+    services.reconcile_cluster(cluster.pk)
+
+    run = services.reconcile_cluster(cluster.pk)
+
+    assert (run.created, run.updated, run.recreated, run.deleted) == (0, 0, 0, 0)
+    assert run.api_calls == 3  # one LIST per managed kind, no writes
+
+
+def test_drift_is_repaired_and_counted(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster()
+    Grant.objects.create(team=people["payments"], role=catalogue["viewer"])
+    Grant.objects.create(
+        person=people["carol"], role=catalogue["developer"], namespaces=["default"]
+    )
+    services.reconcile_cluster(cluster.pk)
+    api = rbac.api(sim)
+    # someone edits one binding and deletes another by hand
+    edited = api.read_cluster_role_binding("warden-viewer")
+    edited.subjects[0].name = "intruders"
+    api.replace_cluster_role_binding("warden-viewer", edited)
+    api.delete_namespaced_role_binding("warden-developer", "default")
+
+    run = services.reconcile_cluster(cluster.pk)
+
+    assert run.drift == 2
+    assert rbac.subjects(sim, "warden-viewer") == ["payments"]
+    assert rbac.subjects(sim, "warden-developer", "default") == ["carol"]
+
+
+def test_unmanaged_bindings_are_never_touched(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster()
+    api = rbac.api(sim)
+    api.create_cluster_role_binding(binding_body("hand-made", "view", ["alice"]))
+    # even one with Warden's name, but without Warden's label
+    api.create_cluster_role_binding(binding_body("warden-viewer", "admin", ["mallory"]))
+    Grant.objects.create(team=people["payments"], role=catalogue["viewer"])
+
+    run = services.reconcile_cluster(cluster.pk)
+
+    assert rbac.subjects(sim, "hand-made") == ["alice"]
+    assert rbac.subjects(sim, "warden-viewer") == ["mallory"]
+    assert run.status == ReconcileStatus.FAILED
+    assert "not managed by Warden" in run.error
+
+
+def test_a_leaver_loses_access(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster(bind_groups=False)
+    Grant.objects.create(team=people["payments"], role=catalogue["viewer"])
+    services.reconcile_cluster(cluster.pk)
+    assert rbac.subjects(sim, "warden-viewer") == ["alice", "bob"]
+
+    people["bob"].is_active = False
+    people["bob"].save()
+    services.reconcile_cluster(cluster.pk)
+
+    assert rbac.subjects(sim, "warden-viewer") == ["alice"]
+
+
+def test_when_the_last_subject_goes_the_binding_goes(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster()
+    grant = Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
+    services.reconcile_cluster(cluster.pk)
+
+    grant.revoked_at = timezone.now()
+    grant.save()
+    run = services.reconcile_cluster(cluster.pk)
+
+    assert run.deleted == 1
+    assert "warden-viewer" not in rbac.bindings(sim)
+
+
+def test_an_expired_grant_is_removed(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster()
+    grant = Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
+    services.reconcile_cluster(cluster.pk)
+
+    Grant.objects.filter(pk=grant.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    services.reconcile_cluster(cluster.pk)
+
+    assert "warden-viewer" not in rbac.bindings(sim)
+
+
+def test_a_changed_role_ref_is_deleted_and_recreated(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster()
+    Grant.objects.create(
+        person=people["alice"], role=catalogue["developer"], namespaces=["default"]
+    )
+    services.reconcile_cluster(cluster.pk)
+
+    catalogue["developer"].definitions.filter(environment="").update(cluster_role="admin")
+    run = services.reconcile_cluster(cluster.pk)
+
+    assert run.recreated == 1, run.error
+    assert rbac.bindings(sim, "default")["warden-developer"].role_ref.name == "admin"
+
+
+def test_a_missing_namespace_is_pending_then_bound_when_it_appears(
+    make_cluster, catalogue, people, rbac
+):
+    cluster, sim = make_cluster()
+    grant = Grant.objects.create(
+        person=people["alice"], role=catalogue["developer"], namespaces=["checkout"]
+    )
+
+    run = services.reconcile_cluster(cluster.pk)
+
+    assert run.status == ReconcileStatus.SUCCEEDED
+    assert run.pending == {str(grant.pk): ["namespace 'checkout' does not exist yet"]}
+    rbac.core(sim).create_namespace(
+        k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name="checkout"))
+    )
+    run = services.reconcile_cluster(cluster.pk)
+    assert run.pending == {}
+    assert rbac.subjects(sim, "warden-developer", "checkout") == ["alice"]
+
+
+def test_an_unreachable_cluster_is_recorded_and_revokes_nothing(
+    make_cluster, catalogue, people, rbac
+):
+    cluster, sim = make_cluster()
+    Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
+    services.reconcile_cluster(cluster.pk)
+
+    sim.faults.unreachable = True
+    try:
+        run = services.reconcile_cluster(cluster.pk)
+    finally:
+        sim.faults.unreachable = False
+
+    cluster.refresh_from_db()
+    assert run.status == ReconcileStatus.FAILED
+    assert cluster.state == ClusterState.UNREACHABLE
+    assert "unreachable" in cluster.last_error
+    assert rbac.subjects(sim, "warden-viewer") == ["alice"]
+
+
+def test_throttling_and_server_errors_are_retried(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster()
+    Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
+    sim.faults.throttle(n=2, retry_after=0)
+
+    run = services.reconcile_cluster(cluster.pk)
+
+    assert run.status == ReconcileStatus.SUCCEEDED, run.error
+    assert rbac.subjects(sim, "warden-viewer") == ["alice"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_reconciles_at_once_write_each_object_once(make_cluster, catalogue, people, rbac):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL's row locks (CI runs it)")
+    cluster, sim = make_cluster()
+    for ns in ("default",):
+        Grant.objects.create(person=people["alice"], role=catalogue["developer"], namespaces=[ns])
+    Grant.objects.create(team=people["payments"], role=catalogue["viewer"])
+    results = []
+
+    def work():
+        try:
+            results.append(services.reconcile_cluster(cluster.pk))
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert rbac.subjects(sim, "warden-viewer") == ["payments"]
+    assert rbac.subjects(sim, "warden-developer", "default") == ["alice"]
+    assert len(rbac.bindings(sim, "default")) == 1
+    assert results.count(None) == 1  # the second found the cluster's lock held
+    assert sum(r.created for r in ReconcileRun.objects.filter(cluster=cluster)) == 2
