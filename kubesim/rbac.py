@@ -201,23 +201,32 @@ def bootstrap_cluster_role_bindings() -> list[dict[str, Any]]:
 
 
 def aggregate(store: Store) -> None:
-    """The clusterrole-aggregation controller: fill aggregated roles from their selectors."""
+    """The clusterrole-aggregation controller: fill aggregated roles from their selectors.
+
+    Aggregated roles can feed others (view -> edit -> admin), so it repeats to a fixed point.
+    """
     roles = {obj["metadata"]["name"]: obj for obj in store.items("clusterroles")}
-    for obj in roles.values():
-        selectors = (obj.get("aggregationRule") or {}).get("clusterRoleSelectors") or []
-        if not selectors:
-            continue
-        rules: list[dict[str, Any]] = []
-        for selector in selectors:
-            text = ",".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items())
-            matches = parse_label_selector(text)
-            for other in sorted(roles.values(), key=lambda r: r["metadata"]["name"]):
-                if other is obj or not matches(other["metadata"].get("labels") or {}):
-                    continue
-                for rule in other.get("rules") or []:
-                    if rule not in rules:
-                        rules.append(rule)
-        obj["rules"] = rules
+    for _ in range(len(roles) + 1):
+        changed = False
+        for obj in roles.values():
+            selectors = (obj.get("aggregationRule") or {}).get("clusterRoleSelectors") or []
+            if not selectors:
+                continue
+            rules: list[dict[str, Any]] = []
+            for selector in selectors:
+                text = ",".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items())
+                matches = parse_label_selector(text)
+                for other in sorted(roles.values(), key=lambda r: r["metadata"]["name"]):
+                    if other is obj or not matches(other["metadata"].get("labels") or {}):
+                        continue
+                    for rule in other.get("rules") or []:
+                        if rule not in rules:
+                            rules.append(rule)
+            if obj.get("rules") != rules:
+                obj["rules"] = rules
+                changed = True
+        if not changed:
+            return
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,130 @@
+"""The emulator's own parts: RBAC matching, selectors, the CLI and the control API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+import yaml
+
+from kubesim.rbac import Attributes, UserInfo, authorize, rule_allows
+from kubesim.store import ApiError, parse_label_selector
+
+POD_LOG = Attributes(verb="get", resource="pods", subresource="log", namespace="n", name="p")
+
+
+@pytest.mark.parametrize(
+    ("rule", "attrs", "allowed"),
+    [
+        ({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}, POD_LOG, True),
+        ({"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}, POD_LOG, False),
+        ({"apiGroups": [""], "resources": ["pods/*"], "verbs": ["get"]}, POD_LOG, True),
+        ({"apiGroups": [""], "resources": ["*/log"], "verbs": ["get"]}, POD_LOG, True),
+        (
+            {
+                "apiGroups": [""],
+                "resources": ["pods/log"],
+                "verbs": ["get"],
+                "resourceNames": ["q"],
+            },
+            POD_LOG,
+            False,
+        ),
+        ({"apiGroups": ["apps"], "resources": ["pods/log"], "verbs": ["get"]}, POD_LOG, False),
+        (
+            {"nonResourceURLs": ["/healthz"], "verbs": ["get"]},
+            Attributes(verb="get", path="/healthz", resource_request=False),
+            True,
+        ),
+        (
+            {"nonResourceURLs": ["/metrics/*"], "verbs": ["get"]},
+            Attributes(verb="get", path="/metrics/x", resource_request=False),
+            True,
+        ),
+        (
+            {"nonResourceURLs": ["/healthz"], "verbs": ["get"]},
+            Attributes(verb="get", path="/version", resource_request=False),
+            False,
+        ),
+        ({"nonResourceURLs": ["*"], "verbs": ["*"]}, POD_LOG, False),
+    ],
+)
+def test_rules_match_as_kubernetes_documents(rule, attrs, allowed):
+    assert rule_allows(rule, attrs) is allowed
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "matches"),
+    [
+        ("a=b", {"a": "b"}, True),
+        ("a==b,c!=d", {"a": "b", "c": "e"}, True),
+        ("a in (x, y)", {"a": "y"}, True),
+        ("a notin (x)", {"a": "x"}, False),
+        ("a", {"a": ""}, True),
+        ("!a", {"a": "1"}, False),
+    ],
+)
+def test_label_selectors(selector, labels, matches):
+    assert parse_label_selector(selector)(labels) is matches
+
+
+def test_a_bad_selector_is_a_400():
+    with pytest.raises(ApiError) as bad:
+        parse_label_selector("a in x")
+    assert bad.value.code == 400
+
+
+def test_masters_may_do_anything_and_others_only_what_is_bound(kube_cluster):
+    cluster = kube_cluster()
+    assert authorize(cluster.store, UserInfo("root", ("system:masters",)), POD_LOG)
+    assert not authorize(cluster.store, UserInfo("alice", ("system:authenticated",)), POD_LOG)
+    discovery = Attributes(verb="get", path="/version", resource_request=False)
+    assert authorize(cluster.store, UserInfo("alice", ("system:authenticated",)), discovery)
+
+
+def test_the_cli_serves_clusters_and_writes_a_kubeconfig(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kubesim",
+            "--clusters",
+            "dev,prod",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "kubesim ready on http://127.0.0.1:" in line
+        url = line.split(" on ")[1].split()[0]
+        doc = yaml.safe_load(kubeconfig.read_text())
+        assert [c["name"] for c in doc["contexts"]] == ["dev", "prod"]
+        token = doc["users"][0]["user"]["token"]
+        request = urllib.request.Request(
+            doc["clusters"][0]["cluster"]["server"] + "/version",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert json.load(response)["major"] == "1"
+
+        # the control API adds a cluster and sets faults from another process
+        add = urllib.request.Request(
+            url + "/_kubesim/clusters", data=b'{"name": "extra"}', method="POST"
+        )
+        with urllib.request.urlopen(add, timeout=5) as response:
+            assert json.load(response)["clusters"][0]["name"] == "extra"
+        faults = urllib.request.Request(
+            url + "/_kubesim/clusters/extra/faults", data=b'{"latency_s": 0.01}', method="PUT"
+        )
+        with urllib.request.urlopen(faults, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
