@@ -80,7 +80,7 @@ def demo(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(base + "/healthz")
-        yield base, process
+        yield base, process, env["WARDEN_VAR_DIR"]
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -91,7 +91,7 @@ def demo(tmp_path):
 
 
 def test_the_demo_serves_logins_and_its_worker_runs_tasks(demo):
-    base, process = demo
+    base, process, demo_var = demo
     me = psutil.Process(process.pid)
     browser = Browser(base)
 
@@ -111,14 +111,28 @@ def test_the_demo_serves_logins_and_its_worker_runs_tasks(demo):
         if (state.get("last_sync") or {}).get("trigger") == "operator":
             break
         time.sleep(0.5)
-    assert state["last_sync"]["trigger"] == "operator"
+    assert state["last_sync"]["trigger"] == "operator", state
     assert state["last_sync"]["status"] == "succeeded"
     assert state["checks"]["directory"]["ok"]
+
+    # the worker has written the demo teams' standing grants into the demo clusters
+    from kubernetes import client, config
+
+    kubeconfig = str(Path(demo_var) / "demo-kubeconfig")
+    rbac = client.RbacAuthorizationV1Api(config.new_client_from_config(kubeconfig, context="dev-1"))
+    subjects: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "engineering" not in subjects:
+        bindings = {b.metadata.name: b for b in rbac.list_namespaced_role_binding("default").items}
+        viewer = bindings.get("warden-viewer")
+        subjects = [s.name for s in (viewer.subjects or [])] if viewer else []
+        time.sleep(0.5)
+    assert subjects == ["engineering"]
 
     # stopping the demo stops every process it started
     children = me.children(recursive=True)
     assert len(children) >= 4  # worker, beat, web server, slapd (and pool processes)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
-    _gone, alive = psutil.wait_procs(children, timeout=15)
-    assert alive == []
+    _gone, alive = psutil.wait_procs(children, timeout=20)
+    assert alive == [], [p.cmdline()[:4] for p in alive]

@@ -22,6 +22,38 @@ from access import services
 from access.choices import SyncTrigger
 from access.demo import directory as demo
 from access.localslapd import LocalSlapd, SlapdError
+from access.models import Grant, Role, Team
+from clusters.kubeconfig import parse_kubeconfig
+from clusters.services import register_cluster
+
+DEMO_CLUSTERS = [
+    ("dev-1", "dev", "tier-3"),
+    ("staging-1", "staging", "tier-2"),
+    ("prod-1", "prod", "tier-0"),
+]
+# team, role, environments ([] = all), namespaces ([] = the role's own scope)
+DEMO_GRANTS = [
+    ("engineering", "viewer", [], ["default"]),
+    ("payments", "developer", ["dev", "staging"], ["default"]),
+    ("sre", "operator", [], ["kube-system"]),
+]
+
+
+def seed_demo_grants() -> None:
+    """Standing grants for the demo teams, once."""
+    for team_name, role_name, environments, namespaces in DEMO_GRANTS:
+        team = Team.objects.filter(name=team_name, is_active=True).first()
+        role = Role.objects.filter(name=role_name).first()
+        if team is None or role is None:
+            continue
+        if not Grant.objects.filter(team=team, role=role, revoked_at__isnull=True).exists():
+            services.grant_access(
+                role=role,
+                team=team,
+                environments=environments,
+                namespaces=namespaces,
+                reason="demo standing grant",
+            )
 
 
 class Command(BaseCommand):
@@ -47,8 +79,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         try:
             env = self._start_directory(slapd)
-            env.update(self._start_demo_clusters())
-            children = self._start_children(env, options["host"], options["port"])
+            children = [self._start_demo_clusters(var)]
+            children += self._start_children(env, options["host"], options["port"])
             self._announce(options["host"], options["port"])
             while not stopping:
                 for child in children:
@@ -84,9 +116,45 @@ class Command(BaseCommand):
         )
         return env
 
-    def _start_demo_clusters(self) -> dict[str, str]:
-        """Demo Kubernetes clusters (kubesim) join here once the emulator is part of Warden."""
-        return {}
+    def _start_demo_clusters(self, var: Path) -> subprocess.Popen[bytes]:
+        """kubesim with a dev, a staging and a prod cluster, registered and granted to."""
+        kubeconfig = var / "demo-kubeconfig"
+        kubeconfig.unlink(missing_ok=True)
+        names = [name for name, _env, _tier in DEMO_CLUSTERS]
+        process = subprocess.Popen(  # noqa: S603 - our own module
+            [
+                sys.executable,
+                "-m",
+                "kubesim",
+                "--tls",
+                "--clusters",
+                ",".join(names),
+                "--kubeconfig",
+                str(kubeconfig),
+            ],
+            stdout=subprocess.PIPE,
+            cwd=settings.BASE_DIR,
+        )
+        ready = process.stdout.readline().decode() if process.stdout else ""
+        if "ready" not in ready:
+            raise CommandError(f"kubesim did not start: {ready}")
+        text = kubeconfig.read_text()
+        for name, environment, tier in DEMO_CLUSTERS:
+            access = parse_kubeconfig(text, context=name)
+            register_cluster(
+                name=name,
+                environment=environment,
+                tier=tier,
+                api_url=access.api_url,
+                token=access.token,
+                ca_bundle=access.ca_pem,
+                labels={"region": "demo"},
+            )
+        seed_demo_grants()
+        self.stdout.write(
+            f"Demo clusters ({', '.join(names)}) on kubesim; kubeconfig: {kubeconfig}"
+        )
+        return process
 
     def _start_children(
         self, env: dict[str, str], host: str, port: int
