@@ -57,6 +57,10 @@ class LocalSlapd:
     size_limit: int | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    # Serve StartTLS on the ldap:// port and LDAPS on a second one, with a generated CA.
+    tls: bool = False
+    tls_port: int = 0
+    ca_pem: bytes = b""
 
     @property
     def admin_dn(self) -> str:
@@ -65,6 +69,14 @@ class LocalSlapd:
     @property
     def uri(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_uri(self) -> str:
+        return f"ldaps://127.0.0.1:{self.tls_port}"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.workdir / "ca.pem"
 
     @property
     def conf_path(self) -> Path:
@@ -79,6 +91,16 @@ class LocalSlapd:
         if self.ad_schema:
             schemas.append(AD_SCHEMA)
         includes = "\n".join(f"include {path}" for path in schemas)
+        tls_conf = ""
+        if self.tls:
+            from kubesim.server import make_tls_files
+
+            self.ca_pem, cert, key = make_tls_files(self.workdir / "tls")
+            self.ca_path.write_bytes(self.ca_pem)
+            tls_conf = (
+                f"TLSCACertificateFile {self.ca_path}\nTLSCertificateFile {cert}\n"
+                f"TLSCertificateKeyFile {key}\n"
+            )
         limit = "unlimited" if self.size_limit is None else str(self.size_limit)
         pr_total = "unlimited" if self.size_limit is None else str(self.size_limit)
         self.conf_path.write_text(
@@ -89,7 +111,7 @@ moduleload ppolicy
 pidfile {self.workdir / "slapd.pid"}
 argsfile {self.workdir / "slapd.args"}
 loglevel none
-
+{tls_conf}
 database mdb
 maxsize 4294967296
 suffix "{self.suffix}"
@@ -132,8 +154,12 @@ access to *
     def start(self, timeout: float = 15.0) -> str:
         """Start slapd on a free loopback port; returns its URI once it answers."""
         self.port = self.port or free_port()
+        urls = self.uri
+        if self.tls:
+            self.tls_port = self.tls_port or free_port()
+            urls += " " + self.ldaps_uri
         self.process = subprocess.Popen(  # noqa: S603 - fixed program, our own files
-            [SLAPD, "-d", "0", "-h", self.uri, "-f", str(self.conf_path)],
+            [SLAPD, "-d", "0", "-h", urls, "-f", str(self.conf_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

@@ -17,13 +17,17 @@ def main() -> None:
     parser.add_argument("--tls", action="store_true", help="serve HTTPS with a generated CA")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--namespaces", type=int, default=0, help="create ns-001… in each cluster")
     args = parser.parse_args()
 
     sim = KubeSim(tls=args.tls, port=args.port)
     names = [n for n in args.clusters.split(",") if n]
     names += [f"sim-{i:04d}" for i in range(1, args.count + 1)]
     for name in names:
-        sim.add_cluster(name).faults.latency_s = args.latency_ms / 1000
+        cluster = sim.add_cluster(name)
+        cluster.faults.latency_s = args.latency_ms / 1000
+        for i in range(1, args.namespaces + 1):
+            cluster.apply({"kind": "Namespace", "metadata": {"name": f"ns-{i:03d}"}})
     if args.kubeconfig and names:
         sim.write_kubeconfig(args.kubeconfig)
     sim.start()

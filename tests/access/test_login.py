@@ -168,3 +168,60 @@ def test_direct_bind_with_a_dn_template_logs_in(client, directory, settings):
     client.post(reverse("logout"))
     login(client, "alice", "wrong")
     assert "_auth_user_id" not in client.session
+
+
+@pytest.fixture(scope="module")
+def tls_slapd(tmp_path_factory):
+    from access.localslapd import LocalSlapd, base_ldif
+    from tests.fixtures.slapd import SERVICE_DN, SERVICE_PASSWORD, SUFFIX
+
+    server = LocalSlapd(tmp_path_factory.mktemp("tls-slapd"), suffix=SUFFIX, tls=True)
+    server.configure()
+    server.load(base_ldif(SUFFIX, SERVICE_DN, SERVICE_PASSWORD))
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def tls_directory(tls_slapd, settings):
+    from tests.fixtures.slapd import _make_subtree
+
+    tree = _make_subtree(tls_slapd, "openldap")
+    tree.add_person("alice", password="wonderland")
+    yield tree
+    tree.close()
+
+
+def test_start_tls_with_the_directory_ca_logs_in(client, tls_directory, settings):
+    settings.WARDEN_DIRECTORY = tls_directory.settings(
+        START_TLS=True, CA_CERT_FILE=str(tls_directory.server.ca_path)
+    )
+    assert login(client, "alice", "wonderland").status_code == 302
+    assert services.sync_directory().status == "succeeded"
+
+
+def test_ldaps_with_the_directory_ca_logs_in(client, tls_directory, settings):
+    settings.WARDEN_DIRECTORY = tls_directory.settings(
+        URI=tls_directory.server.ldaps_uri, CA_CERT_FILE=str(tls_directory.server.ca_path)
+    )
+    assert login(client, "alice", "wonderland").status_code == 302
+
+
+def test_start_tls_with_an_unknown_ca_is_refused_and_says_why(
+    client, tls_directory, settings, tmp_path
+):
+    from kubesim.server import make_tls_files
+
+    other_ca, _cert, _key = make_tls_files(tmp_path / "other")
+    (tmp_path / "other-ca.pem").write_bytes(other_ca)
+    settings.WARDEN_DIRECTORY = tls_directory.settings(
+        START_TLS=True, CA_CERT_FILE=str(tmp_path / "other-ca.pem")
+    )
+
+    response = login(client, "alice", "wonderland")
+
+    assert "_auth_user_id" not in client.session
+    assert "directory is not answering" in response.content.decode()
+    run = services.sync_directory()
+    assert run.status == "failed" and "TLS" in run.error
