@@ -432,3 +432,53 @@ subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}}]
     no = kubectl("auth", "can-i", "delete", "pods", "-n", namespace, "--as", "alice")
     assert yes.stdout.strip() == "yes", yes.stderr
     assert no.stdout.strip() == "no"
+
+
+def test_the_token_controller_fills_legacy_service_account_token_secrets(target, namespace):
+    core = target.core
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="legacy"))
+    )
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name="legacy-token", annotations={"kubernetes.io/service-account.name": "legacy"}
+            ),
+            type="kubernetes.io/service-account-token",
+        ),
+    )
+    import base64
+    import time
+
+    deadline = time.monotonic() + 10
+    secret = core.read_namespaced_secret("legacy-token", namespace)
+    while not (secret.data or {}).get("token") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        secret = core.read_namespaced_secret("legacy-token", namespace)
+    token = base64.b64decode(secret.data["token"]).decode()
+    review = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
+    status = client.AuthenticationV1Api(target.api).create_token_review(review).status
+    assert (
+        status.authenticated and status.user.username == f"system:serviceaccount:{namespace}:legacy"
+    )
+
+
+def test_deleting_a_namespace_removes_what_it_holds(target, namespace):
+    target.rbac.create_namespaced_role_binding(
+        namespace, binding("b", "view", [("User", "a", None)], namespace)
+    )
+    target.core.delete_namespace(namespace)
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            target.core.read_namespace(namespace)
+        except ApiException as gone:
+            assert gone.status == 404
+            break
+        time.sleep(0.5)
+    with pytest.raises(ApiException) as missing:
+        target.rbac.read_namespaced_role_binding("b", namespace)
+    assert missing.value.status == 404

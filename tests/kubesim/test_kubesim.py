@@ -128,3 +128,30 @@ def test_the_cli_serves_clusters_and_writes_a_kubeconfig(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_custom_resources_can_be_served(kube_cluster):
+    from kubernetes import client
+
+    cluster = kube_cluster()
+    cluster.register_kind("Cluster", "clusters", "cluster.x-k8s.io", "v1beta1")
+    cluster.apply({"kind": "Namespace", "metadata": {"name": "capi"}})
+    configuration = client.Configuration()
+    configuration.host = cluster.server_url
+    configuration.ca_cert_data = cluster.ca_cert_pem.decode()
+    configuration.api_key = {"BearerToken": cluster.admin_token}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    api = client.CustomObjectsApi(client.ApiClient(configuration))
+    api.create_namespaced_custom_object(
+        "cluster.x-k8s.io",
+        "v1beta1",
+        "capi",
+        "clusters",
+        {
+            "apiVersion": "cluster.x-k8s.io/v1beta1",
+            "kind": "Cluster",
+            "metadata": {"name": "prod-eu"},
+        },
+    )
+    listed = api.list_namespaced_custom_object("cluster.x-k8s.io", "v1beta1", "capi", "clusters")
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["prod-eu"]
