@@ -72,14 +72,20 @@ def test_people_who_are_not_operators_cannot_see_health(client, developer):
     assert client.get(reverse("health")).status_code == 403
 
 
-def test_a_blocked_sync_is_shown_and_an_operator_confirms_it(client, operator, directory, settings):
+@pytest.fixture
+def blocked(directory, settings):
+    """A sync the guard stopped: one of four people vanished, 25 % > 10 %."""
     for i in range(4):
         directory.add_person(f"user{i}")
     services.sync_directory()
     settings.WARDEN_DIRECTORY = directory.settings(MAX_DEACTIVATE_SHARE=0.1)
     directory.delete_person("user0")
-    blocked = services.sync_directory()
-    assert blocked.status == SyncStatus.BLOCKED
+    run = services.sync_directory()
+    assert run.status == SyncStatus.BLOCKED
+    return run
+
+
+def test_a_blocked_sync_is_shown_and_an_operator_confirms_it(client, operator, blocked):
 
     page = client.get(reverse("health")).content.decode()
     assert "Confirm this sync" in page and "user0" in page
@@ -90,15 +96,9 @@ def test_a_blocked_sync_is_shown_and_an_operator_confirms_it(client, operator, d
     assert DirectorySync.objects.filter(confirms=blocked, status=SyncStatus.SUCCEEDED).exists()
 
 
-def test_only_operators_confirm_and_only_by_post_with_csrf(directory, settings):
+def test_only_operators_confirm_and_only_by_post_with_csrf(blocked):
     from django.test import Client
 
-    for i in range(4):
-        directory.add_person(f"user{i}")
-    services.sync_directory()
-    settings.WARDEN_DIRECTORY = directory.settings(MAX_DEACTIVATE_SHARE=0.1)
-    directory.delete_person("user0")
-    blocked = services.sync_directory()
     url = reverse("confirm-sync", args=[blocked.pk])
 
     dev_client = Client()
