@@ -58,9 +58,10 @@ def sync_directory(
                 syncer = DirectorySyncer(run, config, allowance)
                 syncer.sync()
                 run.status = SyncStatus.SUCCEEDED
-                if syncer.changed_team_ids or syncer.changed_person_ids:
-                    teams, people = set(syncer.changed_team_ids), set(syncer.changed_person_ids)
-                    transaction.on_commit(lambda: _reconcile_for_subjects(teams, people))
+                teams, people = set(syncer.changed_team_ids), set(syncer.changed_person_ids)
+                members = set(syncer.membership_changed_team_ids)
+                if teams or people or members:
+                    transaction.on_commit(lambda: _reconcile_for_subjects(teams, people, members))
             else:
                 run.status = SyncStatus.SKIPPED
     except SyncBlocked as blocked:
@@ -215,10 +216,12 @@ def revoke_grant(grant: Any, *, actor: AbstractBaseUser | None = None, reason: s
     return grant
 
 
-def _reconcile_for_subjects(team_ids: set[int], person_ids: set[int]) -> None:
+def _reconcile_for_subjects(
+    team_ids: set[int], person_ids: set[int], membership_team_ids: set[int]
+) -> None:
     from clusters.services import queue_reconcile_for_subjects
 
-    queue_reconcile_for_subjects(team_ids, person_ids)
+    queue_reconcile_for_subjects(team_ids, person_ids, membership_team_ids)
 
 
 def _reconcile_for_grants(grant_ids: list[int]) -> None:

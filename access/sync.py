@@ -113,7 +113,10 @@ class DirectorySyncer:
         self.team_dn_to_id: dict[str, int] = {}
         self.stats = PageStats()
         # Whose access may have changed: the clusters their grants reach get reconciled.
+        # Teams gone or renamed change every binding that names them; a change of members
+        # only matters where clusters bind users instead of groups.
         self.changed_team_ids: set[int] = set()
+        self.membership_changed_team_ids: set[int] = set()
         self.changed_person_ids: set[int] = set()
 
     # --- the whole run ----------------------------------------------------------------------
@@ -139,10 +142,10 @@ class DirectorySyncer:
         self._check_guard(removed, teams_gone, len(members_removed), len(existing_members))
         self.changed_person_ids.update(removed)
         self.changed_team_ids.update(teams_gone)
-        self.changed_team_ids.update(
-            key[0] for key, value in existing_members.items() if key not in desired_members
+        self.membership_changed_team_ids.update(
+            key[0] for key in existing_members if key not in desired_members
         )
-        self.changed_team_ids.update(
+        self.membership_changed_team_ids.update(
             key[0] for key in desired_members if key not in existing_members
         )
         self._deactivate_people(removed)
@@ -333,6 +336,7 @@ class DirectorySyncer:
                     updated_at=self.now,
                 )
                 (updates if row else creates).append(team)
+            self.changed_team_ids.update(t.pk for t in updates)
             Team.objects.bulk_create(creates, batch_size=CHUNK)
             Team.objects.bulk_update(
                 updates,

@@ -215,37 +215,55 @@ def _api_group(resource: str) -> str:
 # --- what to reconcile after a change ---------------------------------------------------------
 
 
-def clusters_reached_by(grants: Iterable[Grant]) -> list[int]:
-    """Ids of the live clusters any of these grants reaches (in force or not: revokes count)."""
+def clusters_reached_by(grants: Iterable[Grant], users_only: bool = False) -> list[int]:
+    """Ids of the live clusters any of these grants reaches (in force or not: revokes count).
+
+    users_only: just the clusters that expand teams to users (a change of members matters
+    nowhere else, since elsewhere the binding names the group).
+    """
     specs = [grant_spec(g) for g in grants]
     if not specs:
         return []
     live = Cluster.objects.exclude(state=ClusterState.RETIRED)
+    if users_only:
+        live = live.filter(bind_groups=False)
     return [c.pk for c in live if any(g.reaches(c.spec()) for g in specs)]
 
 
-def queue_reconcile_for_grants(grant_ids: Iterable[int]) -> list[int]:
+def queue_reconcile_for_grants(grant_ids: Iterable[int], users_only: bool = False) -> list[int]:
     """Queue a reconcile of just the clusters these grants reach; returns their ids."""
     from clusters.tasks import reconcile_cluster_task
 
     grants = Grant.objects.filter(pk__in=list(grant_ids)).select_related("role", "team", "person")
-    cluster_ids = clusters_reached_by(grants)
+    cluster_ids = clusters_reached_by(grants, users_only=users_only)
     for cluster_id in cluster_ids:
         reconcile_cluster_task.delay(cluster_id, ReconcileTrigger.CHANGE)
     return cluster_ids
 
 
-def queue_reconcile_for_subjects(team_ids: Iterable[int], person_ids: Iterable[int]) -> list[int]:
-    """After a directory change: reconcile the clusters where those teams or people hold grants."""
+def queue_reconcile_for_subjects(
+    team_ids: Iterable[int],
+    person_ids: Iterable[int],
+    membership_team_ids: Iterable[int] = (),
+) -> list[int]:
+    """After a directory change: reconcile where it changes what the clusters must hold.
+
+    Grants of changed (renamed, gone) teams and of changed people matter everywhere they reach;
+    grants of teams whose members changed, or that changed people belong to, matter only on
+    clusters that bind users.
+    """
     from django.db.models import Q
 
     team_ids, person_ids = list(team_ids), list(person_ids)
-    if not team_ids and not person_ids:
-        return []
-    grants = Grant.objects.filter(revoked_at__isnull=True).filter(
-        Q(team_id__in=team_ids) | Q(person_id__in=person_ids)
+    member_teams = set(membership_team_ids) | set(
+        Membership.objects.filter(person_id__in=person_ids).values_list("team_id", flat=True)
     )
-    return queue_reconcile_for_grants(grants.values_list("id", flat=True))
+    live = Grant.objects.filter(revoked_at__isnull=True)
+    everywhere = live.filter(Q(team_id__in=team_ids) | Q(person_id__in=person_ids))
+    queued = queue_reconcile_for_grants(everywhere.values_list("id", flat=True))
+    users_only = live.filter(team_id__in=member_teams).exclude(team_id__in=team_ids)
+    expand = queue_reconcile_for_grants(users_only.values_list("id", flat=True), users_only=True)
+    return sorted(set(queued) | set(expand))
 
 
 def register_cluster(
