@@ -146,7 +146,7 @@ def apply(
             outcome.recreated += 1
     for obj in plan.update:
         key = object_key(obj)
-        if _guard(outcome, key, lambda obj=obj: _update(client, obj)):
+        if _guard(outcome, key, lambda obj=obj, key=key: _update(client, obj, actual[key])):
             outcome.updated += 1
     for obj in plan.create:
         key = object_key(obj)
@@ -171,8 +171,16 @@ def _delete(client: KubeClient, key: ObjectKey, have: Mapping[str, Any]) -> None
         if exc.status == 404:
             return  # already gone: the goal is reached
         if exc.status == 409:
-            # Changed since we listed it; it still carries our label, so it is still ours.
-            client.delete(kind, name, namespace)
+            # Changed since we listed it: delete it only if it still carries our label.
+            try:
+                current = client.get(kind, name, namespace)
+            except KubeError as again:
+                if again.status == 404:
+                    return
+                raise
+            if not _owned(current):
+                raise _not_owned(kind, name) from exc
+            client.delete(kind, name, namespace, resource_version=_rv(current))
             return
         raise
 
@@ -188,17 +196,25 @@ def _create(client: KubeClient, obj: Mapping[str, Any]) -> None:
         _update(client, obj)
 
 
-def _update(client: KubeClient, obj: Mapping[str, Any]) -> None:
+def _not_owned(kind: str, name: str) -> KubeError:
+    return KubeError(
+        409, "NotOwned", f"{kind} {name!r} exists and is not managed by Warden; it was left alone"
+    )
+
+
+def _update(
+    client: KubeClient, obj: Mapping[str, Any], listed: Mapping[str, Any] | None = None
+) -> None:
+    """Replace with the listed resourceVersion; on 409 Conflict re-read and try again."""
     kind = obj["kind"]
     meta = obj["metadata"]
     for attempt in range(CONFLICT_RETRIES):
-        current = client.get(kind, meta["name"], meta.get("namespace", ""))
+        if attempt == 0 and listed is not None:
+            current: Mapping[str, Any] = listed
+        else:
+            current = client.get(kind, meta["name"], meta.get("namespace", ""))
         if not _owned(current):
-            raise KubeError(
-                409,
-                "NotOwned",
-                f"{kind} {meta['name']!r} exists and is not managed by Warden; it was left alone",
-            )
+            raise _not_owned(kind, meta["name"])
         if current.get("roleRef") and obj.get("roleRef") and current["roleRef"] != obj["roleRef"]:
             _recreate(client, obj, current)
             return

@@ -233,3 +233,47 @@ def test_two_reconciles_at_once_write_each_object_once(make_cluster, catalogue, 
     assert len(rbac.bindings(sim, "default")) == 1
     assert results.count(None) == 1  # the second found the cluster's lock held
     assert sum(r.created for r in ReconcileRun.objects.filter(cluster=cluster)) == 2
+
+
+def test_a_conflict_on_update_is_re_read_and_retried(make_cluster, catalogue, people, rbac):
+    from clusters import k8s
+    from clusters.reconcile import _update, read_actual
+
+    cluster, sim = make_cluster()
+    Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
+    services.reconcile_cluster(cluster.pk)
+    client = k8s.client_for(services.endpoint_for(cluster))
+    stale = read_actual(client)[("ClusterRoleBinding", "", "warden-viewer")]
+    # someone else writes after Warden listed: Warden's resourceVersion is now stale
+    api = rbac.api(sim)
+    edited = api.read_cluster_role_binding("warden-viewer")
+    edited.subjects[0].name = "intruder"
+    api.replace_cluster_role_binding("warden-viewer", edited)
+    wanted = {**stale, "subjects": [{**stale["subjects"][0], "name": "alice"}]}
+
+    _update(client, wanted, stale)
+
+    assert rbac.subjects(sim, "warden-viewer") == ["alice"]
+
+
+def test_an_object_whose_label_was_removed_after_listing_is_not_deleted(
+    make_cluster, catalogue, people, rbac
+):
+    from clusters import k8s
+    from clusters.k8s import KubeError
+    from clusters.reconcile import _delete, read_actual
+
+    cluster, sim = make_cluster()
+    Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
+    services.reconcile_cluster(cluster.pk)
+    client = k8s.client_for(services.endpoint_for(cluster))
+    listed = read_actual(client)[("ClusterRoleBinding", "", "warden-viewer")]
+    api = rbac.api(sim)
+    adopted = api.read_cluster_role_binding("warden-viewer")
+    adopted.metadata.labels = {"owner": "platform-team"}  # someone adopts it
+    api.replace_cluster_role_binding("warden-viewer", adopted)
+
+    with pytest.raises(KubeError, match="not managed by Warden"):
+        _delete(client, ("ClusterRoleBinding", "", "warden-viewer"), listed)
+
+    assert rbac.subjects(sim, "warden-viewer") == ["alice"]
