@@ -112,8 +112,14 @@ except (ValueError, KeyError) as exc:  # django-environ's answer to an unknown s
     ) from exc
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A writer waits for the other process (web, worker, beat share the file) instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # The web app, the worker and beat share the file: take the write lock when a transaction
+    # begins (a read lock upgraded later fails at once with "database is locked"), wait up to
+    # 30 s for it, and let readers go on beside a writer (WAL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30,
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -170,6 +176,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
+        # kombu's default is ./control, relative to whatever directory a process started in.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:

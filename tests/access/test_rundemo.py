@@ -27,8 +27,9 @@ pytestmark = pytest.mark.slow
 class Browser:
     """Just enough of a browser: cookies, CSRF tokens from forms, redirects."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, log: Path | None = None):
         self.base = base
+        self.log = log
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
@@ -42,8 +43,14 @@ class Browser:
         body = urllib.parse.urlencode({**data, "csrfmiddlewaretoken": token.group(1)}).encode()
         request = urllib.request.Request(self.base + path, data=body)
         request.add_header("Referer", self.base + form_page)
-        with self.opener.open(request, timeout=20) as response:
-            return response.read().decode()
+        try:
+            with self.opener.open(request, timeout=20) as response:
+                return response.read().decode()
+        except urllib.error.HTTPError as exc:
+            tail = self.log.read_text()[-3000:] if self.log and self.log.exists() else ""
+            raise AssertionError(
+                f"POST {path} answered {exc.code}; the demo said:\n{tail}"
+            ) from exc
 
 
 def wait_for(url: str, timeout: float = 60) -> None:
@@ -70,17 +77,19 @@ def demo(tmp_path):
         "WARDEN_VAR_DIR": str(tmp_path / "var"),
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
+    log = tmp_path / "demo.log"
+    output = log.open("wb")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "rundemo", "--port", str(port)],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(base + "/healthz")
-        yield base, process, env["WARDEN_VAR_DIR"]
+        yield base, process, env["WARDEN_VAR_DIR"], log
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -88,12 +97,13 @@ def demo(tmp_path):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        output.close()
 
 
 def test_the_demo_serves_logins_and_its_worker_runs_tasks(demo):
-    base, process, demo_var = demo
+    base, process, demo_var, log = demo
     me = psutil.Process(process.pid)
-    browser = Browser(base)
+    browser = Browser(base, log)
 
     # a demo person logs in with the LDAP password and sees their teams, nested ones too
     home = browser.post_form("/login/", "/login/", {"username": "erin", "password": "demo-erin"})
@@ -101,7 +111,7 @@ def test_the_demo_serves_logins_and_its_worker_runs_tasks(demo):
     assert "sre" in home and "platform" in home and "through a nested group" in home
 
     # the operator asks for a sync: the web app queues it, the demo's worker runs it
-    operator = Browser(base)
+    operator = Browser(base, log)
     operator.post_form("/login/", "/login/", {"username": "olivia", "password": "demo-olivia"})
     operator.post_form("/health/sync", "/health/", {})
     deadline = time.monotonic() + 30
