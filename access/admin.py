@@ -30,9 +30,13 @@ class PersonAdmin(ReadOnlyAdmin):
         "is_active",
         "inactive_reason",
         "deactivated_at",
+        "user",
     ]
     list_filter = ["is_active", "inactive_reason"]
-    search_fields = ["username", "display_name", "email", "dn"]
+    search_fields = ["username", "display_name", "email", "dn", "external_id"]
+    list_select_related = ["user"]
+    date_hierarchy = "first_seen_at"
+    show_full_result_count = False  # no COUNT(*) over 50,000 people on every page
 
 
 class MembershipInline(admin.TabularInline):
@@ -49,10 +53,19 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Team)
 class TeamAdmin(ReadOnlyAdmin):
-    list_display = ["name", "dn", "is_active"]
+    list_display = ["name", "dn", "is_active", "deactivated_at"]
     list_filter = ["is_active"]
-    search_fields = ["name", "dn", "description"]
+    search_fields = ["name", "dn", "description", "external_id"]
     inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(ReadOnlyAdmin):
+    list_display = ["person", "team", "is_direct"]
+    list_filter = ["is_direct", "team__is_active"]
+    search_fields = ["person__username", "person__display_name", "team__name"]
+    list_select_related = ["person", "team"]
+    show_full_result_count = False
 
 
 @admin.register(DirectorySync)
@@ -64,12 +77,17 @@ class DirectorySyncAdmin(ReadOnlyAdmin):
         "status",
         "duration_s",
         "people_seen",
+        "teams_seen",
         "people_created",
         "people_deactivated",
         "memberships_added",
         "memberships_removed",
+        "requested_by",
     ]
     list_filter = ["status", "trigger"]
+    search_fields = ["error"]
+    list_select_related = ["requested_by"]
+    date_hierarchy = "started_at"
 
 
 class RoleDefinitionInline(admin.TabularInline):

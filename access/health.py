@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.db import connection
@@ -11,12 +13,17 @@ from kombu import Connection
 
 from access import directory, selectors
 from access.directory import DirectoryConfig, DirectoryError
+from access.models import DirectorySync
 
 BROKER_TIMEOUT_S = 3
 
 
 def check_database() -> dict[str, Any]:
-    return _timed(lambda: connection.cursor().execute("SELECT 1"))
+    def probe() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    return _timed(probe)
 
 
 def check_broker() -> dict[str, Any]:
@@ -25,7 +32,9 @@ def check_broker() -> dict[str, Any]:
     def probe() -> None:
         options = dict(getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {})
         with Connection(url, connect_timeout=BROKER_TIMEOUT_S, transport_options=options) as conn:
-            conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
+            conn.ensure_connection(
+                max_retries=1, interval_start=0.2, interval_step=0, timeout=BROKER_TIMEOUT_S
+            )
 
     result = _timed(probe)
     result["transport"] = url.split("://", 1)[0]
@@ -41,8 +50,7 @@ def check_directory() -> dict[str, Any]:
     return result
 
 
-def last_sync_state() -> dict[str, Any] | None:
-    run = selectors.last_sync()
+def sync_state(run: DirectorySync | None) -> dict[str, Any] | None:
     if run is None:
         return None
     return {
@@ -55,13 +63,22 @@ def last_sync_state() -> dict[str, Any] | None:
         "people_seen": run.people_seen,
         "teams_seen": run.teams_seen,
         "people_created": run.people_created,
+        "people_updated": run.people_updated,
         "people_deactivated": run.people_deactivated,
+        "people_reactivated": run.people_reactivated,
+        "teams_created": run.teams_created,
+        "teams_deactivated": run.teams_deactivated,
         "memberships_added": run.memberships_added,
         "memberships_removed": run.memberships_removed,
         "error": run.error,
         "guard": run.guard,
         "warnings": run.warnings,
+        "confirms": run.confirms_id,
     }
+
+
+def last_sync_state() -> dict[str, Any] | None:
+    return sync_state(selectors.last_sync())
 
 
 def report() -> dict[str, Any]:
@@ -70,10 +87,15 @@ def report() -> dict[str, Any]:
         "broker": check_broker(),
         "directory": check_directory(),
     }
+    last_success = selectors.last_successful_sync()
     return {
         "ok": all(c["ok"] for c in checks.values()),
         "checks": checks,
         "last_sync": last_sync_state(),
+        "last_successful_sync_at": last_success.finished_at.isoformat()
+        if last_success and last_success.finished_at
+        else None,
+        "recent_syncs": [sync_state(run) for run in selectors.recent_syncs(10)],
     }
 
 
@@ -82,11 +104,24 @@ def _timed(probe: Any) -> dict[str, Any]:
     try:
         probe()
     except DirectoryError as exc:
-        return {"ok": False, "error": str(exc), "ms": _ms(started)}
+        return {"ok": False, "error": _scrub(str(exc)), "ms": _ms(started)}
     except Exception as exc:
-        # The class and message only: connection errors carry no secrets, tracebacks might.
-        return {"ok": False, "error": f"{exc.__class__.__name__}: {exc}"[:300], "ms": _ms(started)}
+        # The class and message only (never a traceback), with any known secret blanked out.
+        error = _scrub(f"{exc.__class__.__name__}: {exc}")[:300]
+        return {"ok": False, "error": error, "ms": _ms(started)}
     return {"ok": True, "ms": _ms(started)}
+
+
+def _scrub(text: str) -> str:
+    """Blank out the secrets an error message could echo: the bind and broker passwords."""
+    secrets = [str(settings.WARDEN_DIRECTORY.get("BIND_PASSWORD") or "")]
+    broker = urlsplit(str(settings.CELERY_BROKER_URL))
+    with contextlib.suppress(ValueError):
+        secrets.append(unquote(broker.password or ""))
+    for secret in secrets:
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _ms(started: float) -> int:

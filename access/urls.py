@@ -11,6 +11,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("health/", views.health_page, name="health"),
+    path("health/json", views.health_json, name="health-json"),
     path("health/sync", views.sync_now, name="sync-now"),
     path("health/sync/<int:pk>/confirm", views.confirm_sync, name="confirm-sync"),
 ]

@@ -5,18 +5,20 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
+from kombu.exceptions import OperationalError
 
 from access import health, selectors, services
 from access.choices import SyncTrigger
 from access.forms import LoginForm
-from access.models import DirectorySync, Membership, Person
-from access.permissions import require_operator
+from access.models import DirectorySync, Person
+from access.permissions import is_operator, require_operator
 from access.tasks import sync_directory_task
 
 
@@ -25,7 +27,18 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
 
-@require_GET
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin site logs in through Warden's login (directory, throttling), not its own."""
+    if not request.user.is_authenticated:
+        return auth_views.redirect_to_login(
+            request.GET.get("next") or reverse("admin:index"), login_url=reverse("login")
+        )
+    if not is_operator(request.user):
+        raise PermissionDenied("Only Warden operators may open the admin site.")
+    return redirect("admin:index")
+
+
+@require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
     """Liveness: the process answers. No database, no authentication."""
     return HttpResponse("ok", content_type="text/plain")
@@ -34,14 +47,8 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     person = Person.objects.filter(user=request.user).first()
-    memberships = (
-        Membership.objects.filter(person=person, team__is_active=True)
-        .select_related("team")
-        .order_by("team__name")
-        if person
-        else Membership.objects.none()
-    )
-    return render(request, "access/home.html", {"person": person, "memberships": memberships})
+    teams = selectors.teams_of(person) if person else []
+    return render(request, "access/home.html", {"person": person, "teams": teams})
 
 
 @login_required
@@ -57,11 +64,25 @@ def health_page(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@never_cache
+def health_json(request: HttpRequest) -> HttpResponse:
+    require_operator(request.user)
+    return JsonResponse(health.report())
+
+
+@login_required
 @require_POST
 def sync_now(request: HttpRequest) -> HttpResponse:
     require_operator(request.user)
-    transaction.on_commit(lambda: sync_directory_task.delay(SyncTrigger.OPERATOR))
-    messages.info(request, "A directory sync has been queued.")
+    try:
+        # No transaction is open here, so this queues at once and a broker error shows now.
+        transaction.on_commit(lambda: sync_directory_task.delay(SyncTrigger.OPERATOR))
+    except OperationalError:
+        messages.error(
+            request, "The sync could not be queued: the broker is not answering (see below)."
+        )
+    else:
+        messages.info(request, "A directory sync has been queued.")
     return redirect("health")
 
 

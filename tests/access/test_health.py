@@ -117,3 +117,64 @@ def test_sync_now_queues_a_sync(client, operator, directory, django_capture_on_c
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("sync-now"))
     assert DirectorySync.objects.filter(trigger="operator", status=SyncStatus.SUCCEEDED).exists()
+
+
+def test_healthz_answers_a_head_request_too(client):
+    assert client.head("/healthz").status_code == 200
+
+
+def test_the_json_page_lists_recent_syncs_and_the_last_success(
+    client, operator, directory, settings
+):
+    directory.add_person("alice")
+    services.sync_directory()
+    settings.WARDEN_DIRECTORY = directory.settings(USER_BASE_DN="ou=gone,dc=warden,dc=test")
+    services.sync_directory()
+
+    state = client.get(reverse("health-json")).json()
+
+    assert [run["status"] for run in state["recent_syncs"]] == ["failed", "succeeded"]
+    assert "does not exist" in state["last_sync"]["error"]
+    assert state["last_successful_sync_at"] == state["recent_syncs"][1]["finished_at"]
+    assert not state["checks"]["directory"]["ok"]
+
+
+def test_people_who_are_not_operators_cannot_read_the_json_either(client, developer):
+    assert client.get(reverse("health-json")).status_code == 403
+
+
+def test_a_broker_that_is_up_is_checked_for_real(client, operator, settings):
+    # CI's broker is Redis; locally, the filesystem broker. Either way a real connection is made.
+    state = client.get(reverse("health-json")).json()
+
+    broker = state["checks"]["broker"]
+    assert broker["ok"], broker
+    assert broker["transport"] == settings.CELERY_BROKER_URL.split("://")[0]
+
+
+def test_a_down_broker_answers_quickly(client, operator, settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
+
+    state = client.get(reverse("health-json")).json()
+
+    broker = state["checks"]["broker"]
+    assert not broker["ok"] and broker["error"]
+    assert broker["ms"] < 10_000
+
+
+@pytest.mark.django_db(transaction=True)  # as in production: on_commit runs at once
+def test_sync_now_says_so_when_the_broker_is_down(client, operator, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from access.tasks import sync_directory_task
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    monkeypatch.setattr(sync_directory_task, "delay", broker_down)
+
+    response = client.post(reverse("sync-now"), follow=True)
+
+    assert response.status_code == 200
+    assert "could not be queued" in response.content.decode()

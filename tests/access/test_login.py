@@ -225,3 +225,121 @@ def test_start_tls_with_an_unknown_ca_is_refused_and_says_why(
     assert "directory is not answering" in response.content.decode()
     run = services.sync_directory()
     assert run.status == "failed" and "TLS" in run.error
+
+
+def test_a_refused_account_gets_no_django_account(client, ad_directory):
+    ad_directory.add_person("mallory", password="secret", disabled=True)
+
+    login(client, "mallory", "secret")
+
+    assert not get_user_model().objects.filter(username__iexact="mallory").exists()
+
+
+def test_the_account_is_named_as_the_directory_names_the_person(client, directory):
+    directory.add_person("alice", password="wonderland")
+    assert login(client, "alice", "wonderland").status_code == 302
+    client.post(reverse("logout"))
+
+    assert login(client, " ALICE ", "wonderland").status_code == 302
+
+    assert list(get_user_model().objects.values_list("username", flat=True)) == ["alice"]
+    assert Person.objects.get(username="alice").user.username == "alice"
+
+
+@pytest.mark.parametrize(
+    "misconfiguration",
+    [{"BIND_PASSWORD": "not-the-service-secret"}, {"USER_BASE_DN": "ou=nowhere,dc=warden,dc=test"}],
+    ids=["wrong service password", "missing user base DN"],
+)
+def test_a_misconfigured_directory_is_reported_as_not_answering(
+    client, directory, settings, misconfiguration
+):
+    directory.add_person("alice", password="wonderland")
+    settings.WARDEN_DIRECTORY = directory.settings(**misconfiguration)
+
+    response = login(client, "alice", "wonderland")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "directory is not answering" in page
+    assert "not-the-service-secret" not in page and "service-secret" not in page
+
+
+def test_without_a_directory_only_local_accounts_log_in(client, settings):
+    settings.WARDEN_DIRECTORY = {**settings.WARDEN_DIRECTORY, "URI": ""}
+    get_user_model().objects.create_user("breakglass", password="a-long-local-password")
+
+    refused = login(client, "alice", "wonderland")
+    assert "directory login is not set up" in refused.content.decode()
+
+    assert login(client, "breakglass", "a-long-local-password").status_code == 302
+
+
+def test_direct_bind_without_a_service_account_reads_the_persons_own_entry(
+    client, directory, settings
+):
+    directory.add_person("alice", password="wonderland", display_name="Alice Liddell")
+    settings.WARDEN_DIRECTORY = directory.settings(
+        USER_DN_TEMPLATE=f"uid=%(user)s,{directory.people_dn}", BIND_DN="", BIND_PASSWORD=""
+    )
+
+    assert login(client, "alice", "wonderland").status_code == 302
+    assert Person.objects.get(username="alice").display_name == "Alice Liddell"
+
+
+def test_a_successful_login_forgets_earlier_failures(client, directory):
+    directory.add_person("alice", password="wonderland")
+    for _ in range(4):
+        login(client, "alice", "nope")
+    login(client, "alice", "wonderland")
+    client.post(reverse("logout"))
+
+    for _ in range(4):
+        login(client, "alice", "nope")
+
+    assert login(client, "alice", "wonderland").status_code == 302
+
+
+def test_the_admin_site_logs_in_through_the_directory_login(client, directory, settings):
+    directory.add_person("olivia", password="operator-pw")
+    directory.add_person("dev", password="dev-pw")
+    directory.add_group("warden-admins", people=["olivia"])
+    settings.WARDEN_DIRECTORY = directory.settings(ADMIN_TEAMS=["warden-admins"])
+    services.sync_directory()
+
+    # given nobody logged in, the admin sends them to Warden's login page
+    response = client.get("/admin/", follow=True)
+    assert response.redirect_chain[-1][0].startswith(reverse("login") + "?next=")
+
+    # a developer who is logged in is told the admin site is for operators
+    login(client, "dev", "dev-pw")
+    response = client.get("/admin/", follow=True)
+    assert response.status_code == 403
+    assert "Only Warden operators" in response.content.decode()
+    client.post(reverse("logout"))
+
+    # an operator lands on the admin site, which shows the directory read-only
+    client.post(
+        reverse("login") + "?next=/admin/",
+        {"username": "olivia", "password": "operator-pw", "next": "/admin/"},
+    )
+    assert client.get("/admin/").status_code == 200
+    people = client.get("/admin/access/person/").content.decode()
+    assert "olivia" in people and "Add person" not in people
+    assert client.get("/admin/access/membership/").status_code == 200
+    assert client.get("/admin/access/directorysync/").status_code == 200
+
+
+def test_the_home_page_names_the_team_a_nested_membership_comes_through(client, directory):
+    directory.add_person("erin", password="erin-pw")
+    directory.add_group("sre", people=["erin"])
+    directory.add_group("platform", groups=["sre"])
+    directory.add_group("engineering", groups=["platform"])
+    services.sync_directory()
+    login(client, "erin", "erin-pw")
+
+    page = client.get(reverse("home")).content.decode()
+
+    assert "<td>sre</td><td>direct</td>" in page
+    assert "<td>platform</td><td>through a nested group (sre)</td>" in page
+    assert "<td>engineering</td><td>through a nested group (platform)</td>" in page

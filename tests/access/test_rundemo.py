@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -64,8 +65,8 @@ def wait_for(url: str, timeout: float = 60) -> None:
     raise AssertionError(f"{url} did not answer within {timeout}s")
 
 
-@pytest.fixture
-def demo(tmp_path):
+def start_demo(var: Path, log: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """`manage.py rundemo` as `make run` starts it, on a free port, its output in `log`."""
     port = free_port()
     env = {
         **{
@@ -74,30 +75,50 @@ def demo(tmp_path):
             if not k.startswith(("DATABASE_URL", "CELERY_", "LDAP_"))
         },
         "DEBUG": "1",
-        "WARDEN_VAR_DIR": str(tmp_path / "var"),
+        "WARDEN_VAR_DIR": str(var),
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
-    log = tmp_path / "demo.log"
-    output = log.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "rundemo", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "rundemo", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    return f"http://127.0.0.1:{port}", process
+
+
+def stop_demo(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Processes that still run (an orphan's zombie, waiting for init to reap it, does not)."""
+    running = []
+    for proc in processes:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                running.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
+@pytest.fixture
+def demo(tmp_path):
+    var, log = tmp_path / "var", tmp_path / "demo.log"
+    base, process = start_demo(var, log)
     try:
         wait_for(base + "/healthz")
-        yield base, process, env["WARDEN_VAR_DIR"], log
+        yield base, process, str(var), log
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        output.close()
+        stop_demo(process)
 
 
 def test_the_demo_serves_logins_and_its_worker_runs_tasks(demo):
@@ -146,3 +167,48 @@ def test_the_demo_serves_logins_and_its_worker_runs_tasks(demo):
     process.wait(timeout=30)
     _gone, alive = psutil.wait_procs(children, timeout=20)
     assert alive == [], [p.cmdline()[:4] for p in alive]
+
+
+def test_a_killed_demo_takes_its_processes_along_and_the_next_run_keeps_the_data(tmp_path):
+    var, log = tmp_path / "var", tmp_path / "demo.log"
+
+    # given a demo where erin has logged in, killed with no chance to clean up
+    base, first = start_demo(var, log)
+    try:
+        wait_for(base + "/healthz")
+        home = Browser(base, log).post_form(
+            "/login/", "/login/", {"username": "erin", "password": "demo-erin"}
+        )
+        assert "Erin Evans" in home
+        children = psutil.Process(first.pid).children(recursive=True)
+        slapd = [p for p in children if p.name() == "slapd"]
+        first.kill()
+        first.wait()
+    finally:
+        stop_demo(first)
+
+    # then worker, beat, web server and kubesim go with it; its slapd waits for the next run
+    others = [p for p in children if p not in slapd]
+    deadline = time.monotonic() + 20
+    while still_running(others) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert still_running(others) == [], [p.cmdline()[:4] for p in still_running(others)]
+
+    # when the demo runs again on the same var/
+    base, second = start_demo(var, log)
+    try:
+        wait_for(base + "/healthz")
+
+        # then the old directory server is gone, and erin logs in to the same account
+        assert still_running(slapd) == []
+        home = Browser(base, log).post_form(
+            "/login/", "/login/", {"username": "erin", "password": "demo-erin"}
+        )
+        assert "Erin Evans" in home and "sre" in home
+    finally:
+        stop_demo(second)
+    with sqlite3.connect(var / "warden.sqlite3") as db:
+        erins = db.execute("SELECT count(*) FROM auth_user WHERE username = 'erin'").fetchone()
+        assert erins == (1,)
+        # one directory sync at each start, both kept
+        assert db.execute("SELECT count(*) FROM access_directorysync").fetchone()[0] >= 2

@@ -6,6 +6,8 @@ the web server as child processes, all on embedded defaults. Ctrl-C stops everyt
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -37,6 +39,31 @@ DEMO_GRANTS = [
     ("payments", "developer", ["dev", "staging"], ["default"]),
     ("sre", "operator", [], ["kube-system"]),
 ]
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: get SIGTERM when rundemo dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop_stale_slapd(workdir: Path) -> None:
+    """A demo killed without cleaning up leaves its slapd running: stop it before reseeding."""
+    try:
+        pid = int((workdir / "slapd.pid").read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if str(workdir / "slapd.conf").encode() not in cmdline:
+        return  # the pid has been reused by something else
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def seed_demo_grants() -> None:
@@ -93,6 +120,7 @@ class Command(BaseCommand):
             self.stdout.write("Warden demo stopped.")
 
     def _start_directory(self, slapd: LocalSlapd) -> dict[str, str]:
+        stop_stale_slapd(slapd.workdir)
         slapd.destroy()  # a fresh directory every run; the database is kept
         try:
             slapd.configure()
@@ -134,6 +162,7 @@ class Command(BaseCommand):
             ],
             stdout=subprocess.PIPE,
             cwd=settings.BASE_DIR,
+            preexec_fn=die_with_parent,  # rundemo starts no threads, so this is safe
         )
         ready = process.stdout.readline().decode() if process.stdout else ""
         if "ready" not in ready:
@@ -178,7 +207,9 @@ class Command(BaseCommand):
             [python, "manage.py", "runserver", "--noreload", f"{host}:{port}"],
         ]
         return [
-            subprocess.Popen(cmd, env=child_env, cwd=settings.BASE_DIR)  # noqa: S603
+            subprocess.Popen(  # noqa: S603 - our own programs
+                cmd, env=child_env, cwd=settings.BASE_DIR, preexec_fn=die_with_parent
+            )
             for cmd in commands
         ]
 
