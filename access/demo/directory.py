@@ -5,6 +5,8 @@ Every demo person's password is `demo-<username>`, so a new user can log in as a
 
 from __future__ import annotations
 
+import uuid
+
 from access.localslapd import base_ldif, ssha
 
 SUFFIX = "dc=demo,dc=warden"
@@ -44,12 +46,21 @@ def password_for(username: str) -> str:
     return f"demo-{username}"
 
 
+def entry_uuid(dn: str) -> str:
+    """The same entryUUID for a DN at every run: the reseeded directory is the same directory,
+    so the kept database sees no change (a new UUID would be a new person, and the sync guard
+    would stop a sync that replaces everyone)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ldap:///{dn}"))
+
+
 def demo_ldif() -> str:
     parts = [base_ldif(SUFFIX, SERVICE_DN, SERVICE_PASSWORD)]
     for username, name in [*PEOPLE, *[(u, u.title()) for u in DISABLED]]:
         given, _, family = name.partition(" ")
+        dn = f"uid={username},ou=people,{SUFFIX}"
         entry = [
-            f"dn: uid={username},ou=people,{SUFFIX}",
+            f"dn: {dn}",
+            f"entryUUID: {entry_uuid(dn)}",
             "objectClass: inetOrgPerson",
             f"uid: {username}",
             f"cn: {name}",
@@ -63,7 +74,9 @@ def demo_ldif() -> str:
             entry.append("pwdAccountLockedTime: 000001010000Z")
         parts.append("\n".join(entry) + "\n")
     for team, members, nested in TEAMS:
-        lines = [f"dn: cn={team},ou=groups,{SUFFIX}", "objectClass: groupOfNames", f"cn: {team}"]
+        dn = f"cn={team},ou=groups,{SUFFIX}"
+        lines = [f"dn: {dn}", f"entryUUID: {entry_uuid(dn)}", "objectClass: groupOfNames"]
+        lines.append(f"cn: {team}")
         lines += [f"member: uid={m},ou=people,{SUFFIX}" for m in members]
         lines += [f"member: cn={t},ou=groups,{SUFFIX}" for t in nested]
         parts.append("\n".join(lines) + "\n")
