@@ -41,8 +41,8 @@ class PersonAdmin(ReadOnlyAdmin):
 
 class MembershipInline(admin.TabularInline):
     model = Membership
-    fields = ["person", "is_direct"]
-    readonly_fields = fields
+    fields = ("person", "is_direct")
+    readonly_fields = ("person", "is_direct")
     extra = 0
     can_delete = False
     show_change_link = False

@@ -54,11 +54,13 @@ class DirectoryBackend(LDAPBackend):
             # Without a service account, the person reads their own entry after the bind.
             values.BIND_AS_AUTHENTICATING_USER = not config.bind_dn
         else:
-            # %(user)s is escaped by django-auth-ldap before it reaches the filter.
+            # %(user)s is escaped by django-auth-ldap before it reaches the filter; a literal
+            # % in the configured filter must not be taken for a placeholder.
+            user_filter = config.user_filter.replace("%", "%%")
             values.USER_SEARCH = LDAPSearch(
                 config.user_base_dn or "",
                 ldap.SCOPE_SUBTREE,
-                f"(&{config.user_filter}({config.username_attr}=%(user)s))",
+                f"(&{user_filter}({config.username_attr}=%(user)s))",
                 config.user_attributes(),
             )
         values.USER_ATTR_MAP = {"email": config.email_attr}

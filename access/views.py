@@ -46,7 +46,8 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    person = Person.objects.filter(user=request.user).first()
+    # RelatedObjectDoesNotExist is an AttributeError: a local account has no Person.
+    person: Person | None = getattr(request.user, "person", None)
     teams = selectors.teams_of(person) if person else []
     return render(request, "access/home.html", {"person": person, "teams": teams})
 
@@ -89,10 +90,10 @@ def sync_now(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def confirm_sync(request: HttpRequest, pk: int) -> HttpResponse:
-    require_operator(request.user)
+    operator = require_operator(request.user)
     blocked = get_object_or_404(DirectorySync, pk=pk)
     try:
-        run = services.confirm_blocked_sync(blocked, request.user)
+        run = services.confirm_blocked_sync(blocked, operator)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("health")

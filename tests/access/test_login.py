@@ -343,3 +343,12 @@ def test_the_home_page_names_the_team_a_nested_membership_comes_through(client, 
     assert "<td>sre</td><td>direct</td>" in page
     assert "<td>platform</td><td>through a nested group (sre)</td>" in page
     assert "<td>engineering</td><td>through a nested group (platform)</td>" in page
+
+
+def test_a_percent_sign_in_the_configured_filter_is_taken_literally(client, directory, settings):
+    directory.add_person("alice", password="wonderland")
+    settings.WARDEN_DIRECTORY = directory.settings(
+        USER_FILTER="(&(objectClass=inetOrgPerson)(!(description=100%)))"
+    )
+
+    assert login(client, "alice", "wonderland").status_code == 302

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.management import call_command
@@ -62,8 +62,17 @@ def stop_stale_slapd(workdir: Path) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while _running(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process runs (a zombie, exited but not yet reaped by init, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def seed_demo_grants() -> None:
@@ -112,7 +121,8 @@ class Command(BaseCommand):
             while not stopping:
                 for child in children:
                     if child.poll() is not None:
-                        raise CommandError(f"{child.args[2:4]} exited with {child.returncode}")
+                        name = " ".join(cast(list[str], child.args)[2:4])
+                        raise CommandError(f"{name} exited with {child.returncode}")
                 time.sleep(0.5)
         finally:
             self._stop(children)
