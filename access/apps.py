@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -8,3 +10,31 @@ class AccessConfig(AppConfig):
 
     name = "access"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from celery.signals import task_postrun, task_prerun
+
+        task_prerun.connect(_bind_task_id, weak=False, dispatch_uid="warden-task-id")
+        task_postrun.connect(_unbind_task_id, weak=False, dispatch_uid="warden-task-id-end")
+
+
+_tokens: dict[str, Any] = {}
+
+
+def _bind_task_id(task_id: str | None = None, **kwargs: Any) -> None:
+    """Audit events and logs written by a Celery task carry the task's id.
+
+    An eager task (run inside a web request) keeps the request's id: it is part of that request.
+    """
+    from access.audit import current_request_id
+
+    if task_id and not current_request_id.get():
+        _tokens[task_id] = current_request_id.set(task_id)
+
+
+def _unbind_task_id(task_id: str | None = None, **kwargs: Any) -> None:
+    from access.audit import current_request_id
+
+    token = _tokens.pop(task_id or "", None)
+    if token is not None:
+        current_request_id.reset(token)

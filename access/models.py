@@ -303,3 +303,56 @@ class Grant(models.Model):
 
     def __str__(self) -> str:
         return f"grant #{self.pk} {self.role_id}"
+
+
+class AuditChain(models.Model):
+    """The head of the audit chain: a row each writer locks, naming the newest event."""
+
+    name = models.CharField(max_length=32, unique=True)
+    last_seq = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_seq}"
+
+
+class AuditEvent(models.Model):
+    """An append-only, hash-chained record of a change of access: who, what, when and why."""
+
+    # Position in the chain; each event's hash covers its fields and the previous event's hash.
+    seq = models.BigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    # No database constraint and no cascade: deleting an account must never rewrite the trail.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    # Kept as written: the account may be renamed or deleted later. "system" for Warden itself.
+    actor_name = models.CharField(max_length=255)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=255, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    # The web request or Celery task that made the change (X-Request-ID / task id).
+    request_id = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [
+            models.Index(fields=["action", "-seq"], name="audit_action"),
+            models.Index(fields=["object_type", "object_id", "-seq"], name="audit_object"),
+            models.Index(fields=["actor_name", "-seq"], name="audit_actor"),
+            models.Index(fields=["created_at"], name="audit_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}"

@@ -1,0 +1,24 @@
+"""`manage.py verify_audit`: check the hash chain of the audit trail; exit 1 if it is broken."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from access import audit
+
+
+class Command(BaseCommand):
+    help = "Verify that no audit event was edited, inserted or removed."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        result = audit.verify()
+        if not result.ok:
+            for problem in result.problems:
+                self.stderr.write(problem)
+            raise CommandError(
+                f"The audit trail is broken in {len(result.problems)} place(s) "
+                f"({result.checked} events checked)."
+            )
+        self.stdout.write(f"The audit trail is intact: {result.checked} events checked.")
