@@ -12,10 +12,11 @@ class AccessConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from celery.signals import task_postrun, task_prerun
+        from celery.signals import task_postrun, task_prerun, worker_ready
 
         task_prerun.connect(_bind_task_id, weak=False, dispatch_uid="warden-task-id")
         task_postrun.connect(_unbind_task_id, weak=False, dispatch_uid="warden-task-id-end")
+        worker_ready.connect(_expire_at_start, weak=False, dispatch_uid="warden-expire-at-start")
 
 
 _tokens: dict[str, Any] = {}
@@ -38,3 +39,10 @@ def _unbind_task_id(task_id: str | None = None, **kwargs: Any) -> None:
     token = _tokens.pop(task_id or "", None)
     if token is not None:
         current_request_id.reset(token)
+
+
+def _expire_at_start(**kwargs: Any) -> None:
+    """After downtime, access that ran out meanwhile ends before anything else is done."""
+    from access.tasks import expire_grants_task
+
+    expire_grants_task.delay()

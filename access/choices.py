@@ -52,3 +52,20 @@ class RoleScope(models.TextChoices):
 class GrantSource(models.TextChoices):
     STANDING = "standing", "Standing policy"
     REQUEST = "request", "Approved request"
+
+
+class RequestState(models.TextChoices):
+    """Where an access request stands. pending -> active | denied | cancelled; active -> expired |
+    revoked. "active" means approved and granted: the grant exists from that moment."""
+
+    PENDING = "pending", "Pending approval"
+    ACTIVE = "active", "Active"
+    DENIED = "denied", "Denied"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve", "Approved"
+    DENY = "deny", "Denied"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
+import yaml
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 
 from access.auth import DIRECTORY_ERROR_ATTR, NOT_CONFIGURED_ATTR, REFUSAL_ATTR
+from access.choices import Environment, RoleScope, Tier
+from access.models import Person, Role, Team
 
 MAX_FAILURES = 5
 LOCKOUT_S = 15 * 60
@@ -72,3 +77,207 @@ class LoginForm(AuthenticationForm):
     def _client_ip(self) -> str:
         request = self.request
         return str(request.META.get("REMOTE_ADDR", "")) if request is not None else ""
+
+
+# --- requests, grants and roles ---------------------------------------------------------------
+
+DURATIONS = [
+    ("", "The policy's usual duration"),
+    ("1h", "1 hour"),
+    ("2h", "2 hours"),
+    ("4h", "4 hours"),
+    ("8h", "8 hours"),
+    ("1d", "1 day"),
+    ("3d", "3 days"),
+    ("7d", "7 days"),
+    ("14d", "14 days"),
+    ("30d", "30 days"),
+    ("90d", "90 days"),
+]
+
+
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """ "4h", "3d", "90m" -> timedelta; "" -> None (the policy's default)."""
+    text = (text or "").strip().lower()
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d{1,4})\s*([mhd])", text)
+    if not match:
+        raise forms.ValidationError("Write a duration such as 90m, 4h or 3d.")
+    amount, unit = int(match.group(1)), match.group(2)
+    return timedelta(**{_UNITS[unit]: amount})
+
+
+def split_words(text: str) -> list[str]:
+    """Namespaces or cluster names typed with commas, spaces or new lines."""
+    return [w for w in re.split(r"[\s,]+", text or "") if w]
+
+
+class ScopeField(forms.CharField):
+    """A list of names typed as text (commas or spaces)."""
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
+        return split_words(super().to_python(value))
+
+
+class RequestForm(forms.Form):
+    """What a person asks for. Validation of the scope itself is the service's."""
+
+    role = forms.ModelChoiceField(queryset=Role.objects.all(), empty_label=None)
+    environments = forms.MultipleChoiceField(
+        choices=Environment.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    tiers = forms.MultipleChoiceField(
+        choices=Tier.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    clusters = ScopeField(
+        required=False, help_text="Cluster names; empty = every cluster of the environments/tiers."
+    )
+    namespaces = ScopeField(
+        required=False, help_text="Namespace names or patterns such as team-*; commas or spaces."
+    )
+    duration = forms.ChoiceField(choices=DURATIONS, required=False)
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="What you will do with this access. Approvers decide on it.",
+    )
+    ticket = forms.CharField(required=False, max_length=100, label="Ticket reference")
+    break_glass = forms.BooleanField(
+        required=False,
+        label="Break glass: an emergency; grant at once, short, reviewed afterwards",
+    )
+    extends = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    def clean_duration(self) -> timedelta | None:
+        return parse_duration(self.cleaned_data.get("duration") or "")
+
+    def scope(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "environments": data.get("environments") or [],
+            "tiers": data.get("tiers") or [],
+            "clusters": data.get("clusters") or [],
+            "namespaces": data.get("namespaces") or [],
+        }
+
+
+class DecisionForm(forms.Form):
+    """An approver's decision, with optional narrowing."""
+
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    clusters = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, label="Only on these clusters"
+    )
+    namespaces = ScopeField(required=False, label="Only in these namespaces")
+    duration = forms.ChoiceField(choices=DURATIONS, required=False, label="Shorten to")
+
+    def __init__(self, *args: Any, clusters: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["clusters"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = [(c, c) for c in clusters or []]
+
+    def clean_duration(self) -> timedelta | None:
+        return parse_duration(self.cleaned_data.get("duration") or "")
+
+
+class GrantForm(forms.Form):
+    """A standing grant an operator gives a team or a person."""
+
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.filter(is_active=True), required=False, empty_label="—"
+    )
+    person = forms.CharField(required=False, label="or person (username)")
+    role = forms.ModelChoiceField(queryset=Role.objects.all(), empty_label=None)
+    environments = forms.MultipleChoiceField(
+        choices=Environment.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    tiers = forms.MultipleChoiceField(
+        choices=Tier.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    clusters = ScopeField(required=False)
+    cluster_selector = ScopeField(
+        required=False, label="Cluster labels", help_text="key=value pairs, e.g. region=eu"
+    )
+    namespaces = ScopeField(required=False)
+    expires_at = forms.DateTimeField(
+        required=False, help_text="Empty: standing until revoked. UTC, e.g. 2027-01-31 18:00"
+    )
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_person(self) -> Person | None:
+        username = (self.cleaned_data.get("person") or "").strip()
+        if not username:
+            return None
+        person = Person.objects.filter(username=username, is_active=True).first()
+        if person is None:
+            raise forms.ValidationError(f"No active person {username!r} in the directory.")
+        return person
+
+    def clean_cluster_selector(self) -> dict[str, str]:
+        selector = {}
+        for pair in self.cleaned_data.get("cluster_selector") or []:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise forms.ValidationError(f"{pair!r}: write key=value.")
+            selector[key] = value
+        return selector
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if bool(data.get("team")) == bool(data.get("person")):
+            raise forms.ValidationError("Pick a team or a person (one of them).")
+        return data
+
+    def scope(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            name: data.get(name) or ([] if name != "cluster_selector" else {})
+            for name in ("environments", "tiers", "clusters", "cluster_selector", "namespaces")
+        }
+
+
+class RoleDefinitionForm(forms.Form):
+    """What a role becomes where environment and tier match."""
+
+    environment = forms.ChoiceField(
+        choices=[("", "any environment"), *Environment.choices], required=False
+    )
+    tier = forms.ChoiceField(choices=[("", "any tier"), *Tier.choices], required=False)
+    cluster_role = forms.CharField(
+        required=False, help_text="A built-in ClusterRole: view, edit, admin, cluster-admin, ..."
+    )
+    rules = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text='Or rules Warden manages, as YAML: - {apiGroups: [""], resources: [pods], '
+        "verbs: [get, list]}",
+    )
+    scope = forms.ChoiceField(choices=RoleScope.choices)
+    namespaces = ScopeField(required=False, help_text="Limit to these namespaces or patterns.")
+    allowed = forms.BooleanField(required=False, initial=True, label="Offered here")
+    reason = forms.CharField(required=False)
+
+    def clean_rules(self) -> list[Any]:
+        text = self.cleaned_data.get("rules") or ""
+        if not text.strip():
+            return []
+        try:
+            rules = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise forms.ValidationError(f"The rules are not valid YAML{where}.") from exc
+        return rules if isinstance(rules, list) else [rules]
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.CharField(required=False, help_text="e.g. request. or grant.revoked")
+    actor = forms.CharField(required=False)
+    object_type = forms.CharField(required=False, label="Object type")
+    object_id = forms.CharField(required=False, label="Object id")
+    since = forms.DateTimeField(required=False, label="From (UTC)")
+    until = forms.DateTimeField(required=False, label="To (UTC)")

@@ -9,9 +9,11 @@ from django.db import models
 from django.db.models import Q
 
 from access.choices import (
+    Decision,
     Environment,
     GrantSource,
     InactiveReason,
+    RequestState,
     RoleScope,
     SyncStatus,
     SyncTrigger,
@@ -356,3 +358,162 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}"
+
+
+class ApprovalPolicy(models.Model):
+    """Who must approve access where: per environment and tier (and optionally one role).
+
+    Where several policies match a cluster, the most specific one governs (role, then
+    environment, then tier); a request that reaches several clusters follows the strictest.
+    """
+
+    name = models.CharField(max_length=100)
+    environment = models.CharField(max_length=16, choices=Environment.choices, blank=True)
+    tier = models.CharField(max_length=16, choices=Tier.choices, blank=True)
+    role = models.ForeignKey(
+        Role, null=True, blank=True, on_delete=models.CASCADE, related_name="policies"
+    )
+    # 0 = granted at once (auto-approve), e.g. viewer on dev.
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    # Members of these teams approve; none = Warden operators approve.
+    approver_teams = models.ManyToManyField(Team, blank=True, related_name="approves_for")
+    # The requester's manager (from the directory) may approve too.
+    manager_may_approve = models.BooleanField(default=False)
+    self_approval_forbidden = models.BooleanField(default=True)
+    max_duration = models.DurationField()
+    default_duration = models.DurationField()
+    # Immediate, short access in an emergency; loudly audited and reviewed afterwards.
+    break_glass_allowed = models.BooleanField(default=False)
+    break_glass_duration = models.DurationField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["environment", "tier", "name"]
+        verbose_name_plural = "approval policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "tier", "role"],
+                name="approvalpolicy_unique",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def specificity(self) -> int:
+        return (4 if self.role_id else 0) + (2 if self.environment else 0) + (1 if self.tier else 0)
+
+    def matches(self, environment: str, tier: str, role_id: int) -> bool:
+        return (
+            (not self.environment or self.environment == environment)
+            and (not self.tier or self.tier == tier)
+            and (not self.role_id or self.role_id == role_id)
+        )
+
+
+class AccessRequestQuerySet(models.QuerySet["AccessRequest"]):
+    def pending(self) -> AccessRequestQuerySet:
+        return self.filter(state=RequestState.PENDING)
+
+
+class AccessRequest(models.Model):
+    """A person asks for a role over a scope for a while, with a reason; approvers decide."""
+
+    requester = models.ForeignKey(Person, on_delete=models.PROTECT, related_name="requests")
+    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="requests")
+    # Scope, as on a grant; empty = any.
+    environments = models.JSONField(default=list, blank=True)
+    tiers = models.JSONField(default=list, blank=True)
+    clusters = models.JSONField(default=list, blank=True)
+    namespaces = models.JSONField(default=list, blank=True)
+    duration = models.DurationField()
+    justification = models.TextField()
+    ticket = models.CharField(max_length=100, blank=True)
+    break_glass = models.BooleanField(default=False)
+    state = models.CharField(
+        max_length=16, choices=RequestState.choices, default=RequestState.PENDING
+    )
+    # The governing policy, and what it asked for when the request was made.
+    policy = models.ForeignKey(
+        ApprovalPolicy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    approver_teams = models.ManyToManyField(Team, blank=True, related_name="+")
+    manager_may_approve = models.BooleanField(default=False)
+    self_approval_forbidden = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+    grant = models.OneToOneField(
+        Grant, null=True, blank=True, on_delete=models.SET_NULL, related_name="request"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The request this one extends (made from a reminder's "extend").
+    extends = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="extensions"
+    )
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    # Break-glass access is reviewed after the fact.
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    review_comment = models.TextField(blank=True)
+
+    objects = AccessRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["state", "-created_at"], name="request_state_time"),
+            models.Index(fields=["requester", "state", "-created_at"], name="request_requester"),
+            models.Index(fields=["state", "expires_at"], name="request_state_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"request #{self.pk} {self.role_id} by {self.requester_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == RequestState.PENDING
+
+    @property
+    def where(self) -> str:
+        """The clusters asked for, in words: names, or environments and tiers."""
+        named = ", ".join(self.clusters)
+        grouped = " / ".join(p for p in (", ".join(self.environments), ", ".join(self.tiers)) if p)
+        return named or grouped or "every cluster"
+
+    @property
+    def scope_text(self) -> str:
+        return self.where + (f" in {', '.join(self.namespaces)}" if self.namespaces else "")
+
+
+class Approval(models.Model):
+    """One approver's decision on a request, with what they narrowed."""
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals"
+    )
+    decision = models.CharField(max_length=16, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    # What this approver changed of the scope or duration: field -> [before, after].
+    narrowed = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["request", "approver"], name="approval_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} of request {self.request_id} by {self.approver_id}"

@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from access import views
+from access.views import audit, catalogue, requests
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,4 +15,23 @@ urlpatterns = [
     path("health/json", views.health_json, name="health-json"),
     path("health/sync", views.sync_now, name="sync-now"),
     path("health/sync/<int:pk>/confirm", views.confirm_sync, name="confirm-sync"),
+    # the self-service
+    path("requests/new", requests.request_new, name="request-new"),
+    path("requests/preview", requests.request_preview, name="request-preview"),
+    path("requests/<int:pk>/", requests.request_detail, name="request-detail"),
+    path("requests/<int:pk>/approve", requests.request_approve, name="request-approve"),
+    path("requests/<int:pk>/deny", requests.request_deny, name="request-deny"),
+    path("requests/<int:pk>/cancel", requests.request_cancel, name="request-cancel"),
+    path("requests/<int:pk>/end", requests.request_end, name="request-end"),
+    path("requests/<int:pk>/review", requests.request_review, name="request-review"),
+    path("inbox/", requests.inbox, name="inbox"),
+    path("inbox/bulk", requests.inbox_bulk, name="inbox-bulk"),
+    # operators
+    path("audit/", audit.audit_log, name="audit"),
+    path("grants/", catalogue.grant_list, name="grant-list"),
+    path("grants/new", catalogue.grant_new, name="grant-new"),
+    path("grants/<int:pk>/", catalogue.grant_detail, name="grant-detail"),
+    path("grants/<int:pk>/revoke", catalogue.grant_revoke, name="grant-revoke"),
+    path("roles/", catalogue.role_list, name="role-list"),
+    path("roles/<slug:name>/define", catalogue.role_define, name="role-define"),
 ]

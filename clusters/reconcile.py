@@ -51,6 +51,8 @@ class Outcome:
 
     plan: Plan
     desired: DesiredState
+    # What the cluster held (Warden's objects) when the reconcile listed it.
+    actual: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
     created: int = 0
     updated: int = 0
     recreated: int = 0
@@ -110,7 +112,7 @@ def reconcile(
         cluster, inputs.grants, inputs.roles, inputs.directory, namespaces, inputs.now
     )
     plan = diff(desired.objects, actual)
-    outcome = Outcome(plan=plan, desired=desired)
+    outcome = Outcome(plan=plan, desired=desired, actual=actual)
     outcome.desired_digests = {key_text(k): digest(v) for k, v in desired.objects.items()}
     outcome.drift = count_drift(plan, desired.objects, last_desired or {})
     if not dry_run and not plan.empty:

@@ -14,6 +14,7 @@ from access.models import Grant, Membership, Person, Role, Team
 from clusters import k8s
 from clusters.choices import ClusterState, ReconcileStatus, ReconcileTrigger
 from clusters.compiler import (
+    ClusterSpec,
     DesiredState,
     DirectorySnapshot,
     GrantSpec,
@@ -53,6 +54,11 @@ def role_specs() -> dict[str, RoleSpec]:
     }
 
 
+def live_cluster_specs() -> list[ClusterSpec]:
+    """What the compiler knows of every cluster that is not retired."""
+    return [c.spec() for c in live_clusters()]
+
+
 def grant_spec(grant: Grant) -> GrantSpec:
     return GrantSpec(
         id=grant.pk,
@@ -69,13 +75,24 @@ def grant_spec(grant: Grant) -> GrantSpec:
     )
 
 
-def load_inputs(clusters: Iterable[Cluster]) -> Inputs:
-    """Grants in force, roles and just the directory facts those grants need."""
+def live_clusters() -> list[Cluster]:
+    return list(Cluster.objects.exclude(state=ClusterState.RETIRED))
+
+
+def load_inputs(
+    clusters: Iterable[Cluster] | None, extra_grants: Iterable[GrantSpec] = ()
+) -> Inputs:
+    """Grants in force, roles and just the directory facts those grants need.
+
+    clusters: the clusters to be compiled (None: every live cluster); extra_grants: grants not
+    saved yet, whose plan is being shown.
+    """
     now = timezone.now()
     grants = [
         grant_spec(g) for g in Grant.objects.in_force(now).select_related("role", "team", "person")
     ]
-    specs = [c.spec() for c in clusters]
+    grants += list(extra_grants)
+    specs = [c.spec() for c in (live_clusters() if clusters is None else clusters)]
     grants = [g for g in grants if any(g.reaches(spec) for spec in specs)]
     team_names = {g.team for g in grants if g.team}
     usernames = {g.person for g in grants if g.person}

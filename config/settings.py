@@ -201,6 +201,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "clusters.tasks.reconcile_fleet_task",
         "schedule": crontab(minute=f"*/{RECONCILE_MINUTES}"),
     },
+    # Grants whose time is up end on the minute (and at worker start, after downtime).
+    "expire-grants": {
+        "task": "access.tasks.expire_grants_task",
+        "schedule": crontab(minute="*"),
+    },
+    # Tell requesters their access ends soon, with a one-click extend.
+    "expiry-reminders": {
+        "task": "access.tasks.expiry_reminders_task",
+        "schedule": crontab(minute="*/15"),
+    },
     # Mirror people and teams from the directory; leavers lose access one sync + reconcile later.
     "directory-sync": {
         "task": "access.tasks.sync_directory_task",
@@ -264,6 +274,23 @@ if not 0 <= WARDEN_DIRECTORY["MAX_DEACTIVATE_SHARE"] <= 1:
     raise ImproperlyConfigured("DIRECTORY_SYNC_MAX_DEACTIVATE_SHARE must be between 0 and 1")
 if WARDEN_DIRECTORY["PAGE_SIZE"] < 1:
     raise ImproperlyConfigured("LDAP_PAGE_SIZE must be a positive number of entries")
+
+# --- Requests and notifications ----------------------------------------------------------------
+# Where people reach Warden: links in emails and webhook messages point here.
+WARDEN_BASE_URL = env.str("WARDEN_BASE_URL", default="http://127.0.0.1:8000")
+# Requesters are reminded this many hours before their access ends (at most in its last quarter).
+WARDEN_REMINDER_HOURS = env.int("WARDEN_REMINDER_HOURS", default=24)
+# A chat or other webhook told of every request event (JSON POST), signed with the secret.
+WARDEN_WEBHOOK_URL = env.str("WARDEN_WEBHOOK_URL", default="")
+WARDEN_WEBHOOK_SECRET = _secret("WARDEN_WEBHOOK_SECRET", default="") or ""
+# Mail: console output unless EMAIL_URL names a server (smtp+tls://user:pass@host:587).
+try:
+    globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
+except (ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(
+        f"EMAIL_URL is not a mail URL ({exc}); use smtp://host:25 or smtp+tls://user:pass@host:587"
+    ) from exc
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="warden@localhost")
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -1,4 +1,4 @@
-"""State changes of the people side. Views, API, tasks and commands call these and nothing else."""
+"""The directory side of the people services: sync, confirmation of a blocked sync, logins."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from access import audit
 from access.choices import InactiveReason, SyncStatus, SyncTrigger
 from access.directory import DirectoryConfig, DirectoryError, DirectoryPerson
 from access.models import DirectorySync, Person, SyncLock
@@ -62,6 +63,8 @@ def sync_directory(
                 members = set(syncer.membership_changed_team_ids)
                 if teams or people or members:
                     transaction.on_commit(lambda: _reconcile_for_subjects(teams, people, members))
+                if run.changed_anything:
+                    _audit_sync(run, syncer, requested_by)
             else:
                 run.status = SyncStatus.SKIPPED
     except SyncBlocked as blocked:
@@ -70,6 +73,13 @@ def sync_directory(
         run.guard = blocked.guard
         run.error = str(blocked)
         logger.error("directory sync #%s blocked: %s", run.pk, blocked)
+        audit.record(
+            "directory.sync_blocked",
+            actor=requested_by,
+            obj=run,
+            after=blocked.guard,
+            reason=str(blocked),
+        )
     except DirectoryError as exc:
         _discard_counts(run)
         run.status = SyncStatus.FAILED
@@ -83,6 +93,21 @@ def sync_directory(
         raise
     _finish(run, started)
     return run
+
+
+def _audit_sync(run: DirectorySync, syncer: DirectorySyncer, actor: Any) -> None:
+    """One event per sync that changed something; leavers by name (they lose access)."""
+    leavers = Person.objects.filter(is_active=False, deactivated_at=syncer.now).order_by("username")
+    audit.record(
+        "directory.synced",
+        actor=actor,
+        obj=run,
+        after={
+            **{name: getattr(run, name) for name in COUNTERS if getattr(run, name)},
+            "deactivated": list(leavers.values_list("username", flat=True)[:1000]),
+        },
+        reason=f"trigger: {run.trigger}",
+    )
 
 
 def confirm_blocked_sync(run: DirectorySync, operator: AbstractBaseUser) -> DirectorySync:
@@ -179,52 +204,9 @@ def _finish(run: DirectorySync, started: float) -> None:
     run.save()
 
 
-# --- grants -----------------------------------------------------------------------------------
-
-
-def grant_access(
-    *,
-    role: Any,
-    team: Any = None,
-    person: Any = None,
-    actor: AbstractBaseUser | None = None,
-    reason: str = "",
-    **scope: Any,
-) -> Any:
-    """A standing grant (team or person -> role over a scope); affected clusters reconcile."""
-    from access.models import Grant
-
-    if (team is None) == (person is None):
-        raise ValidationError("A grant names exactly one team or one person.")
-    with transaction.atomic():
-        grant = Grant(role=role, team=team, person=person, created_by=actor, reason=reason, **scope)
-        grant.full_clean()
-        grant.save()
-        transaction.on_commit(lambda: _reconcile_for_grants([grant.pk]))
-    return grant
-
-
-def revoke_grant(grant: Any, *, actor: AbstractBaseUser | None = None, reason: str = "") -> Any:
-    """End a grant now; its bindings leave every cluster at the next reconcile, queued now."""
-    with transaction.atomic():
-        if grant.revoked_at is None:
-            grant.revoked_at = timezone.now()
-            grant.revoked_by = actor
-            grant.revoke_reason = reason
-            grant.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
-            transaction.on_commit(lambda: _reconcile_for_grants([grant.pk]))
-    return grant
-
-
 def _reconcile_for_subjects(
     team_ids: set[int], person_ids: set[int], membership_team_ids: set[int]
 ) -> None:
     from clusters.services import queue_reconcile_for_subjects
 
     queue_reconcile_for_subjects(team_ids, person_ids, membership_team_ids)
-
-
-def _reconcile_for_grants(grant_ids: list[int]) -> None:
-    from clusters.services import queue_reconcile_for_grants
-
-    queue_reconcile_for_grants(grant_ids)

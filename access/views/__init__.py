@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -48,8 +50,14 @@ def healthz(request: HttpRequest) -> HttpResponse:
 def home(request: HttpRequest) -> HttpResponse:
     # RelatedObjectDoesNotExist is an AttributeError: a local account has no Person.
     person: Person | None = getattr(request.user, "person", None)
-    teams = selectors.teams_of(person) if person else []
-    return render(request, "access/home.html", {"person": person, "teams": teams})
+    context: dict[str, Any] = {"person": person}
+    if person is not None:
+        context.update(
+            teams=selectors.teams_of(person),
+            held=selectors.access_of(person),
+            requests=selectors.requests_of(person),
+        )
+    return render(request, "access/home.html", context)
 
 
 @login_required

@@ -1,0 +1,738 @@
+"""Access requests: ask, preview, decide, grant, end — the self-service at the heart of Warden.
+
+pending -> active (approved: a grant exists) | denied | cancelled; active -> expired | revoked.
+Every transition happens under a row lock on the request, so two approvers clicking at once are
+counted once and a request decided by one cannot be decided again by the other. Each one writes
+an audit event in the same transaction and notifies after commit.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from access import audit, notify
+from access.choices import Decision, GrantSource, RequestState
+from access.models import (
+    AccessRequest,
+    Approval,
+    ApprovalPolicy,
+    Grant,
+    Membership,
+    Person,
+    Role,
+    Team,
+)
+from access.permissions import is_operator
+from access.services.grants import clean_scope, grant_access, revoke_grant
+from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec
+from clusters.services import live_cluster_specs, role_specs
+
+logger = logging.getLogger(__name__)
+MIN_JUSTIFICATION = 10
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What a request would give on one cluster."""
+
+    cluster: str
+    environment: str
+    tier: str
+    # None: the role is not offered there (and the request gives nothing there).
+    definition: RoleDefinitionSpec | None
+    namespaces: tuple[str, ...]
+
+    @property
+    def what(self) -> str:
+        d = self.definition
+        if d is None:
+            return "not offered here"
+        return f"ClusterRole {d.cluster_role}" if d.cluster_role else "rules managed by Warden"
+
+    @property
+    def where(self) -> str:
+        if self.definition is None:
+            return "—"
+        if not self.namespaces:
+            return "cluster-wide"
+        return ", ".join(self.namespaces)
+
+
+@dataclass
+class Preview:
+    """Everything a requester sees before submitting, and every reason it would be refused."""
+
+    role: Role
+    reach: list[Reach] = field(default_factory=list)
+    policy: ApprovalPolicy | None = None
+    approvals_required: int = 1
+    approver_teams: list[Team] = field(default_factory=list)
+    manager_may_approve: bool = False
+    self_approval_forbidden: bool = True
+    max_duration: timedelta | None = None
+    default_duration: timedelta | None = None
+    duration: timedelta | None = None
+    break_glass_allowed: bool = False
+    break_glass_duration: timedelta | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def clusters(self) -> list[Reach]:
+        return [r for r in self.reach if r.definition is not None]
+
+    @property
+    def auto_approved(self) -> bool:
+        return self.approvals_required == 0
+
+    @property
+    def approvers(self) -> str:
+        if self.approvals_required == 0:
+            return "nobody: granted at once"
+        who = ", ".join(t.name for t in self.approver_teams) or "Warden operators"
+        if self.manager_may_approve:
+            who += ", or your manager"
+        return f"{self.approvals_required} of: {who}"
+
+
+def preview_request(
+    person: Person,
+    role: Role,
+    *,
+    duration: timedelta | None = None,
+    break_glass: bool = False,
+    exclude_request: int | None = None,
+    **scope: Any,
+) -> Preview:
+    """What a request would grant where, who approves it, and why it would be refused."""
+    preview = Preview(role=role)
+    try:
+        scope = clean_scope(**scope)
+    except ValidationError as exc:
+        preview.problems.extend(exc.messages)
+        return preview
+    clusters, roles = live_cluster_specs(), role_specs()
+    preview.reach = reach_of(role.name, scope, clusters, roles)
+    if not preview.reach:
+        preview.problems.append(
+            "No cluster matches this scope: widen the environments, tiers or clusters."
+        )
+        return preview
+    if not preview.clusters:
+        preview.problems.append(
+            f"The role {role.name} is not offered on any cluster of this scope: pick another role "
+            "or scope."
+        )
+        return preview
+    if not scope["namespaces"] and any(
+        not r.definition.cluster_wide and not r.definition.namespaces
+        for r in preview.clusters
+        if r.definition
+    ):
+        preview.problems.append(
+            f"{role.display_name} is granted in namespaces: name the namespaces you need."
+        )
+    _apply_policy(preview, role)
+    if preview.policy is None:
+        return preview
+    limit = preview.break_glass_duration if break_glass else preview.max_duration
+    preview.duration = duration or (limit if break_glass else preview.default_duration)
+    if break_glass and not preview.break_glass_allowed:
+        preview.problems.append("Break-glass access is not allowed on every cluster of this scope.")
+    if preview.duration is not None and preview.duration <= timedelta(0):
+        preview.problems.append("The duration must be positive.")
+    elif preview.duration and limit and preview.duration > limit:
+        preview.problems.append(
+            f"At most {_human(limit)} can be asked for here (you asked for "
+            f"{_human(preview.duration)})."
+        )
+    preview.problems.extend(
+        _duplicates(person, role, scope, preview, clusters, roles, exclude_request)
+    )
+    return preview
+
+
+def _reach(role: Role, scope: dict[str, Any]) -> list[Reach]:
+    return reach_of(role.name, scope, live_cluster_specs(), role_specs())
+
+
+def reach_of(
+    role_name: str,
+    scope: Mapping[str, Any],
+    clusters: Iterable[ClusterSpec],
+    roles: Mapping[str, RoleSpec],
+) -> list[Reach]:
+    """What a role over a scope would give on each cluster the scope reaches (pure)."""
+    probe = GrantSpec(
+        id=0,
+        role=role_name,
+        person="-",
+        environments=tuple(scope.get("environments") or ()),
+        tiers=tuple(scope.get("tiers") or ()),
+        clusters=tuple(scope.get("clusters") or ()),
+    )
+    wanted_ns = tuple(scope.get("namespaces") or ())
+    spec = roles.get(role_name)
+    reach = []
+    for cluster in clusters:
+        if not probe.reaches(cluster):
+            continue
+        definition = spec.definition_for(cluster) if spec else None
+        namespaces: tuple[str, ...] = ()
+        if definition is not None:
+            namespaces = wanted_ns or (() if definition.cluster_wide else definition.namespaces)
+        reach.append(Reach(cluster.name, cluster.environment, cluster.tier, definition, namespaces))
+    return reach
+
+
+def _policies() -> list[ApprovalPolicy]:
+    return list(ApprovalPolicy.objects.prefetch_related("approver_teams").order_by("pk"))
+
+
+def _apply_policy(preview: Preview, role: Role) -> None:
+    """The strictest of the policies governing the clusters this request reaches."""
+    policies = _policies()
+    governing = []
+    for reach in preview.clusters:
+        matching = [p for p in policies if p.matches(reach.environment, reach.tier, role.pk)]
+        policy = max(matching, key=ApprovalPolicy.specificity, default=None)
+        if policy is None:
+            preview.problems.append(
+                f"No approval policy covers {reach.cluster} ({reach.environment}/{reach.tier}): "
+                "ask an operator to add one."
+            )
+            return
+        governing.append(policy)
+    strictest = max(governing, key=lambda p: (p.approvals_required, -p.max_duration, p.pk))
+    preview.policy = strictest
+    preview.approvals_required = strictest.approvals_required
+    preview.approver_teams = list(strictest.approver_teams.all())
+    preview.manager_may_approve = strictest.manager_may_approve
+    preview.self_approval_forbidden = any(p.self_approval_forbidden for p in governing)
+    preview.max_duration = min(p.max_duration for p in governing)
+    preview.default_duration = min(min(p.default_duration for p in governing), preview.max_duration)
+    preview.break_glass_allowed = all(p.break_glass_allowed for p in governing)
+    if preview.break_glass_allowed:
+        preview.break_glass_duration = min(
+            p.break_glass_duration or timedelta(hours=1) for p in governing
+        )
+
+
+def _duplicates(
+    person: Person,
+    role: Role,
+    scope: dict[str, Any],
+    preview: Preview,
+    clusters: list[ClusterSpec],
+    roles: Mapping[str, RoleSpec],
+    exclude_request: int | None = None,
+) -> list[str]:
+    """Why this request would only repeat access already held or already asked for."""
+    pending = AccessRequest.objects.filter(requester=person, role=role, state=RequestState.PENDING)
+    if exclude_request:
+        pending = pending.exclude(pk=exclude_request)
+    wanted = {r.cluster for r in preview.clusters}
+    for other in pending:
+        theirs = reach_of(role.name, _scope_of(other), clusters, roles)
+        overlap = wanted & {r.cluster for r in theirs if r.definition}
+        if overlap and _namespaces_overlap(scope["namespaces"], other.namespaces):
+            return [
+                f"You already asked for {role.name} on {', '.join(sorted(overlap))} in request "
+                f"#{other.pk}, which is waiting for approval."
+            ]
+    until = timezone.now() + (preview.duration or timedelta(0))
+    held = _grants_held(person, role)
+    if not held:
+        return []
+    by_name = {c.name: c for c in clusters}
+    for grant in held:
+        if grant.expires_at is not None and grant.expires_at < until:
+            continue  # ends sooner: asking for longer is an extension, not a duplicate
+        spec = _spec(grant)
+        covered = all(
+            spec.reaches(by_name[r.cluster]) and _covers(spec.namespaces, r.namespaces)
+            for r in preview.clusters
+        )
+        if covered:
+            via = f"team {grant.team.name}" if grant.team_id else "you personally"
+            until_text = (
+                f"until {grant.expires_at:%Y-%m-%d %H:%M} UTC" if grant.expires_at else "standing"
+            )
+            return [
+                f"You already hold {role.name} on every cluster and namespace of this request "
+                f"(grant #{grant.pk}, through {via}, {until_text})."
+            ]
+    return []
+
+
+def _grants_held(person: Person, role: Role) -> list[Grant]:
+    teams = Membership.objects.filter(person=person, team__is_active=True).values("team_id")
+    return list(
+        Grant.objects.in_force(timezone.now())
+        .filter(Q(person=person) | Q(team_id__in=teams), role=role)
+        .select_related("team", "role")
+    )
+
+
+def _spec(grant: Grant) -> GrantSpec:
+    return GrantSpec(
+        id=grant.pk,
+        role=grant.role.name,
+        person="-",
+        environments=tuple(grant.environments or ()),
+        tiers=tuple(grant.tiers or ()),
+        clusters=tuple(grant.clusters or ()),
+        selector=tuple(sorted((grant.cluster_selector or {}).items())),
+        namespaces=tuple(grant.namespaces or ()),
+    )
+
+
+def _covers(held: Iterable[str], wanted: Iterable[str]) -> bool:
+    """Held namespace patterns cover every wanted one (no patterns held = the role's default)."""
+    held, wanted = tuple(held), tuple(wanted)
+    if not held:
+        return True
+    if not wanted:
+        return False
+    return all(any(fnmatch.fnmatchcase(w, h) or w == h for h in held) for w in wanted)
+
+
+def _namespaces_overlap(a: Iterable[str], b: Iterable[str]) -> bool:
+    a, b = tuple(a), tuple(b)
+    if not a or not b:
+        return True
+    return any(fnmatch.fnmatchcase(x, y) or fnmatch.fnmatchcase(y, x) for x in a for y in b)
+
+
+def _scope_of(req: AccessRequest) -> dict[str, Any]:
+    return {
+        "environments": req.environments,
+        "tiers": req.tiers,
+        "clusters": req.clusters,
+        "cluster_selector": {},
+        "namespaces": req.namespaces,
+    }
+
+
+def _human(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    if hours >= 48 and hours % 24 == 0:
+        return f"{int(hours // 24)} days"
+    if hours >= 1 and hours == int(hours):
+        return f"{int(hours)} hour{'s' if hours != 1 else ''}"
+    return f"{int(delta.total_seconds() // 60)} minutes"
+
+
+def request_facts(req: AccessRequest) -> dict[str, Any]:
+    return {
+        "requester": req.requester.username,
+        "role": req.role.name,
+        "environments": req.environments,
+        "tiers": req.tiers,
+        "clusters": req.clusters,
+        "namespaces": req.namespaces,
+        "duration_s": int(req.duration.total_seconds()),
+        "ticket": req.ticket,
+        "break_glass": req.break_glass,
+        "state": req.state,
+        "approvals_required": req.approvals_required,
+    }
+
+
+# --- submitting -------------------------------------------------------------------------------
+
+
+def submit_request(
+    *,
+    requester: Person,
+    role: Role,
+    justification: str,
+    duration: timedelta | None = None,
+    ticket: str = "",
+    break_glass: bool = False,
+    actor: AbstractBaseUser | None = None,
+    extends: AccessRequest | None = None,
+    **scope: Any,
+) -> AccessRequest:
+    """File a request after the same checks the preview shows; auto-approve or break glass."""
+    justification = justification.strip()
+    if not requester.is_active:
+        raise ValidationError(f"{requester.username} is not active in the directory.")
+    if len(justification) < MIN_JUSTIFICATION:
+        raise ValidationError(
+            "Say why you need this access (at least a sentence): approvers decide on it."
+        )
+    if extends is not None and extends.requester_id != requester.pk:
+        raise PermissionDenied("Only the requester can extend their own access.")
+    with transaction.atomic():
+        # One person's requests are filed one at a time, so two clicks make one request.
+        Person.objects.select_for_update().filter(pk=requester.pk).first()
+        preview = preview_request(
+            requester, role, duration=duration, break_glass=break_glass, **scope
+        )
+        if preview.problems:
+            raise ValidationError(preview.problems)
+        assert preview.duration is not None
+        cleaned = clean_scope(**scope)
+        req = AccessRequest.objects.create(
+            requester=requester,
+            role=role,
+            environments=cleaned["environments"],
+            tiers=cleaned["tiers"],
+            clusters=cleaned["clusters"],
+            namespaces=cleaned["namespaces"],
+            duration=preview.duration,
+            justification=justification,
+            ticket=ticket.strip()[:100],
+            break_glass=break_glass,
+            policy=preview.policy,
+            approvals_required=preview.approvals_required,
+            manager_may_approve=preview.manager_may_approve,
+            self_approval_forbidden=preview.self_approval_forbidden,
+            created_by=actor,
+            extends=extends,
+        )
+        req.approver_teams.set(preview.approver_teams)
+        audit.record(
+            "request.submitted",
+            actor=actor,
+            obj=req,
+            after=request_facts(req),
+            reason=justification,
+        )
+        if break_glass:
+            logger.warning(
+                "BREAK-GLASS access: %s takes %s on %s (request #%s)",
+                requester.username,
+                role.name,
+                ", ".join(r.cluster for r in preview.clusters),
+                req.pk,
+            )
+            _activate(req, actor, action="request.break_glass", comment="break-glass")
+            notify.later("break_glass", req.pk)
+        elif preview.auto_approved:
+            _activate(req, actor, action="request.auto_approved", comment="policy: auto-approve")
+            notify.later("decided", req.pk)
+        else:
+            notify.later("submitted", req.pk)
+    return req
+
+
+def _activate(req: AccessRequest, actor: Any, *, action: str, comment: str) -> None:
+    """Approved: the grant exists from now until the request's duration is up."""
+    now = timezone.now()
+    grant = grant_access(
+        role=req.role,
+        person=req.requester,
+        actor=actor,
+        reason=f"request #{req.pk}: {req.justification}",
+        source=GrantSource.REQUEST,
+        expires_at=now + req.duration,
+        environments=req.environments,
+        tiers=req.tiers,
+        clusters=req.clusters,
+        namespaces=req.namespaces,
+    )
+    req.grant = grant
+    req.state = RequestState.ACTIVE
+    req.decided_at = now
+    req.expires_at = grant.expires_at
+    req.decision_comment = req.decision_comment or comment
+    req.save(update_fields=["grant", "state", "decided_at", "expires_at", "decision_comment"])
+    audit.record(
+        action,
+        actor=actor,
+        obj=req,
+        after={"state": req.state, "grant": grant.pk, "expires_at": req.expires_at},
+        reason=comment,
+    )
+
+
+# --- deciding ---------------------------------------------------------------------------------
+
+
+def may_approve(user: Any, req: AccessRequest) -> tuple[bool, str]:
+    """Whether this user may decide this request now, and if not, why (said to them)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False, "Log in to decide requests."
+    person: Person | None = getattr(user, "person", None)
+    if person is not None and person.pk == req.requester_id and req.self_approval_forbidden:
+        return False, "You cannot approve your own request."
+    if person is not None and not person.is_active:
+        return False, "Your account is no longer active in the directory."
+    teams = [t.pk for t in req.approver_teams.all()]
+    if teams:
+        if (
+            person is not None
+            and Membership.objects.filter(
+                person=person, team_id__in=teams, team__is_active=True
+            ).exists()
+        ):
+            return True, ""
+    elif is_operator(user):
+        return True, ""
+    manager_id = getattr(req.requester, "manager_id", None)
+    if req.manager_may_approve and person is not None and manager_id == person.pk:
+        return True, ""
+    names = ", ".join(t.name for t in req.approver_teams.all()) or "Warden operators"
+    return False, f"Only {names} may decide this request."
+
+
+def approve_request(
+    req: AccessRequest,
+    approver: Any,
+    *,
+    comment: str = "",
+    clusters: Iterable[str] | None = None,
+    namespaces: Iterable[str] | None = None,
+    duration: timedelta | None = None,
+) -> AccessRequest:
+    """One approval, optionally narrowing the scope or shortening the duration.
+
+    When enough distinct approvers have approved, the grant is made and the request is active.
+    """
+    with transaction.atomic():
+        req = _locked(req.pk)
+        _must_be_pending(req)
+        allowed, why = may_approve(approver, req)
+        if not allowed:
+            raise PermissionDenied(why)
+        if req.approvals.filter(approver=approver).exists():
+            raise ValidationError("You have already approved this request.")
+        narrowed = _narrow(req, clusters, namespaces, duration)
+        try:
+            with transaction.atomic():
+                Approval.objects.create(
+                    request=req,
+                    approver=approver,
+                    decision=Decision.APPROVE,
+                    comment=comment,
+                    narrowed=narrowed,
+                )
+        except IntegrityError:
+            raise ValidationError("You have already approved this request.") from None
+        count = req.approvals.filter(decision=Decision.APPROVE).count()
+        audit.record(
+            "request.approved",
+            actor=approver,
+            obj=req,
+            before={k: v[0] for k, v in narrowed.items()} or None,
+            after={
+                **{k: v[1] for k, v in narrowed.items()},
+                "approvals": count,
+                "approvals_required": req.approvals_required,
+            },
+            reason=comment,
+        )
+        if count >= max(1, req.approvals_required):
+            req.decision_comment = comment
+            _activate(req, approver, action="request.activated", comment=comment)
+            notify.later("decided", req.pk)
+        else:
+            notify.later("approval", req.pk)
+    return req
+
+
+def _narrow(
+    req: AccessRequest,
+    clusters: Iterable[str] | None,
+    namespaces: Iterable[str] | None,
+    duration: timedelta | None,
+) -> dict[str, list[Any]]:
+    """Apply an approver's narrowing to the request; returns field -> [before, after]."""
+    changed: dict[str, list[Any]] = {}
+    reached = {r.cluster for r in _reach(req.role, _scope_of(req)) if r.definition}
+    if clusters is not None:
+        chosen = sorted({c.strip() for c in clusters if c.strip()})
+        if chosen and chosen != sorted(req.clusters or reached):
+            outside = sorted(set(chosen) - reached)
+            if outside:
+                raise ValidationError(
+                    f"{', '.join(outside)} is not part of this request: an approver can only "
+                    "narrow it."
+                )
+            changed["clusters"] = [req.clusters, chosen]
+            req.clusters = chosen
+    if namespaces is not None:
+        chosen = sorted({n.strip() for n in namespaces if n.strip()})
+        if chosen and chosen != sorted(req.namespaces):
+            if not _covers(req.namespaces, chosen):
+                raise ValidationError(
+                    "Those namespaces are not all part of this request: an approver can only "
+                    "narrow it."
+                )
+            clean_scope(namespaces=chosen)
+            changed["namespaces"] = [req.namespaces, chosen]
+            req.namespaces = chosen
+    if duration is not None and duration != req.duration:
+        if duration <= timedelta(0) or duration > req.duration:
+            raise ValidationError(
+                f"An approver can shorten the duration, not lengthen it (at most "
+                f"{_human(req.duration)})."
+            )
+        changed["duration_s"] = [int(req.duration.total_seconds()), int(duration.total_seconds())]
+        req.duration = duration
+    if changed:
+        req.save(update_fields=["clusters", "namespaces", "duration"])
+    return changed
+
+
+def deny_request(req: AccessRequest, approver: Any, *, comment: str) -> AccessRequest:
+    """One eligible approver's "no" ends the request."""
+    comment = comment.strip()
+    if not comment:
+        raise ValidationError("Say why you deny it: the requester reads it.")
+    with transaction.atomic():
+        req = _locked(req.pk)
+        _must_be_pending(req)
+        allowed, why = may_approve(approver, req)
+        if not allowed:
+            raise PermissionDenied(why)
+        Approval.objects.update_or_create(
+            request=req,
+            approver=approver,
+            defaults={"decision": Decision.DENY, "comment": comment},
+        )
+        req.state = RequestState.DENIED
+        req.decided_at = timezone.now()
+        req.decision_comment = comment
+        req.save(update_fields=["state", "decided_at", "decision_comment"])
+        audit.record(
+            "request.denied", actor=approver, obj=req, after={"state": req.state}, reason=comment
+        )
+        notify.later("decided", req.pk)
+    return req
+
+
+def cancel_request(req: AccessRequest, user: Any, *, reason: str = "") -> AccessRequest:
+    """The requester (or an operator) withdraws a request still waiting for approval."""
+    with transaction.atomic():
+        req = _locked(req.pk)
+        if not _is_requester(user, req) and not is_operator(user):
+            raise PermissionDenied("Only the requester or an operator can cancel a request.")
+        _must_be_pending(req)
+        req.state = RequestState.CANCELLED
+        req.ended_at = timezone.now()
+        req.ended_by = user
+        req.save(update_fields=["state", "ended_at", "ended_by"])
+        audit.record(
+            "request.cancelled", actor=user, obj=req, after={"state": req.state}, reason=reason
+        )
+    return req
+
+
+def end_access(req: AccessRequest, user: Any, *, reason: str = "") -> AccessRequest:
+    """Revoke active access early: "I'm done" from the requester, or an approver or operator."""
+    with transaction.atomic():
+        req = _locked(req.pk)
+        if req.state != RequestState.ACTIVE:
+            raise ValidationError(
+                f"This request is {req.get_state_display().lower()}: no access to end."
+            )
+        if not (_is_requester(user, req) or is_operator(user) or may_approve(user, req)[0]):
+            raise PermissionDenied(
+                "Only the requester, an approver of this request or an operator can end it."
+            )
+        req.state = RequestState.REVOKED
+        req.ended_at = timezone.now()
+        req.ended_by = user
+        req.save(update_fields=["state", "ended_at", "ended_by"])
+        if req.grant is not None:
+            revoke_grant(req.grant, actor=user, reason=reason or f"request #{req.pk} ended")
+        audit.record(
+            "request.revoked", actor=user, obj=req, after={"state": req.state}, reason=reason
+        )
+        notify.later("ended", req.pk)
+    return req
+
+
+def review_break_glass(req: AccessRequest, reviewer: Any, *, comment: str) -> AccessRequest:
+    """An approver looks back at break-glass access and says what they found."""
+    comment = comment.strip()
+    if not comment:
+        raise ValidationError("Write what the review found.")
+    with transaction.atomic():
+        req = _locked(req.pk)
+        if not req.break_glass:
+            raise ValidationError("Only break-glass access is reviewed after the fact.")
+        if req.reviewed_at is not None:
+            raise ValidationError("This break-glass access has already been reviewed.")
+        if _is_requester(reviewer, req):
+            raise PermissionDenied("You cannot review your own break-glass access.")
+        if not (may_approve(reviewer, req)[0] or is_operator(reviewer)):
+            raise PermissionDenied("Only an approver or an operator can review it.")
+        req.reviewed_at = timezone.now()
+        req.reviewed_by = reviewer
+        req.review_comment = comment
+        req.save(update_fields=["reviewed_at", "reviewed_by", "review_comment"])
+        audit.record("request.reviewed", actor=reviewer, obj=req, reason=comment)
+    return req
+
+
+def grant_expired(grant: Grant) -> None:
+    """Called by the expiry sweep: the request behind an expired grant is expired too."""
+    req = AccessRequest.objects.select_for_update().filter(grant=grant).first()
+    if req is None or req.state != RequestState.ACTIVE:
+        return
+    req.state = RequestState.EXPIRED
+    req.ended_at = grant.expires_at
+    req.save(update_fields=["state", "ended_at"])
+    audit.record("request.expired", obj=req, after={"state": req.state}, reason="expired")
+    notify.later("ended", req.pk)
+
+
+def send_expiry_reminders(now: datetime | None = None) -> list[int]:
+    """Remind requesters whose access ends soon, once each; returns the requests reminded."""
+    now = now or timezone.now()
+    window = timedelta(hours=settings.WARDEN_REMINDER_HOURS)
+    due = AccessRequest.objects.filter(
+        state=RequestState.ACTIVE,
+        reminded_at__isnull=True,
+        expires_at__gt=now,
+        expires_at__lte=now + window,
+    ).only("pk", "duration", "expires_at")
+    reminded = []
+    for req in due:
+        # A short grant is reminded in its last quarter, not from its first minute.
+        assert req.expires_at is not None
+        if req.expires_at - now > min(window, req.duration / 4):
+            continue
+        updated = AccessRequest.objects.filter(pk=req.pk, reminded_at__isnull=True).update(
+            reminded_at=now
+        )
+        if updated:
+            reminded.append(req.pk)
+            notify.later("expiring", req.pk)
+    return reminded
+
+
+def _locked(pk: int) -> AccessRequest:
+    # Lock the request row only (not the grant it may join to).
+    return (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("requester", "role", "grant")
+        .get(pk=pk)
+    )
+
+
+def _must_be_pending(req: AccessRequest) -> None:
+    if req.state != RequestState.PENDING:
+        raise ValidationError(
+            f"This request is {req.get_state_display().lower()}; it can no longer be decided."
+        )
+
+
+def _is_requester(user: Any, req: AccessRequest) -> bool:
+    person = getattr(user, "person", None) if getattr(user, "is_authenticated", False) else None
+    return person is not None and person.pk == req.requester_id
