@@ -35,6 +35,9 @@ class Cluster(models.Model):
         max_length=16, choices=ReconcileStatus.choices, blank=True
     )
     last_error = models.TextField(blank=True)
+    # Bindings Warden does not own that give directory people or teams access (reported only).
+    shadow_access = models.JSONField(default=list, blank=True)
+    shadow_scanned_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     retired_at = models.DateTimeField(null=True, blank=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
+from access import audit
 from access.models import Grant, Membership, Person, Role, Team
 from clusters import k8s
 from clusters.choices import ClusterState, ReconcileStatus, ReconcileTrigger
@@ -23,7 +24,8 @@ from clusters.compiler import (
 )
 from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.models import Cluster, ClusterLock, ReconcileRun
-from clusters.reconcile import Inputs, Outcome, reconcile
+from clusters.plan import object_key
+from clusters.reconcile import Inputs, Outcome, key_text, reconcile, shadow_access
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +174,8 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
     run.finished_at = timezone.now()
     run.duration_s = round(time.monotonic() - started, 3)
     run.save()
+    if not dry_run and outcome is not None:
+        _audit_writes(cluster, run, outcome)
     if not dry_run:
         cluster.last_reconcile_at = run.finished_at
         cluster.last_reconcile_status = run.status
@@ -186,6 +190,35 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
             ]
         )
     return run
+
+
+def _audit_writes(cluster: Cluster, run: ReconcileRun, outcome: Outcome) -> None:
+    """A reconcile that changed what a cluster holds is a change of access: audit it."""
+    written = run.created + run.updated + run.recreated + run.deleted
+    if not written:
+        return
+    plan = outcome.plan
+    objects = {
+        "create": [key_text(object_key(o)) for o in plan.create],
+        "update": [key_text(object_key(o)) for o in plan.update],
+        "recreate": [key_text(object_key(o)) for o in plan.recreate],
+        "delete": [key_text(k) for k in plan.delete],
+    }
+    audit.record(
+        "cluster.reconciled",
+        obj=cluster,
+        after={
+            "run": run.pk,
+            "created": run.created,
+            "updated": run.updated,
+            "recreated": run.recreated,
+            "deleted": run.deleted,
+            "drift": run.drift,
+            "objects": {k: v[:200] for k, v in objects.items() if v},
+            "errors": len(outcome.errors),
+        },
+        reason=f"trigger: {run.trigger}",
+    )
 
 
 # --- registering clusters ---------------------------------------------------------------------
@@ -375,3 +408,46 @@ def _remove_owned(cluster: Cluster) -> ReconcileRun:
     run.duration_s = round(time.monotonic() - started, 3)
     run.save()
     return run
+
+
+# --- shadow access ----------------------------------------------------------------------------
+
+
+def scan_shadow_access(cluster_id: int) -> list[dict[str, object]]:
+    """Report bindings Warden does not own that name directory people or teams; touch nothing.
+
+    Runs apart from the reconcile (it lists every binding, not only Warden's), on its own
+    schedule. A scan that cannot reach the cluster keeps the last findings.
+    """
+    cluster = Cluster.objects.get(pk=cluster_id)
+    if cluster.state == ClusterState.RETIRED:
+        return []
+    people = Person.objects.filter(is_active=True).values_list("username", flat=True)
+    teams = Team.objects.filter(is_active=True).values_list("name", flat=True)
+    subjects = {("User", cluster.user_prefix + u) for u in people.iterator(chunk_size=5000)}
+    subjects |= {("Group", cluster.group_prefix + t) for t in teams.iterator(chunk_size=5000)}
+    client = k8s.client_for(endpoint_for(cluster))
+    found = shadow_access(client, subjects)
+    previous = {_finding_key(f) for f in cluster.shadow_access or []}
+    new = [f for f in found if _finding_key(f) not in previous]
+    with transaction.atomic():
+        cluster.shadow_access = found
+        cluster.shadow_scanned_at = timezone.now()
+        cluster.save(update_fields=["shadow_access", "shadow_scanned_at", "updated_at"])
+        if new:
+            audit.record(
+                "cluster.shadow_access_found",
+                obj=cluster,
+                after={"new": new[:100], "total": len(found)},
+                reason="bindings outside Warden give directory people access",
+            )
+    return found
+
+
+def _finding_key(finding: dict[str, object]) -> tuple[object, ...]:
+    return (
+        finding.get("kind"),
+        finding.get("namespace"),
+        finding.get("name"),
+        str(finding.get("subjects")),
+    )

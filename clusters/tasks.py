@@ -6,6 +6,7 @@ from celery import shared_task
 
 from clusters import services
 from clusters.choices import ClusterState, ReconcileTrigger
+from clusters.k8s import KubeError
 from clusters.models import Cluster
 
 
@@ -29,4 +30,27 @@ def reconcile_fleet_task(trigger: str = ReconcileTrigger.SCHEDULE) -> int:
     ids = list(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
     for cluster_id in ids:
         reconcile_cluster_task.delay(cluster_id, trigger)
+    return len(ids)
+
+
+@shared_task(
+    name="clusters.tasks.scan_shadow_access_task",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def scan_shadow_access_task(cluster_id: int) -> int:
+    """List one cluster's bindings outside Warden that name directory people; report only."""
+    try:
+        return len(services.scan_shadow_access(cluster_id))
+    except KubeError:
+        return -1  # unreachable or refused: the last findings stay; the reconcile reports why
+
+
+@shared_task(name="clusters.tasks.scan_fleet_shadow_access_task", acks_late=True)
+def scan_fleet_shadow_access_task() -> int:
+    ids = list(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
+    for cluster_id in ids:
+        scan_shadow_access_task.delay(cluster_id)
     return len(ids)

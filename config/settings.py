@@ -201,6 +201,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "clusters.tasks.reconcile_fleet_task",
         "schedule": crontab(minute=f"*/{RECONCILE_MINUTES}"),
     },
+    # Bindings outside Warden that give directory people access (shadow access), reported.
+    "shadow-access-scan": {
+        "task": "clusters.tasks.scan_fleet_shadow_access_task",
+        "schedule": crontab(minute=0),
+    },
     # Grants whose time is up end on the minute (and at worker start, after downtime).
     "expire-grants": {
         "task": "access.tasks.expire_grants_task",

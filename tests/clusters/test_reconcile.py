@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 from kubernetes import client as k8s_client
 
-from access.models import Grant
+from access.models import AuditEvent, Grant
 from clusters import services
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import MANAGED_BY_LABEL
@@ -277,3 +277,47 @@ def test_an_object_whose_label_was_removed_after_listing_is_not_deleted(
         _delete(client, ("ClusterRoleBinding", "", "warden-viewer"), listed)
 
     assert rbac.subjects(sim, "warden-viewer") == ["alice"]
+
+
+def test_shadow_access_is_reported_and_left_alone(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster()
+    api = rbac.api(sim)
+    # given bindings made by hand: one names a directory person, one a team, one a robot
+    api.create_cluster_role_binding(binding_body("alice-admin", "cluster-admin", ["alice"]))
+    team_binding = binding_body("pay-edit", "edit", [], namespace="default")
+    team_binding.subjects = [
+        k8s_client.RbacV1Subject(
+            kind="Group", name="payments", api_group="rbac.authorization.k8s.io"
+        )
+    ]
+    api.create_namespaced_role_binding("default", team_binding)
+    api.create_cluster_role_binding(binding_body("ci-robot", "view", ["ci-bot"]))
+    Grant.objects.create(person=people["bob"], role=catalogue["viewer"])
+    services.reconcile_cluster(cluster.pk)  # Warden's own binding is not shadow access
+
+    found = services.scan_shadow_access(cluster.pk)
+
+    assert [(f["name"], f["role"], f["subjects"]) for f in found] == [
+        ("alice-admin", "cluster-admin", ["User:alice"]),
+        ("pay-edit", "edit", ["Group:payments"]),
+    ]
+    cluster.refresh_from_db()
+    assert cluster.shadow_access == found and cluster.shadow_scanned_at is not None
+    assert rbac.subjects(sim, "alice-admin") == ["alice"]  # reported, never touched
+    events = AuditEvent.objects.filter(action="cluster.shadow_access_found")
+    assert events.count() == 1
+    services.scan_shadow_access(cluster.pk)
+    assert events.count() == 1  # nothing new, nothing more to say
+
+
+def test_a_reconcile_that_writes_is_audited(make_cluster, catalogue, people):
+    cluster, _ = make_cluster()
+    Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
+
+    services.reconcile_cluster(cluster.pk)
+    services.reconcile_cluster(cluster.pk)  # nothing to do: nothing to audit
+
+    event = AuditEvent.objects.get(action="cluster.reconciled")
+    assert event.object_id == str(cluster.pk)
+    assert event.after["created"] == 1
+    assert event.after["objects"] == {"create": ["ClusterRoleBinding//warden-viewer"]}
