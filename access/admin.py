@@ -5,9 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
 
-from access.models import DirectorySync, Grant, Membership, Person, Role, RoleDefinition, Team
+from access import audit
+from access.models import (
+    AccessRequest,
+    ApprovalPolicy,
+    AuditEvent,
+    DirectorySync,
+    Grant,
+    Membership,
+    Person,
+    Role,
+    RoleDefinition,
+    Team,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -91,19 +104,139 @@ class DirectorySyncAdmin(ReadOnlyAdmin):
 
 
 class RoleDefinitionInline(admin.TabularInline):
+    """Shown here; changed on Warden's role page, which shows the plan and reconciles."""
+
     model = RoleDefinition
     extra = 0
+    can_delete = False
+    readonly_fields = [
+        "environment",
+        "tier",
+        "cluster_role",
+        "rules",
+        "scope",
+        "namespaces",
+        "allowed",
+    ]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _facts(obj: Any, fields: list[str]) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in fields}
 
 
 @admin.register(Role)
 class RoleAdmin(admin.ModelAdmin):
+    """Names and descriptions of roles; what they become in Kubernetes is edited at /roles/."""
+
     list_display = ["name", "display_name", "rank"]
     inlines = [RoleDefinitionInline]
+    FIELDS = ["name", "display_name", "description", "rank"]
+
+    def save_model(self, request: HttpRequest, obj: Role, form: Any, change: bool) -> None:
+        with transaction.atomic():
+            before = _facts(Role.objects.get(pk=obj.pk), self.FIELDS) if change else None
+            super().save_model(request, obj, form, change)
+            audit.record(
+                "role.saved",
+                actor=request.user,
+                obj=obj,
+                before=before,
+                after=_facts(obj, self.FIELDS),
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Role) -> None:
+        with transaction.atomic():
+            audit.record(
+                "role.deleted", actor=request.user, obj=obj, before=_facts(obj, self.FIELDS)
+            )
+            super().delete_model(request, obj)
 
 
 @admin.register(Grant)
-class GrantAdmin(admin.ModelAdmin):
+class GrantAdmin(ReadOnlyAdmin):
+    """Read-only: grants are given and revoked at /grants/, with a plan and a reconcile."""
+
     list_display = ["id", "role", "team", "person", "source", "expires_at", "revoked_at"]
     list_filter = ["source", "role"]
-    raw_id_fields = ["team", "person"]
-    readonly_fields = ["created_by", "created_at", "revoked_by"]
+    list_select_related = ["role", "team", "person"]
+
+
+@admin.register(ApprovalPolicy)
+class ApprovalPolicyAdmin(admin.ModelAdmin):
+    """Who approves where; every change is audited (it changes who can get access)."""
+
+    list_display = [
+        "name",
+        "environment",
+        "tier",
+        "role",
+        "approvals_required",
+        "max_duration",
+        "break_glass_allowed",
+    ]
+    list_filter = ["environment", "tier", "break_glass_allowed"]
+    filter_horizontal = ["approver_teams"]
+    FIELDS = [
+        "name",
+        "environment",
+        "tier",
+        "role_id",
+        "approvals_required",
+        "manager_may_approve",
+        "self_approval_forbidden",
+        "max_duration",
+        "default_duration",
+        "break_glass_allowed",
+        "break_glass_duration",
+    ]
+
+    def _snapshot(self, policy: ApprovalPolicy) -> dict[str, Any]:
+        facts = _facts(policy, self.FIELDS)
+        facts["approver_teams"] = sorted(policy.approver_teams.values_list("name", flat=True))
+        return facts
+
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        with transaction.atomic():
+            object_id = kwargs.get("object_id") or (args[0] if args else None)
+            existing = ApprovalPolicy.objects.filter(pk=object_id).first() if object_id else None
+            request._warden_before = self._snapshot(existing) if existing else None  # type: ignore[attr-defined]
+            return super().changeform_view(request, *args, **kwargs)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        audit.record(
+            "policy.saved",
+            actor=request.user,
+            obj=form.instance,
+            before=getattr(request, "_warden_before", None),
+            after=self._snapshot(form.instance),
+        )
+
+    def delete_model(self, request: HttpRequest, obj: ApprovalPolicy) -> None:
+        with transaction.atomic():
+            audit.record("policy.deleted", actor=request.user, obj=obj, before=self._snapshot(obj))
+            super().delete_model(request, obj)
+
+
+@admin.register(AccessRequest)
+class AccessRequestAdmin(ReadOnlyAdmin):
+    list_display = ["id", "requester", "role", "state", "break_glass", "created_at", "expires_at"]
+    list_filter = ["state", "break_glass", "role"]
+    search_fields = ["requester__username", "justification", "ticket"]
+    list_select_related = ["requester", "role"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["seq", "created_at", "actor_name", "action", "object_type", "object_id"]
+    list_filter = ["action"]
+    search_fields = ["actor_name", "object_repr", "reason", "request_id"]
+    show_full_result_count = False

@@ -40,6 +40,7 @@ TEAMS = [
     ("warden-admins", ["olivia"], []),
 ]
 ADMIN_TEAMS = ["warden-admins"]
+APPROVER_TEAM = "approvers"
 
 
 def password_for(username: str) -> str:

@@ -24,7 +24,7 @@ from access import services
 from access.choices import SyncTrigger
 from access.demo import directory as demo
 from access.localslapd import LocalSlapd, SlapdError
-from access.models import Grant, Role, Team
+from access.models import ApprovalPolicy, Grant, Role, Team
 from clusters.kubeconfig import parse_kubeconfig
 from clusters.services import register_cluster
 
@@ -75,6 +75,15 @@ def _running(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def seed_demo_policies() -> None:
+    """Demo approvers (judy, peggy) decide where a policy names no approver team yet."""
+    approvers = Team.objects.filter(name=demo.APPROVER_TEAM, is_active=True).first()
+    if approvers is None:
+        return
+    for policy in ApprovalPolicy.objects.filter(approver_teams__isnull=True):
+        policy.approver_teams.add(approvers)
+
+
 def seed_demo_grants() -> None:
     """Standing grants for the demo teams, once."""
     for team_name, role_name, environments, namespaces in DEMO_GRANTS:
@@ -103,6 +112,10 @@ class Command(BaseCommand):
         var = Path(settings.VAR_DIR)
         var.mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
+        # Access that ran out while the demo was stopped ends before anything else starts.
+        expired = services.expire_grants()
+        if expired:
+            self.stdout.write(f"Ended {len(expired)} grant(s) that expired while stopped.")
         slapd = LocalSlapd(var / "demo-slapd", suffix=demo.SUFFIX)
         children: list[subprocess.Popen[bytes]] = []
         stopping = False
@@ -190,6 +203,7 @@ class Command(BaseCommand):
                 labels={"region": "demo"},
             )
         seed_demo_grants()
+        seed_demo_policies()
         self.stdout.write(
             f"Demo clusters ({', '.join(names)}) on kubesim; kubeconfig: {kubeconfig}"
         )
