@@ -301,6 +301,12 @@ def cluster_facts(cluster: Cluster) -> dict[str, Any]:
     return facts
 
 
+def normal_pem(text: str) -> str:
+    """A PEM bundle as stored: LF line ends (browsers send CRLF), one final newline."""
+    text = (text or "").replace("\r\n", "\n").strip()
+    return text + "\n" if text else ""
+
+
 def register_cluster(
     *,
     name: str,
@@ -327,6 +333,7 @@ def register_cluster(
         raise ValidationError(f"Cluster {name!r} was retired; pick another name")
     cluster = existing or Cluster(name=name)
     before = cluster_facts(cluster) if existing else None
+    ca_bundle = normal_pem(ca_bundle)
     cluster.environment, cluster.tier = environment, tier
     cluster.api_url, cluster.token, cluster.ca_bundle = api_url, token, ca_bundle
     cluster.labels = labels or {}
@@ -383,6 +390,9 @@ def update_cluster(
     if cluster.state == ClusterState.RETIRED:
         raise ValidationError(f"Cluster {cluster.name} is retired; it can no longer be changed")
     new_token = token or str(cluster.token)
+    ca_bundle = normal_pem(ca_bundle)
+    if ca_bundle == normal_pem(cluster.ca_bundle):
+        ca_bundle = cluster.ca_bundle  # the same CA, however it was written when stored
     new_credentials = (
         api_url != cluster.api_url or ca_bundle != cluster.ca_bundle or new_token != cluster.token
     )
