@@ -155,12 +155,15 @@ class ClusterRegisterForm(ClusterMetadataForm):
             return
         choices = [("", "— pick a context —")] + [(c, c) for c in self.contexts]
         self.fields["context"].widget = forms.Select(choices=choices)
-        self.fields["context"].help_text = "The kubeconfig is kept for this registration."
+        help_text = "Pick the context of the cluster to register."
+        self.fields["context"].help_text = help_text
+        self["context"].help_text = help_text  # the bound field copied the old one
         if current in self.contexts and not self.is_bound:
             self.initial.setdefault("context", current)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("source") == "manual":
             self._clean_manual(data)
         elif data.get("source") == "kubeconfig":
@@ -406,7 +409,8 @@ class DiscoverySourceForm(forms.ModelForm):
         return discovery.validate_rules(rules)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if bool(data.get("default_environment")) != bool(data.get("default_tier")):
             self.add_error("default_tier", "Give both a default environment and tier, or neither.")
         if data.get("kind") == DiscoveryKind.KUBECONFIG_DIR and not data.get("path"):
