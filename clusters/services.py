@@ -323,14 +323,21 @@ def register_cluster(
     actor: Any = None,
     discovered_by: DiscoverySource | None = None,
     discovered_key: str = "",
+    update_existing: bool = True,
 ) -> Cluster:
     """Register (or re-register) a cluster after checking Warden can manage RBAC there.
 
     Nothing is saved when the check fails: the ValidationError's messages say what to fix.
+    update_existing=False refuses a name already registered (the registration page), instead
+    of replacing that cluster's settings (the command and the demo, which re-register).
     """
     existing = Cluster.objects.filter(name=name).first()
     if existing is not None and existing.state == ClusterState.RETIRED:
         raise ValidationError(f"Cluster {name!r} was retired; pick another name")
+    if existing is not None and not update_existing:
+        raise ValidationError(
+            f"A cluster named {name!r} is already registered: edit it, or pick another name"
+        )
     cluster = existing or Cluster(name=name)
     before = cluster_facts(cluster) if existing else None
     ca_bundle = normal_pem(ca_bundle)

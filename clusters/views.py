@@ -121,7 +121,9 @@ def cluster_register(request: HttpRequest) -> HttpResponse:
     form = ClusterRegisterForm(request.POST, request.FILES, stashed_kubeconfig=_stashed(request))
     if form.is_valid():
         try:
-            cluster = services.register_cluster(**form.registration(), actor=operator)
+            cluster = services.register_cluster(
+                **form.registration(), actor=operator, update_existing=False
+            )
         except ValidationError as exc:
             form.add_error(None, exc)
         except OperationalError:

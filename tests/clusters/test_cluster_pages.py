@@ -210,6 +210,20 @@ def test_a_retired_name_cannot_be_registered_again(client, operator, make_cluste
     assert "was retired; pick another name" in page_text(response)
 
 
+def test_registering_a_name_already_taken_leaves_that_cluster_alone(
+    client, operator, make_cluster, kube_cluster
+):
+    taken, taken_sim = make_cluster(environment="dev")
+    other = kube_cluster()
+    response = client.post(
+        REGISTER, registration(kubeconfig=kubeconfig_for(other), name=taken.name)
+    )
+    assert response.status_code == 400
+    assert "is already registered: edit it" in page_text(response)
+    taken.refresh_from_db()
+    assert taken.api_url == taken_sim.server_url and taken.environment == "dev"
+
+
 def test_the_register_page_starts_fresh(client, operator, kube_cluster):
     sim = kube_cluster()
     client.post(REGISTER, registration(kubeconfig=kubeconfig_for(sim, token="wrong")))
