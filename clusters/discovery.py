@@ -21,8 +21,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -245,8 +246,6 @@ def _list_kubeconfig_dir(source: DiscoverySource) -> list[Candidate]:
 
 def _kubeconfig_file_candidates(path: Path) -> list[Candidate]:
     """One candidate per context of the file; one with a problem when the file is unreadable."""
-    import yaml
-
     try:
         if path.stat().st_size > MAX_KUBECONFIG_BYTES:
             raise KubeconfigError("larger than 1 MiB: not a kubeconfig")
@@ -547,15 +546,18 @@ def save_source(source: DiscoverySource, *, token: str = "", actor: Any = None) 
             raise ValidationError("A kubeconfig folder source needs the folder's path")
         source.api_url, source.ca_bundle, source.token, source.namespace = "", "", "", ""
     source.full_clean(validate_unique=False)
-    with transaction.atomic():
-        source.save()
-        audit.record(
-            "discovery_source.updated" if previous else "discovery_source.created",
-            actor=actor,
-            obj=source,
-            before=source_facts(previous) if previous else None,
-            after=source_facts(source),
-        )
+    try:
+        with transaction.atomic():
+            source.save()
+            audit.record(
+                "discovery_source.updated" if previous else "discovery_source.created",
+                actor=actor,
+                obj=source,
+                before=source_facts(previous) if previous else None,
+                after=source_facts(source),
+            )
+    except IntegrityError as exc:
+        raise ValidationError(f"A discovery source named {source.name!r} already exists") from exc
     return source
 
 

@@ -81,6 +81,10 @@ class FleetRow:
     def pending_count(self) -> int:
         return len(self.latest.pending or {}) if self.latest else 0
 
+    @property
+    def spark(self) -> dict[str, Any]:
+        return sparkline(self.durations)
+
 
 def environment_rank() -> Case:
     """dev < staging < prod, the order of the road to production (not the alphabet)."""

@@ -55,8 +55,6 @@ def fleet_overview(request: HttpRequest) -> HttpResponse:
     )
     page = Paginator(clusters, FLEET_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = selectors.fleet_rows(list(page.object_list))
-    for row in rows:
-        row.spark = selectors.sparkline(row.durations)  # type: ignore[attr-defined]
     query = request.GET.copy()
     query.pop("page", None)
     return render(

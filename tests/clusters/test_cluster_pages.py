@@ -473,6 +473,11 @@ def test_every_form_needs_the_csrf_token(operator, fleet_objects):
         assert browser.post(url, {"confirm": cluster.name}).status_code == 403, url
     cluster.refresh_from_db()
     assert cluster.state == ClusterState.ACTIVE
+    # with the token the page hands out, the same form goes through
+    page = browser.get(reverse("cluster-detail", args=[cluster.pk]))
+    token = page.cookies["csrftoken"].value
+    checked = browser.post(reverse("cluster-check", args=[cluster.pk]), HTTP_X_CSRFTOKEN=token)
+    assert checked.status_code == 302
 
 
 def test_the_admin_sends_cluster_changes_through_warden_pages(client, operator, make_cluster):

@@ -107,6 +107,17 @@ def test_clusters_listed_by_cluster_api_are_registered_with_their_mapped_environ
     assert run.notes == ["Rule 3 (name sandbox-* → dev/tier-3) matched no cluster"]
 
 
+def test_a_source_without_a_namespace_lists_every_namespace(management, kube_cluster):
+    management.sim.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
+    management.add("prod-a", {"env": "production"}, kube_cluster())
+    management.add("prod-b", {"env": "production"}, kube_cluster(), namespace="team-b")
+
+    run = discover(management.source(namespace=""))
+
+    assert run.registered == 2
+    assert Cluster.objects.get(name="prod-b").discovered_key == "team-b/prod-b"
+
+
 def test_a_second_run_changes_nothing_and_a_rotated_token_is_taken_up(management, kube_cluster):
     prod = kube_cluster()
     management.add("prod-eu-1", {"env": "production"}, prod)
@@ -126,6 +137,9 @@ def test_a_second_run_changes_nothing_and_a_rotated_token_is_taken_up(management
     rotated = discover(source)
     assert rotated.updated == 1
     assert Cluster.objects.get(name="prod-eu-1").token == fresh
+    event = AuditEvent.objects.get(action="cluster.updated")
+    assert event.reason == "discovered by capi-mgmt; new credentials, access checked"
+    assert fresh not in str(event.before) + str(event.after)
 
 
 def test_labels_that_no_rule_matches_are_reported_and_not_registered(management, kube_cluster):
