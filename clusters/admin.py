@@ -1,49 +1,35 @@
-"""Admin site for the fleet. The token is write-only: never shown back."""
+"""Admin site for the fleet: read and browse only.
+
+Registering, editing and retiring a cluster go through Warden's own pages (clusters/views.py),
+which call the services: the access check, the audit event and the reconcile happen there, and
+nowhere else. The admin's add and change pages send the operator to those pages, so no second
+form can save a cluster (or a discovery source's token) without them.
+"""
 
 from __future__ import annotations
 
-from django import forms
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
-from clusters.models import Cluster, ReconcileRun
+from clusters.models import Cluster, DiscoveryRun, DiscoverySource, ReconcileRun
 
 
-class ClusterForm(forms.ModelForm):
-    api_url = forms.URLField(assume_scheme="https", max_length=500)
-    token = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Leave empty to keep the current token.",
-    )
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
-    class Meta:
-        model = Cluster
-        fields = [
-            "name",
-            "environment",
-            "tier",
-            "labels",
-            "api_url",
-            "ca_bundle",
-            "token",
-            "user_prefix",
-            "group_prefix",
-            "bind_groups",
-            "state",
-        ]
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
-    def clean_token(self) -> str:
-        token = self.cleaned_data.get("token") or ""
-        if not token and self.instance.pk:
-            return str(self.instance.token)
-        if not token:
-            raise forms.ValidationError("A new cluster needs Warden's bearer token.")
-        return token
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Cluster)
-class ClusterAdmin(admin.ModelAdmin):
-    form = ClusterForm
+class ClusterAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
         "name",
         "environment",
@@ -55,9 +41,41 @@ class ClusterAdmin(admin.ModelAdmin):
     list_filter = ["environment", "tier", "state"]
     search_fields = ["name", "api_url"]
 
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return HttpResponseRedirect(reverse("cluster-register"))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return HttpResponseRedirect(reverse("cluster-detail", args=[int(object_id)]))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Clusters are retired (records kept, objects removed first), never deleted.
+        return False
+
+
+@admin.register(DiscoverySource)
+class DiscoverySourceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "kind", "enabled", "grace_hours"]
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return HttpResponseRedirect(reverse("cluster-discovery-new"))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        return HttpResponseRedirect(reverse("cluster-discovery-detail", args=[int(object_id)]))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(ReconcileRun)
-class ReconcileRunAdmin(admin.ModelAdmin):
+class ReconcileRunAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "cluster",
@@ -72,8 +90,8 @@ class ReconcileRunAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "trigger"]
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
+@admin.register(DiscoveryRun)
+class DiscoveryRunAdmin(ReadOnlyAdmin):
+    list_display = ["id", "source", "status", "found", "registered", "failed", "retired"]
+    list_filter = ["status"]

@@ -155,7 +155,22 @@ class KubeClient:
         self, kind: str, label_selector: str = "", namespace: str = ""
     ) -> Iterator[dict[str, Any]]:
         """Every object of a kind (all namespaces unless one is named), a page at a time."""
-        path = self.path(kind, namespace)
+        return self._list_path(self.path(kind, namespace), label_selector)
+
+    def custom_path(self, group: str, version: str, plural: str, namespace: str = "") -> str:
+        """The path of a custom resource collection (e.g. Cluster API's clusters)."""
+        out = f"/apis/{quote(group, safe='')}/{quote(version, safe='')}"
+        if namespace:
+            out += f"/namespaces/{quote(namespace, safe='')}"
+        return f"{out}/{quote(plural, safe='')}"
+
+    def list_custom(
+        self, group: str, version: str, plural: str, namespace: str = "", label_selector: str = ""
+    ) -> Iterator[dict[str, Any]]:
+        """Every custom object of a kind (all namespaces unless one is named), paginated."""
+        return self._list_path(self.custom_path(group, version, plural, namespace), label_selector)
+
+    def _list_path(self, path: str, label_selector: str = "") -> Iterator[dict[str, Any]]:
         token = ""
         while True:
             query = {"labelSelector": label_selector, "limit": LIST_PAGE, "continue": token}

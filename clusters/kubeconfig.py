@@ -110,3 +110,19 @@ def _token(user: dict[str, Any], name: str) -> str:
             f"User {name!r} uses a client certificate; Warden needs a bearer token in `token`"
         )
     raise KubeconfigError(f"User {name!r} has no token")
+
+
+def list_contexts(text: str) -> tuple[list[str], str]:
+    """The context names of a kubeconfig and its current-context ("" if none)."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise KubeconfigError(f"The kubeconfig is not valid YAML{where}") from exc
+    if not isinstance(doc, dict) or doc.get("kind", "Config") != "Config":
+        raise KubeconfigError("This is not a kubeconfig (expected `kind: Config`)")
+    names = [str(c["name"]) for c in _list(doc, "contexts") if c.get("name")]
+    if not names:
+        raise KubeconfigError("The kubeconfig has no contexts")
+    return names, str(doc.get("current-context") or "")

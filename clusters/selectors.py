@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import RowNumber
 
-from clusters.choices import ClusterState
-from clusters.models import Cluster, ReconcileRun
+from access.choices import Environment, Tier
+from clusters.choices import ClusterState, ReconcileStatus
+from clusters.models import Cluster, DiscoveryRun, DiscoverySource, ReconcileRun
 
 
 def latest_runs() -> dict[int, ReconcileRun]:
@@ -47,3 +62,167 @@ def rollout_status(grant_id: int, reached_cluster_ids: list[int]) -> list[dict[s
                 {"cluster": cluster.name, "state": "pending", "detail": "awaiting reconcile"}
             )
     return rows
+
+
+# --- the fleet overview -----------------------------------------------------------------------
+
+SPARKLINE_RUNS = 20
+
+
+@dataclass
+class FleetRow:
+    """One cluster of the fleet page with its newest reconcile and recent durations."""
+
+    cluster: Cluster
+    latest: ReconcileRun | None = None
+    durations: list[tuple[float, bool]] = field(default_factory=list)
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.latest.pending or {}) if self.latest else 0
+
+    @property
+    def spark(self) -> dict[str, Any]:
+        return sparkline(self.durations)
+
+
+def environment_rank() -> Case:
+    """dev < staging < prod, the order of the road to production (not the alphabet)."""
+    return Case(
+        *(When(environment=value, then=Value(rank)) for rank, value in enumerate(Environment)),
+        default=Value(99),
+        output_field=IntegerField(),
+    )
+
+
+def fleet_clusters(
+    environment: str = "", tier: str = "", state: str = "", search: str = ""
+) -> QuerySet[Cluster]:
+    """The clusters the fleet page lists for these filters, by environment, tier and name."""
+    clusters = Cluster.objects.all()
+    if state == "all":
+        pass
+    elif state:
+        clusters = clusters.filter(state=state)
+    else:
+        clusters = clusters.exclude(state=ClusterState.RETIRED)
+    if environment:
+        clusters = clusters.filter(environment=environment)
+    if tier:
+        clusters = clusters.filter(tier=tier)
+    if search:
+        clusters = clusters.filter(name__icontains=search)
+    return clusters.annotate(env_rank=environment_rank()).order_by("env_rank", "tier", "name")
+
+
+def fleet_rows(clusters: list[Cluster]) -> list[FleetRow]:
+    """Rows for a page of clusters: one query for the recent runs of all of them."""
+    rows = {c.pk: FleetRow(cluster=c) for c in clusters}
+    if not rows:
+        return []
+    recent = (
+        ReconcileRun.objects.filter(cluster_id__in=list(rows), dry_run=False)
+        .exclude(status=ReconcileStatus.RUNNING)
+        .annotate(
+            position=Window(
+                RowNumber(),
+                partition_by=[F("cluster_id")],
+                order_by=[F("started_at").desc(), F("id").desc()],
+            )
+        )
+        .filter(position__lte=SPARKLINE_RUNS)
+        .only("id", "cluster_id", "started_at", "status", "duration_s", "drift", "pending")
+        .order_by("cluster_id", "position")
+    )
+    for run in recent:
+        row = rows[run.cluster_id]
+        if row.latest is None:
+            row.latest = run
+        row.durations.append((run.duration_s or 0.0, run.status == ReconcileStatus.FAILED))
+    for row in rows.values():
+        row.durations.reverse()  # oldest first, as a sparkline reads
+    return list(rows.values())
+
+
+def fleet_summary() -> dict[str, Any]:
+    """Counts of live clusters per environment and tier, and per state (one query)."""
+    counts = (
+        Cluster.objects.values("environment", "tier", "state").annotate(n=Count("id")).order_by()
+    )
+    grid: dict[str, dict[str, int]] = {
+        env: dict.fromkeys(Tier.values, 0) for env in Environment.values
+    }
+    states: dict[str, int] = dict.fromkeys(ClusterState.values, 0)
+    for row in counts:
+        states[row["state"]] = states.get(row["state"], 0) + row["n"]
+        if row["state"] != ClusterState.RETIRED and row["environment"] in grid:
+            grid[row["environment"]][row["tier"]] = (
+                grid[row["environment"]].get(row["tier"], 0) + row["n"]
+            )
+    return {
+        "grid": [
+            (Environment(env).label, env, [(tier, grid[env][tier]) for tier in Tier.values])
+            for env in Environment.values
+        ],
+        "tiers": Tier.choices,
+        "states": states,
+        "live": sum(n for s, n in states.items() if s != ClusterState.RETIRED),
+    }
+
+
+def pending_grants(run: ReconcileRun | None) -> list[dict[str, Any]]:
+    """The grants a run left pending on its cluster, with the grant and the reasons."""
+    from access.models import Grant
+
+    if run is None or not run.pending:
+        return []
+    ids = [int(k) for k in run.pending]
+    grants = {
+        g.pk: g for g in Grant.objects.filter(pk__in=ids).select_related("role", "team", "person")
+    }
+    return [
+        {"id": gid, "grant": grants.get(gid), "reasons": run.pending[str(gid)]}
+        for gid in sorted(ids)
+    ]
+
+
+def sparkline(
+    values: list[tuple[float, bool]], width: int = 120, height: int = 24
+) -> dict[str, Any]:
+    """Points of an inline SVG polyline of durations (oldest first), and failed runs' dots."""
+    if not values:
+        return {"points": "", "dots": [], "width": width, "height": height, "label": "no runs"}
+    top = max(v for v, _ in values) or 1.0
+    step = width / max(len(values) - 1, 1)
+    pad = 2
+    coords = [
+        (round(i * step, 1), round(height - pad - (v / top) * (height - 2 * pad), 1))
+        for i, (v, _) in enumerate(values)
+    ]
+    if len(coords) == 1:
+        coords.append((float(width), coords[0][1]))
+    durations = [v for v, _ in values]
+    failed = sum(1 for _, bad in values if bad)
+    label = f"last {len(values)} reconciles: {min(durations):.2f} to {max(durations):.2f} s" + (
+        f", {failed} failed" if failed else ""
+    )
+    return {
+        "points": " ".join(f"{x},{y}" for x, y in coords),
+        "dots": [coords[i] for i, (_, bad) in enumerate(values) if bad],
+        "width": width,
+        "height": height,
+        "label": label,
+    }
+
+
+def discovery_overview() -> list[tuple[DiscoverySource, DiscoveryRun | None, int]]:
+    """Each discovery source with its newest run and how many live clusters it registered."""
+    newest = DiscoveryRun.objects.filter(source=OuterRef("pk")).order_by("-started_at", "-id")
+    sources = list(
+        DiscoverySource.objects.annotate(
+            run_id=Subquery(newest.values("id")[:1]),
+            live=Count("clusters", filter=~Q(clusters__state=ClusterState.RETIRED)),
+        )
+    )
+    runs = DiscoveryRun.objects.in_bulk([s.run_id for s in sources if s.run_id])
+    return [(s, runs.get(s.run_id), s.live) for s in sources]

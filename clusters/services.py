@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from access import audit
 from access.models import Grant, Membership, Person, Role, Team
-from clusters import k8s
+from clusters import crypto, k8s
 from clusters.choices import ClusterState, ReconcileStatus, ReconcileTrigger
 from clusters.compiler import (
     ClusterSpec,
@@ -26,6 +30,9 @@ from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.models import Cluster, ClusterLock, ReconcileRun
 from clusters.plan import object_key
 from clusters.reconcile import Inputs, Outcome, key_text, reconcile, shadow_access
+
+if TYPE_CHECKING:
+    from clusters.models import DiscoverySource
 
 logger = logging.getLogger(__name__)
 
@@ -316,6 +323,39 @@ def queue_reconcile_for_subjects(
     return sorted(set(queued) | set(expand))
 
 
+# --- the cluster registry: register, edit, check, reconcile on request, retire ------------------
+
+# The fields of a cluster an audit event shows before and after a change (never the token).
+_AUDITED = (
+    "name",
+    "environment",
+    "tier",
+    "labels",
+    "api_url",
+    "user_prefix",
+    "group_prefix",
+    "bind_groups",
+    "state",
+)
+
+
+def cluster_facts(cluster: Cluster) -> dict[str, Any]:
+    """What an audit event records of a cluster: its metadata and a CA fingerprint."""
+    facts = {field: getattr(cluster, field) for field in _AUDITED}
+    facts["ca_sha256"] = (
+        hashlib.sha256(cluster.ca_bundle.encode()).hexdigest()[:16] if cluster.ca_bundle else ""
+    )
+    if cluster.discovered_by_id:
+        facts["discovered_by"] = cluster.discovered_by_id
+    return facts
+
+
+def normal_pem(text: str) -> str:
+    """A PEM bundle as stored: LF line ends (browsers send CRLF), one final newline."""
+    text = (text or "").replace("\r\n", "\n").strip()
+    return text + "\n" if text else ""
+
+
 def register_cluster(
     *,
     name: str,
@@ -329,45 +369,164 @@ def register_cluster(
     group_prefix: str = "",
     bind_groups: bool = True,
     check: bool = True,
+    actor: Any = None,
+    discovered_by: DiscoverySource | None = None,
+    discovered_key: str = "",
+    update_existing: bool = True,
 ) -> Cluster:
-    """Register (or update) a cluster after checking Warden can manage RBAC there."""
-    from django.core.exceptions import ValidationError
+    """Register (or re-register) a cluster after checking Warden can manage RBAC there.
 
+    Nothing is saved when the check fails: the ValidationError's messages say what to fix.
+    update_existing=False refuses a name already registered (the registration page), instead
+    of replacing that cluster's settings (the command and the demo, which re-register).
+    """
+    existing = Cluster.objects.filter(name=name).first()
+    if existing is not None and existing.state == ClusterState.RETIRED:
+        raise ValidationError(f"Cluster {name!r} was retired; pick another name")
+    if existing is not None and not update_existing:
+        raise ValidationError(
+            f"A cluster named {name!r} is already registered: edit it, or pick another name"
+        )
+    cluster = existing or Cluster(name=name)
+    before = cluster_facts(cluster) if existing else None
+    ca_bundle = normal_pem(ca_bundle)
+    cluster.environment, cluster.tier = environment, tier
+    cluster.api_url, cluster.token, cluster.ca_bundle = api_url, token, ca_bundle
+    cluster.labels = labels or {}
+    cluster.user_prefix, cluster.group_prefix = user_prefix, group_prefix
+    cluster.bind_groups = bind_groups
+    if discovered_by is not None:
+        cluster.discovered_by, cluster.discovered_key = discovered_by, discovered_key
+        cluster.missing_since = None
+    # Cheap validation first, so a bad name or URL is named before any network call.
+    cluster.full_clean(validate_unique=False)
     if check:
         problems = check_access(Endpoint(api_url=api_url, token=token, ca_pem=ca_bundle))
         if problems:
             raise ValidationError(problems)
-    with transaction.atomic():
-        cluster = Cluster.objects.filter(name=name).first() or Cluster(name=name)
-        if cluster.state == ClusterState.RETIRED:
-            raise ValidationError(f"Cluster {name!r} was retired; pick another name")
-        cluster.environment, cluster.tier = environment, tier
-        cluster.api_url, cluster.token, cluster.ca_bundle = api_url, token, ca_bundle
-        cluster.labels = labels or {}
-        cluster.user_prefix, cluster.group_prefix = user_prefix, group_prefix
-        cluster.bind_groups = bind_groups
-        cluster.full_clean()
-        cluster.save()
-        ClusterLock.objects.get_or_create(cluster=cluster)
-        cluster_id = cluster.pk
-        transaction.on_commit(lambda: _queue_one(cluster_id))
+    try:
+        with transaction.atomic():
+            cluster.save()
+            ClusterLock.objects.get_or_create(cluster=cluster)
+            audit.record(
+                "cluster.updated" if existing else "cluster.registered",
+                actor=actor,
+                obj=cluster,
+                before=before,
+                after=cluster_facts(cluster),
+                reason=f"discovered by {discovered_by.name}" if discovered_by else "",
+            )
+            _queue_on_commit(cluster.pk, ReconcileTrigger.CHANGE)
+    except IntegrityError as exc:
+        # Another registration of the same name committed between our read and write.
+        raise ValidationError(f"A cluster named {name!r} is already registered") from exc
     return cluster
 
 
-def _queue_one(cluster_id: int) -> None:
+def update_cluster(
+    cluster: Cluster,
+    *,
+    actor: Any = None,
+    environment: str,
+    tier: str,
+    labels: dict[str, str],
+    user_prefix: str,
+    group_prefix: str,
+    bind_groups: bool,
+    api_url: str,
+    ca_bundle: str,
+    token: str = "",
+    reason: str = "",
+) -> bool:
+    """Change a cluster's metadata or credentials; True when something changed.
+
+    New credentials (API URL, CA or token; an empty token keeps the current one) are checked
+    like a registration before anything is saved. A change queues a reconcile of the cluster.
+    """
+    if cluster.state == ClusterState.RETIRED:
+        raise ValidationError(f"Cluster {cluster.name} is retired; it can no longer be changed")
+    new_token = token or str(cluster.token)
+    ca_bundle = normal_pem(ca_bundle)
+    if ca_bundle == normal_pem(cluster.ca_bundle):
+        ca_bundle = cluster.ca_bundle  # the same CA, however it was written when stored
+    new_credentials = (
+        api_url != cluster.api_url or ca_bundle != cluster.ca_bundle or new_token != cluster.token
+    )
+    if new_credentials:
+        problems = check_access(Endpoint(api_url=api_url, token=new_token, ca_pem=ca_bundle))
+        if problems:
+            raise ValidationError(problems)
+    with transaction.atomic():
+        current = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        before = cluster_facts(current)
+        current.environment, current.tier, current.labels = environment, tier, labels or {}
+        current.user_prefix, current.group_prefix = user_prefix, group_prefix
+        current.bind_groups = bind_groups
+        current.api_url, current.ca_bundle, current.token = api_url, ca_bundle, new_token
+        current.full_clean(validate_unique=False)
+        after = cluster_facts(current)
+        if after == before and not new_credentials:
+            return False
+        current.save()
+        if new_credentials:
+            reason = "; ".join(filter(None, [reason, "new credentials, access checked"]))
+        audit.record(
+            "cluster.updated", actor=actor, obj=current, before=before, after=after, reason=reason
+        )
+        _queue_on_commit(current.pk, ReconcileTrigger.CHANGE)
+    cluster.refresh_from_db()
+    return True
+
+
+def check_connection(cluster: Cluster) -> list[str]:
+    """Ask the cluster now whether Warden's stored credentials may manage RBAC there."""
+    if cluster.state == ClusterState.RETIRED:
+        return [f"Cluster {cluster.name} is retired; Warden no longer talks to it"]
+    return check_access(endpoint_for(cluster))
+
+
+@transaction.atomic
+def request_reconcile(cluster: Cluster, *, actor: Any = None) -> None:
+    """Queue a reconcile of one cluster now (after this transaction commits)."""
+    if cluster.state == ClusterState.RETIRED:
+        raise ValidationError(f"Cluster {cluster.name} is retired; it is not reconciled")
+    audit.record("cluster.reconcile_requested", actor=actor, obj=cluster)
+    _queue_on_commit(cluster.pk, ReconcileTrigger.OPERATOR)
+
+
+@transaction.atomic
+def request_fleet_reconcile(*, actor: Any = None) -> int:
+    """Queue a reconcile of every live cluster; returns how many there are."""
+    from clusters.tasks import reconcile_fleet_task
+
+    count = Cluster.objects.exclude(state=ClusterState.RETIRED).count()
+    audit.record(
+        "fleet.reconcile_requested",
+        actor=actor,
+        object_type="clusters.fleet",
+        object_repr="fleet",
+        after={"clusters": count},
+    )
+    transaction.on_commit(lambda: reconcile_fleet_task.delay(ReconcileTrigger.OPERATOR))
+    return count
+
+
+def _queue_on_commit(cluster_id: int, trigger: str) -> None:
     from clusters.tasks import reconcile_cluster_task
 
-    reconcile_cluster_task.delay(cluster_id, ReconcileTrigger.CHANGE)
+    transaction.on_commit(lambda: reconcile_cluster_task.delay(cluster_id, trigger))
 
 
-def retire_cluster(cluster: Cluster, *, remove_owned: bool = True) -> ReconcileRun | None:
+def retire_cluster(
+    cluster: Cluster, *, remove_owned: bool = True, actor: Any = None, reason: str = ""
+) -> ReconcileRun | None:
     """Retire a cluster; first remove every object Warden owns there, if asked and reachable.
 
     When removal fails the cluster is not retired, so nothing Warden wrote is left behind
-    unnoticed; retire with remove_owned=False to give it up as it is.
+    unnoticed; retire with remove_owned=False to give it up as it is. The record is kept.
     """
-    from django.core.exceptions import ValidationError
-
+    if cluster.state == ClusterState.RETIRED:
+        raise ValidationError(f"Cluster {cluster.name} is already retired")
     run = None
     if remove_owned:
         with transaction.atomic():
@@ -379,9 +538,23 @@ def retire_cluster(cluster: Cluster, *, remove_owned: bool = True) -> ReconcileR
                 f"Could not remove Warden's objects from {cluster.name}: {run.error}. Retire "
                 "without removing them, or fix the cluster's access first."
             )
-    cluster.state = ClusterState.RETIRED
-    cluster.retired_at = timezone.now()
-    cluster.save(update_fields=["state", "retired_at", "updated_at"])
+    with transaction.atomic():
+        before = cluster_facts(cluster)
+        cluster.state = ClusterState.RETIRED
+        cluster.retired_at = timezone.now()
+        cluster.save(update_fields=["state", "retired_at", "updated_at"])
+        audit.record(
+            "cluster.retired",
+            actor=actor,
+            obj=cluster,
+            before=before,
+            after={
+                **cluster_facts(cluster),
+                "removed_owned": remove_owned,
+                "deleted": run.deleted if run else 0,
+            },
+            reason=reason,
+        )
     return run
 
 
@@ -451,3 +624,23 @@ def _finding_key(finding: dict[str, object]) -> tuple[object, ...]:
         finding.get("name"),
         str(finding.get("subjects")),
     )
+
+
+# --- secrets at rest ----------------------------------------------------------------------------
+
+
+def rotate_encryption_key(
+    *, batch_size: int = 500, dry_run: bool = False, actor: Any = None
+) -> list[crypto.RotationCount]:
+    """Re-encrypt every stored secret with the newest WARDEN_ENCRYPTION_KEYS key, audited."""
+    counts = crypto.reencrypt_all(batch_size=batch_size, dry_run=dry_run)
+    if not dry_run:
+        with transaction.atomic():
+            audit.record(
+                "encryption.secrets_reencrypted",
+                actor=actor,
+                object_type="clusters.crypto",
+                object_repr="stored secrets",
+                after=[dataclasses.asdict(c) for c in counts],
+            )
+    return counts

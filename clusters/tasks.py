@@ -5,9 +5,9 @@ from __future__ import annotations
 from celery import shared_task
 
 from clusters import services
-from clusters.choices import ClusterState, ReconcileTrigger
+from clusters.choices import ClusterState, DiscoveryTrigger, ReconcileTrigger
 from clusters.k8s import KubeError
-from clusters.models import Cluster
+from clusters.models import Cluster, DiscoverySource
 
 
 @shared_task(
@@ -53,4 +53,29 @@ def scan_fleet_shadow_access_task() -> int:
     ids = list(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
     for cluster_id in ids:
         scan_shadow_access_task.delay(cluster_id)
+    return len(ids)
+
+
+@shared_task(
+    name="clusters.tasks.discover_source_task",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=3,
+)
+def discover_source_task(source_id: int, trigger: str = DiscoveryTrigger.SCHEDULE) -> int | None:
+    """One discovery run of one source. Safe twice at once: the second finds a run under way."""
+    from clusters import discovery
+
+    run = discovery.discover(source_id, trigger=trigger)
+    return run.pk if run else None
+
+
+@shared_task(name="clusters.tasks.discover_all_task", acks_late=True)
+def discover_all_task() -> int:
+    """Fan out one discovery task per enabled source; returns how many."""
+    ids = list(DiscoverySource.objects.filter(enabled=True).values_list("id", flat=True))
+    for source_id in ids:
+        discover_source_task.delay(source_id, DiscoveryTrigger.SCHEDULE)
     return len(ids)

@@ -195,6 +195,7 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 DIRECTORY_SYNC_MINUTES = env.int("DIRECTORY_SYNC_MINUTES", default=15)
 RECONCILE_MINUTES = env.int("RECONCILE_MINUTES", default=5)
+DISCOVERY_MINUTES = env.int("DISCOVERY_MINUTES", default=10)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Every cluster's RBAC back to the declared state (drift repair, expiry, leavers).
     "fleet-reconcile": {
@@ -215,6 +216,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "expiry-reminders": {
         "task": "access.tasks.expiry_reminders_task",
         "schedule": crontab(minute="*/15"),
+    },
+    # Register clusters found by each enabled discovery source (Cluster API, kubeconfig folder),
+    # one task per source; clusters gone from a source are retired after its grace period.
+    "cluster-discovery": {
+        "task": "clusters.tasks.discover_all_task",
+        "schedule": crontab(minute=f"*/{DISCOVERY_MINUTES}"),
     },
     # Mirror people and teams from the directory; leavers lose access one sync + reconcile later.
     "directory-sync": {

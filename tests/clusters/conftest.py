@@ -99,3 +99,54 @@ def people(db: None) -> dict[str, Any]:
             team.memberships.create(person=made[member], is_direct=True)
         made[team_name] = team
     return made
+
+
+def kubeconfig_for(*sims: Any, token: str | None = None, ca_pem: str | None = None) -> str:
+    """A kubeconfig with one context per kubesim cluster, as `kubectl config view --raw` gives."""
+    import base64
+
+    import yaml
+
+    doc: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": f"{sims[0].name}-ctx" if len(sims) == 1 else "",
+        "clusters": [],
+        "users": [],
+        "contexts": [],
+    }
+    for sim in sims:
+        pem = ca_pem if ca_pem is not None else (sim.ca_cert_pem or b"").decode()
+        doc["clusters"].append(
+            {
+                "name": sim.name,
+                "cluster": {
+                    "server": sim.server_url,
+                    "certificate-authority-data": base64.b64encode(pem.encode()).decode(),
+                },
+            }
+        )
+        doc["users"].append(
+            {"name": f"{sim.name}-warden", "user": {"token": token or sim.admin_token}}
+        )
+        doc["contexts"].append(
+            {
+                "name": f"{sim.name}-ctx",
+                "context": {"cluster": sim.name, "user": f"{sim.name}-warden"},
+            }
+        )
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+@pytest.fixture
+def operator(client: Any, django_user_model: Any) -> Any:
+    """olivia, a Warden operator, logged in to the test client."""
+    user = django_user_model.objects.create_user("olivia", is_staff=True)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def developer(django_user_model: Any) -> Any:
+    """dave, a developer who is not an operator."""
+    return django_user_model.objects.create_user("dave")
