@@ -6,7 +6,10 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -169,6 +172,56 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
             ]
         )
     return run
+
+
+# --- reading a cluster's roles ----------------------------------------------------------------
+
+# A page that explains access reads built-in ClusterRoles (view, edit, admin, aggregated ones) as
+# each cluster holds them; they change rarely, so a short cache spares the API on every view.
+CLUSTER_ROLE_CACHE_S = 60
+# A person is waiting: one short try, not the reconciler's patient back-off.
+INTERACTIVE_TIMEOUT_S = 5.0
+
+
+def cluster_role_rules(
+    cluster: Cluster, names: Iterable[str]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """The rules of these ClusterRoles on `cluster`, and for each one that could not be read,
+    why (absent, cluster unreachable, refused). Cached per cluster for CLUSTER_ROLE_CACHE_S."""
+    wanted = sorted(set(names))
+    rules: dict[str, list[dict[str, Any]]] = {}
+    errors: dict[str, str] = {}
+    client: k8s.KubeClient | None = None
+    try:
+        for name in wanted:
+            key = f"warden:clusterrole-rules:{cluster.pk}:{name}"
+            cached = cache.get(key)
+            if cached is not None:
+                rules[name] = cached
+                continue
+            if client is None:
+                endpoint = replace(endpoint_for(cluster), timeout_s=INTERACTIVE_TIMEOUT_S)
+                client = k8s.KubeClient(endpoint, max_attempts=1)
+            try:
+                rules[name] = client.cluster_role_rules(name)
+            except Unreachable as exc:
+                # The other roles would fail the same way; say so once per role, quickly.
+                for other in wanted:
+                    errors.setdefault(other, f"{cluster.name} is unreachable ({exc.message})")
+                break
+            except KubeError as exc:
+                if exc.status == 404:
+                    errors[name] = f"the ClusterRole {name} does not exist on {cluster.name}"
+                else:
+                    errors[name] = f"{cluster.name} answered {exc.status} {exc.reason}"
+                continue
+            cache.set(key, rules[name], CLUSTER_ROLE_CACHE_S)
+    finally:
+        if client is not None:
+            client.close()
+    for name in rules:
+        errors.pop(name, None)
+    return rules, errors
 
 
 # --- registering clusters ---------------------------------------------------------------------
