@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.slapd",
     "tests.fixtures.kubesim",
+    "tests.fixtures.browser",
 ]
