@@ -111,6 +111,7 @@ def confirm_sync(request: HttpRequest, pk: int) -> HttpResponse:
 # The request page's path. It is built on another branch; at merge this becomes
 # reverse("request-new").
 REQUEST_NEW_PATH = "/requests/new"
+TYPED_FIELDS = ("verb", "resource", "api_group", "namespace", "name", "path")
 
 
 @login_required
@@ -132,7 +133,12 @@ def why_forbidden(request: HttpRequest) -> HttpResponse:
         query = forbidden.request_query(explanation)
         if query:
             request_url = f"{REQUEST_NEW_PATH}?{urlencode(query)}"
-    context = {"form": form, "explanation": explanation, "request_url": request_url}
+    context = {
+        "form": form,
+        "typed_fields": [form[name] for name in TYPED_FIELDS],
+        "explanation": explanation,
+        "request_url": request_url,
+    }
     partial = request.headers.get("HX-Request") == "true"
     template = "access/_forbidden_answer.html" if partial else "access/forbidden.html"
     response = render(request, template, context)
