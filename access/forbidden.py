@@ -16,7 +16,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec
@@ -415,28 +415,21 @@ def _verdict(
     cluster_role_rules: Mapping[str, Sequence[Mapping[str, Any]]],
     unreadable: Mapping[str, str],
 ) -> RoleVerdict:
-    base = {"role": role.name, "display_name": role.display_name, "rank": role.rank}
+    verdict = RoleVerdict(role.name, role.display_name, role.rank, state=DENIES, why="")
     definition = role.spec.definition_for(cluster)
     if definition is None:
-        return RoleVerdict(
-            **base,
-            state=UNAVAILABLE,
-            why=f"Not offered on {cluster.environment}/{cluster.tier} clusters.",
-        )
+        why = f"Not offered on {cluster.environment}/{cluster.tier} clusters."
+        return replace(verdict, state=UNAVAILABLE, why=why)
     if definition.cluster_role:
-        kube_role = f"ClusterRole {definition.cluster_role}"
+        verdict = replace(verdict, kube_role=f"ClusterRole {definition.cluster_role}")
         if definition.cluster_role in unreadable:
-            return RoleVerdict(
-                **base,
-                state=UNKNOWN,
-                kube_role=kube_role,
-                why=f"Its rules could not be read: {unreadable[definition.cluster_role]}",
-            )
+            why = f"Its rules could not be read: {unreadable[definition.cluster_role]}"
+            return replace(verdict, state=UNKNOWN, why=why)
         rules: Sequence[Mapping[str, Any]] = cluster_role_rules.get(definition.cluster_role, ())
     else:
         kube_role = f"{role.spec.managed_cluster_role_name} (rules Warden manages)"
+        verdict = replace(verdict, kube_role=kube_role)
         rules = definition.rules
-    base["kube_role"] = kube_role
     rule = matching_rule(rules, attempt)
     if rule is None:
         names = _near_miss_names(rules, attempt)
@@ -444,12 +437,12 @@ def _verdict(
             why = f"Its rules allow this only for the objects named {', '.join(names)}."
         else:
             why = f"Its rules do not allow {attempt.verb} on {_what(attempt)}."
-        return RoleVerdict(**base, state=DENIES, why=why)
+        return replace(verdict, why=why)
     scope_problem = _scope_problem(definition, attempt)
     if scope_problem:
-        return RoleVerdict(**base, state=DENIES, why=scope_problem, rule=rule)
-    return RoleVerdict(
-        **base,
+        return replace(verdict, why=scope_problem, rule=rule)
+    return replace(
+        verdict,
         state=ALLOWS,
         why=_allows_because(definition, attempt),
         rule=rule,
