@@ -23,7 +23,9 @@ from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSp
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 ANONYMOUS = "system:anonymous"
-MAX_MESSAGE = 4000
+# The form is a GET (an answer can be linked): this keeps the request line well under the 4 KiB
+# proxies and gunicorn accept by default.
+MAX_MESSAGE = 2000
 
 # One Kubernetes name segment as the API accepts it in the pieces we read (generous on purpose:
 # the point is to read what the server wrote, not to validate it).

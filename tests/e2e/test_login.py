@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import contrast_failures, log_in
 from tests.fixtures.browser import PHONE
 
 
@@ -24,6 +24,7 @@ def test_a_developer_logs_in_and_sees_their_teams_on_my_access(page, developer, 
     expect(
         page.get_by_role("navigation", name="Main").get_by_role("link", name="My access")
     ).to_have_attribute("aria-current", "page")
+    assert contrast_failures(page) == []
     screenshot("my-access")
 
 
@@ -35,6 +36,7 @@ def test_a_wrong_password_shows_the_error_and_keeps_the_name(page, developer):
     )
     expect(page.get_by_label("Username")).to_have_value("alice")
     expect(page.get_by_label("Password")).to_have_value("")
+    assert contrast_failures(page) == []
     expect(page).to_have_url(re.compile(r"/login/$"))
 
 

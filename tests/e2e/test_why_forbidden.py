@@ -12,7 +12,7 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import contrast_failures, log_in
 
 
 def refusal(sim, username: str) -> str:
@@ -56,6 +56,7 @@ def test_a_developer_pastes_a_refusal_and_gets_the_smallest_role_to_request(
     # htmx swapped the answer in and put the question in the address, so it can be shared
     expect(page).to_have_url(re.compile(r"/why-forbidden/\?message="))
     expect(page.get_by_label("Kubernetes error message")).to_have_value(message)
+    assert contrast_failures(page) == []
     screenshot("answer")
 
     page.reload()
