@@ -384,7 +384,8 @@ def explain(
     (`username`, with `holdings`) should already be allowed.
 
     `cluster_role_rules` holds the rules of each referenced ClusterRole as the cluster has them
-    (aggregated roles already filled in); `unreadable` says why one could not be read.
+    (aggregated roles already filled in; one the cluster lacks is absent); `unreadable` says
+    why one could not be read.
     """
     unreadable = unreadable or {}
     verdicts = [
@@ -427,7 +428,13 @@ def _verdict(
         if definition.cluster_role in unreadable:
             why = f"Its rules could not be read: {unreadable[definition.cluster_role]}"
             return replace(verdict, state=UNKNOWN, why=why)
-        rules: Sequence[Mapping[str, Any]] = cluster_role_rules.get(definition.cluster_role, ())
+        if definition.cluster_role not in cluster_role_rules:
+            why = (
+                f"The ClusterRole {definition.cluster_role} does not exist on {cluster.name}, so "
+                "a binding to it allows nothing. Tell the Warden operators."
+            )
+            return replace(verdict, why=why)
+        rules: Sequence[Mapping[str, Any]] = cluster_role_rules[definition.cluster_role]
     else:
         kube_role = f"{role.spec.managed_cluster_role_name} (rules Warden manages)"
         verdict = replace(verdict, kube_role=kube_role)

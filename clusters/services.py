@@ -186,8 +186,9 @@ INTERACTIVE_TIMEOUT_S = 5.0
 def cluster_role_rules(
     cluster: Cluster, names: Iterable[str]
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
-    """The rules of these ClusterRoles on `cluster`, and for each one that could not be read,
-    why (absent, cluster unreachable, refused). Cached per cluster for CLUSTER_ROLE_CACHE_S."""
+    """The rules of these ClusterRoles on `cluster` (one the cluster lacks is left out), and for
+    each that could not be read, why (unreachable, refused). Cached per cluster for
+    CLUSTER_ROLE_CACHE_S."""
     wanted = sorted(set(names))
     rules: dict[str, list[dict[str, Any]]] = {}
     errors: dict[str, str] = {}
@@ -210,9 +211,7 @@ def cluster_role_rules(
                     errors.setdefault(other, f"{cluster.name} is unreachable ({exc.message})")
                 break
             except KubeError as exc:
-                if exc.status == 404:
-                    errors[name] = f"the ClusterRole {name} does not exist on {cluster.name}"
-                else:
+                if exc.status != 404:  # absent: left out of `rules`, which says just that
                     errors[name] = f"{cluster.name} answered {exc.status} {exc.reason}"
                 continue
             cache.set(key, rules[name], CLUSTER_ROLE_CACHE_S)

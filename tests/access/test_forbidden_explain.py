@@ -214,6 +214,21 @@ def test_a_role_whose_rules_could_not_be_read_is_not_offered_and_says_so():
     assert any("could not read" in note for note in answer.notes)
 
 
+def test_a_cluster_role_the_cluster_lacks_allows_nothing_and_says_so():
+    roles = [role("reader", 1, RoleDefinitionSpec(cluster_role="monitoring-reader")), *CATALOGUE]
+
+    answer = why(
+        'pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the '
+        'namespace "p"',
+        roles=roles,
+    )
+
+    reader = answer.verdicts[0]
+    assert reader.state == DENIES
+    assert "monitoring-reader does not exist on dev-1" in reader.why
+    assert answer.smallest.role == "viewer"
+
+
 # --- the asker already holds a role that should allow it --------------------------------------
 
 LIST_PODS = (

@@ -12,7 +12,7 @@ from django.urls import reverse
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
-from access.models import Grant, Person
+from access.models import Grant, Person, Role, RoleDefinition
 from clusters.models import Cluster
 from clusters.services import reconcile_cluster
 
@@ -147,6 +147,19 @@ def test_an_unreachable_cluster_is_said_and_nothing_is_offered_blindly(
     assert "is unreachable" in page
     assert "request-link" not in page
     assert "No role of the catalogue allows it" in page
+
+
+def test_a_role_pointing_at_a_cluster_role_the_cluster_lacks_is_not_offered(
+    alice_client, make_cluster, catalogue
+):
+    cluster, _ = make_cluster("dev")
+    reader = Role.objects.create(name="reader", display_name="Reader", rank=1)
+    RoleDefinition.objects.create(role=reader, cluster_role="monitoring-reader")
+
+    page = ask(alice_client, message=LIST_PODS, cluster=cluster.name).content.decode()
+
+    assert f"The ClusterRole monitoring-reader does not exist on {cluster.name}" in page
+    assert "The smallest role that allows it: Viewer" in page
 
 
 def test_holding_a_grant_that_is_not_reconciled_yet_is_the_answer(
