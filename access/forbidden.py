@@ -1,4 +1,4 @@
-""" "Why forbidden?": read a Kubernetes `forbidden` message and say which roles would allow it.
+"""The "Why forbidden?" explainer: read a Kubernetes `forbidden` message, say which roles allow it.
 
 Pure: no database and no network. The caller (access.selectors.forbidden_explanation) loads the
 role catalogue, the rules of the ClusterRoles it references as the cluster holds them, and the

@@ -78,7 +78,7 @@ class LoginForm(AuthenticationForm):
 
 
 class ForbiddenForm(forms.Form):
-    """ "Why forbidden?": a pasted message, or the refused request typed field by field."""
+    """The "Why forbidden?" question: a pasted message, or the refused request typed in."""
 
     message = forms.CharField(
         required=False,

@@ -70,8 +70,8 @@ def teams_of(person: Person) -> list[TeamOfPerson]:
 
 
 def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -> Explanation:
-    """ "Why forbidden?" for `user`: the catalogue judged on `cluster`, with the rules of the
-    ClusterRoles it references read from the cluster, and the user's own grants there."""
+    """The "Why forbidden?" answer for `user`: the catalogue judged on `cluster`, with the
+    rules of the ClusterRoles it references read from the cluster, and the user's own grants."""
     from clusters.services import cluster_role_rules, role_specs
 
     spec = cluster.spec()
