@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages: python-ldap's build headers, the OpenLDAP server and tools for the demo and
-# test directory, and Chromium for the browser tests.
-APT_PACKAGES := slapd ldap-utils libldap2-dev libsasl2-dev
+# test directory, and Chromium (with a font, so screenshots show text) for the browser tests.
+APT_PACKAGES := slapd ldap-utils libldap2-dev libsasl2-dev chromium fonts-dejavu-core
 HOST ?= 127.0.0.1
 PORT ?= 8000
 

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.slapd",
     "tests.fixtures.kubesim",
     "tests.fixtures.company",
+    "tests.fixtures.browser",
 ]

@@ -11,9 +11,12 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 
+from access import forbidden
 from access.auth import DIRECTORY_ERROR_ATTR, NOT_CONFIGURED_ATTR, REFUSAL_ATTR
 from access.choices import Environment, RoleScope, Tier
 from access.models import Person, Role, Team
+from clusters.choices import ClusterState
+from clusters.models import Cluster
 
 MAX_FAILURES = 5
 LOCKOUT_S = 15 * 60
@@ -281,3 +284,59 @@ class AuditFilterForm(forms.Form):
     object_id = forms.CharField(required=False, label="Object id")
     since = forms.DateTimeField(required=False, label="From (UTC)")
     until = forms.DateTimeField(required=False, label="To (UTC)")
+
+
+class ForbiddenForm(forms.Form):
+    """The "Why forbidden?" question: a pasted message, or the refused request typed in."""
+
+    message = forms.CharField(
+        required=False,
+        max_length=forbidden.MAX_MESSAGE,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        label="Kubernetes error message",
+        help_text='Paste the whole line, e.g. pods is forbidden: User "alice" cannot list ...',
+    )
+    verb = forms.CharField(required=False, max_length=40)
+    resource = forms.CharField(
+        required=False, max_length=253, help_text="pods, deployments.apps, pods/log"
+    )
+    api_group = forms.CharField(
+        required=False, max_length=253, label="API group", help_text="empty for the core group"
+    )
+    namespace = forms.CharField(required=False, max_length=63, help_text="empty: cluster scope")
+    name = forms.CharField(required=False, max_length=253, label="Object name")
+    path = forms.CharField(
+        required=False, max_length=500, label="Or a path", help_text="a non-resource URL: /metrics"
+    )
+    cluster = forms.ModelChoiceField(
+        queryset=Cluster.objects.none(),
+        to_field_name="name",
+        empty_label="Choose the cluster",
+        error_messages={"required": "Choose the cluster the message came from."},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["cluster"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = Cluster.objects.exclude(state=ClusterState.RETIRED).order_by("name")
+        self.attempt: forbidden.AccessAttempt | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        try:
+            if cleaned.get("message", "").strip():
+                self.attempt = forbidden.parse_message(cleaned["message"])
+            else:
+                self.attempt = forbidden.attempt_from_fields(
+                    verb=cleaned.get("verb", ""),
+                    resource=cleaned.get("resource", ""),
+                    api_group=cleaned.get("api_group", ""),
+                    namespace=cleaned.get("namespace", ""),
+                    name=cleaned.get("name", ""),
+                    path=cleaned.get("path", ""),
+                )
+        except forbidden.UnreadableMessage as exc:
+            field_name = "message" if cleaned.get("message", "").strip() else None
+            self.add_error(field_name, str(exc))
+        return cleaned

@@ -11,16 +11,20 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from access.directory import DirectoryPerson
+from access.forbidden import AccessAttempt, CatalogueRole, Explanation, Holding, explain
 from access.models import (
     AccessRequest,
     DirectorySync,
     Grant,
     Membership,
     Person,
+    Role,
     Team,
     TeamNesting,
 )
 from access.services.requests import Reach, reach_of
+from clusters.choices import ReconcileStatus
+from clusters.models import Cluster, ReconcileRun
 from clusters.services import live_cluster_specs, role_specs
 
 
@@ -178,4 +182,80 @@ def inbox_rows(requests: Iterable[AccessRequest]) -> list[InboxRow]:
             approvals=getattr(req, "approval_count", 0),
         )
         for req in requests
+    ]
+
+
+def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -> Explanation:
+    """The "Why forbidden?" answer for `user`: the catalogue judged on `cluster`, with the
+    rules of the ClusterRoles it references read from the cluster, and the user's own grants."""
+    from clusters.services import cluster_role_rules, role_specs
+
+    spec = cluster.spec()
+    specs = role_specs()
+    catalogue = [
+        CatalogueRole(
+            name=role.name,
+            display_name=role.display_name,
+            rank=role.rank,
+            description=role.description,
+            spec=specs[role.name],
+        )
+        for role in Role.objects.order_by("rank", "name")
+    ]
+    referenced = set()
+    for role in catalogue:
+        definition = role.spec.definition_for(spec)
+        if definition is not None and definition.cluster_role:
+            referenced.add(definition.cluster_role)
+    rules, unreadable = cluster_role_rules(cluster, referenced)
+    person: Person | None = getattr(user, "person", None)
+    holdings = _holdings_on(person, cluster) if person is not None else []
+    return explain(
+        attempt,
+        spec,
+        catalogue,
+        rules,
+        unreadable,
+        username=person.username if person is not None else "",
+        holdings=holdings,
+    )
+
+
+def _holdings_on(person: Person, cluster: Cluster) -> list[Holding]:
+    """The person's grants in force (their own and their teams') that reach `cluster`, with
+    whether the cluster's newest reconcile put each in force."""
+    from clusters.services import grant_spec
+
+    team_names = dict(
+        Membership.objects.filter(person=person, team__is_active=True).values_list(
+            "team_id", "team__name"
+        )
+    )
+    grants = (
+        Grant.objects.in_force(timezone.now())
+        .filter(Q(person=person) | Q(team_id__in=team_names))
+        .select_related("role", "team", "person")
+        .order_by("id")
+    )
+    spec = cluster.spec()
+    reaching = [(g, grant_spec(g)) for g in grants]
+    reaching = [(g, s) for g, s in reaching if s.reaches(spec)]
+    if not reaching:
+        return []
+    run = (
+        ReconcileRun.objects.filter(cluster=cluster, dry_run=False)
+        .exclude(status=ReconcileStatus.RUNNING)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    in_force = set(run.grants_in_force or []) if run is not None else set()
+    pending = (run.pending or {}) if run is not None else {}
+    return [
+        Holding(
+            grant=spec_,
+            via=f"team {team_names[grant.team_id]}" if grant.team_id else "you",
+            in_force=grant.pk in in_force,
+            pending=tuple(pending.get(str(grant.pk), ())),
+        )
+        for grant, spec_ in reaching
     ]

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("why-forbidden/", views.why_forbidden, name="why-forbidden"),
     path("healthz", views.healthz, name="healthz"),
     path("health/", views.health_page, name="health"),
     path("health/json", views.health_json, name="health-json"),

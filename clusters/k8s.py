@@ -7,6 +7,7 @@ number of API calls per reconcile can be counted.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
@@ -223,6 +224,11 @@ class KubeClient:
         if dry_run:
             body["dryRun"] = ["All"]
         self.request("DELETE", self.path(kind, namespace, name), None, body)
+
+    def cluster_role_rules(self, name: str) -> builtins.list[dict[str, Any]]:
+        """The rules a ClusterRole holds now; for an aggregated one (view, edit, admin), the
+        rules the cluster's aggregation controller filled in. KubeError 404 when it is absent."""
+        return list(self.get("ClusterRole", name).get("rules") or [])
 
     def self_subject_access_review(
         self, verb: str, resource: str, group: str = "", namespace: str = "", name: str = ""

@@ -8,8 +8,10 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -226,6 +228,55 @@ def _audit_writes(cluster: Cluster, run: ReconcileRun, outcome: Outcome) -> None
         },
         reason=f"trigger: {run.trigger}",
     )
+
+
+# --- reading a cluster's roles ----------------------------------------------------------------
+
+# A page that explains access reads built-in ClusterRoles (view, edit, admin, aggregated ones) as
+# each cluster holds them; they change rarely, so a short cache spares the API on every view.
+CLUSTER_ROLE_CACHE_S = 60
+# A person is waiting: one short try, not the reconciler's patient back-off.
+INTERACTIVE_TIMEOUT_S = 5.0
+
+
+def cluster_role_rules(
+    cluster: Cluster, names: Iterable[str]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """The rules of these ClusterRoles on `cluster` (one the cluster lacks is left out), and for
+    each that could not be read, why (unreachable, refused). Cached per cluster for
+    CLUSTER_ROLE_CACHE_S."""
+    wanted = sorted(set(names))
+    rules: dict[str, list[dict[str, Any]]] = {}
+    errors: dict[str, str] = {}
+    client: k8s.KubeClient | None = None
+    try:
+        for name in wanted:
+            key = f"warden:clusterrole-rules:{cluster.pk}:{name}"
+            cached = cache.get(key)
+            if cached is not None:
+                rules[name] = cached
+                continue
+            if client is None:
+                endpoint = replace(endpoint_for(cluster), timeout_s=INTERACTIVE_TIMEOUT_S)
+                client = k8s.KubeClient(endpoint, max_attempts=1)
+            try:
+                rules[name] = client.cluster_role_rules(name)
+            except Unreachable as exc:
+                # The other roles would fail the same way; say so once per role, quickly.
+                for other in wanted:
+                    errors.setdefault(other, f"{cluster.name} is unreachable ({exc.message})")
+                break
+            except KubeError as exc:
+                if exc.status != 404:  # absent: left out of `rules`, which says just that
+                    errors[name] = f"{cluster.name} answered {exc.status} {exc.reason}"
+                continue
+            cache.set(key, rules[name], CLUSTER_ROLE_CACHE_S)
+    finally:
+        if client is not None:
+            client.close()
+    for name in rules:
+        errors.pop(name, None)
+    return rules, errors
 
 
 # --- registering clusters ---------------------------------------------------------------------
