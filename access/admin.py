@@ -7,7 +7,16 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from access.models import DirectorySync, Grant, Membership, Person, Role, RoleDefinition, Team
+from access.models import (
+    DirectorySync,
+    Grant,
+    Membership,
+    Person,
+    Role,
+    RoleDefinition,
+    Team,
+    TeamOwner,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -27,6 +36,7 @@ class PersonAdmin(ReadOnlyAdmin):
         "username",
         "display_name",
         "email",
+        "manager",
         "is_active",
         "inactive_reason",
         "deactivated_at",
@@ -34,7 +44,7 @@ class PersonAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["is_active", "inactive_reason"]
     search_fields = ["username", "display_name", "email", "dn", "external_id"]
-    list_select_related = ["user"]
+    list_select_related = ["user", "manager"]
     date_hierarchy = "first_seen_at"
     show_full_result_count = False  # no COUNT(*) over 50,000 people on every page
 
@@ -51,12 +61,27 @@ class MembershipInline(admin.TabularInline):
         return False
 
 
+class TeamOwnerInline(admin.TabularInline):
+    """The team's leads: the owners the directory names for the group."""
+
+    model = TeamOwner
+    fields = ("person",)
+    readonly_fields = ("person",)
+    extra = 0
+    can_delete = False
+    verbose_name = "lead (owner in the directory)"
+    verbose_name_plural = "leads (owners in the directory)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Team)
 class TeamAdmin(ReadOnlyAdmin):
     list_display = ["name", "dn", "is_active", "deactivated_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "dn", "description", "external_id"]
-    inlines = [MembershipInline]
+    inlines = [TeamOwnerInline, MembershipInline]
 
 
 @admin.register(Membership)

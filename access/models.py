@@ -45,6 +45,15 @@ class Person(models.Model):
         on_delete=models.SET_NULL,
         related_name="person",
     )
+    # Mirrored from the directory's manager attribute: the person's lead for access purposes
+    # (reviews their standing access). Only an active person; unset when the DN is unknown.
+    manager = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reports",
+    )
 
     class Meta:
         ordering = ["username"]
@@ -89,6 +98,8 @@ class Team(models.Model):
     subteams = models.ManyToManyField(
         "self", through="TeamNesting", symmetrical=False, related_name="parent_teams"
     )
+    # Mirrored from the group's owner attribute (managedBy on AD): the team's leads.
+    owners = models.ManyToManyField(Person, through="TeamOwner", related_name="owned_teams")
 
     class Meta:
         ordering = ["name"]
@@ -122,6 +133,24 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.person_id} in {self.team_id}"
+
+
+class TeamOwner(models.Model):
+    """A person the directory names as an owner of a group: one of the team's leads."""
+
+    # The composite unique constraint serves lookups by team; the index those by person.
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="ownerships", db_index=False
+    )
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="ownerships")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "person"], name="team_owner_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.person_id} owns {self.team_id}"
 
 
 class TeamNesting(models.Model):
@@ -158,6 +187,8 @@ class DirectorySync(models.Model):
     teams_deactivated = models.PositiveIntegerField(default=0)
     memberships_added = models.PositiveIntegerField(default=0)
     memberships_removed = models.PositiveIntegerField(default=0)
+    # Managers and team owners set, changed or cleared.
+    leads_changed = models.PositiveIntegerField(default=0)
     # Directory continuation references (other naming contexts) that were not followed.
     references_skipped = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -192,6 +223,7 @@ class DirectorySync(models.Model):
                 self.teams_deactivated,
                 self.memberships_added,
                 self.memberships_removed,
+                self.leads_changed,
             )
         )
 

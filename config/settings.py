@@ -219,6 +219,7 @@ _SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
         "USERNAME_ATTR": "uid",
         "DISPLAY_NAME_ATTR": "displayName",
         "DISABLED_ATTR": "pwdAccountLockedTime",
+        "GROUP_OWNER_ATTR": "owner",
         "GROUP_FILTER": (
             "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
         ),
@@ -228,6 +229,7 @@ _SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
         "USERNAME_ATTR": "sAMAccountName",
         "DISPLAY_NAME_ATTR": "displayName",
         "DISABLED_ATTR": "userAccountControl",
+        "GROUP_OWNER_ATTR": "managedBy",
         "GROUP_FILTER": "(objectClass=group)",
     },
 }[LDAP_SCHEMA]
@@ -248,6 +250,11 @@ WARDEN_DIRECTORY: dict[str, Any] = {
     ),
     "DISABLED_ATTR": env.str("LDAP_DISABLED_ATTR", default=_SCHEMA_DEFAULTS["DISABLED_ATTR"]),
     "GROUP_NAME_ATTR": env.str("LDAP_GROUP_NAME_ATTR", default="cn"),
+    # Leads: a person's manager (a DN) and a group's owners (DNs). They review standing access.
+    "MANAGER_ATTR": env.str("LDAP_MANAGER_ATTR", default="manager"),
+    "GROUP_OWNER_ATTR": env.str(
+        "LDAP_GROUP_OWNER_ATTR", default=_SCHEMA_DEFAULTS["GROUP_OWNER_ATTR"]
+    ),
     # Direct bind with a DN template (uid=%(user)s,ou=people,...) instead of search-then-bind.
     "USER_DN_TEMPLATE": env.str("LDAP_USER_DN_TEMPLATE", default=""),
     "START_TLS": env.bool("LDAP_START_TLS", default=False),
