@@ -12,6 +12,8 @@ from access.models import (
     Grant,
     Membership,
     Person,
+    ReviewCampaign,
+    ReviewItem,
     Role,
     RoleDefinition,
     Team,
@@ -132,3 +134,20 @@ class GrantAdmin(admin.ModelAdmin):
     list_filter = ["source", "role"]
     raw_id_fields = ["team", "person"]
     readonly_fields = ["created_by", "created_at", "revoked_by"]
+
+
+# Access reviews are read-only here: decisions go through the review pages, which audit them.
+@admin.register(ReviewCampaign)
+class ReviewCampaignAdmin(ReadOnlyAdmin):
+    list_display = ["name", "state", "due_on", "started_at", "started_by", "closed_at"]
+    list_filter = ["state"]
+    search_fields = ["name"]
+    list_select_related = ["started_by"]
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(ReadOnlyAdmin):
+    list_display = ["id", "campaign", "grant", "decision", "decided_by", "decided_at"]
+    list_filter = ["decision", "campaign"]
+    list_select_related = ["campaign", "grant", "decided_by"]
+    show_full_result_count = False

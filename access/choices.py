@@ -52,3 +52,18 @@ class RoleScope(models.TextChoices):
 class GrantSource(models.TextChoices):
     STANDING = "standing", "Standing policy"
     REQUEST = "request", "Approved request"
+
+
+class CampaignState(models.TextChoices):
+    """An access-review campaign is open for decisions until an operator closes it."""
+
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class ReviewDecision(models.TextChoices):
+    """What a reviewer decided about one grant."""
+
+    PENDING = "pending", "Not reviewed yet"
+    KEPT = "kept", "Kept"
+    REVOKED = "revoked", "Revoked"

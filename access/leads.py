@@ -9,6 +9,8 @@ next sync.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from access.models import Membership, Person, Team, TeamOwner
@@ -51,7 +53,7 @@ def leads_of_person(person: Person) -> list[Person]:
     return list(leads.exclude(pk=person.pk).order_by("username"))
 
 
-def owned_team_ids(lead: Person) -> QuerySet[TeamOwner]:
+def owned_team_ids(lead: Person) -> QuerySet[TeamOwner, Any]:
     """The ids (as a subquery) of the active teams this person leads."""
     return TeamOwner.objects.filter(person=lead, team__is_active=True).values("team_id")
 

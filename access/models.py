@@ -9,9 +9,11 @@ from django.db import models
 from django.db.models import Q
 
 from access.choices import (
+    CampaignState,
     Environment,
     GrantSource,
     InactiveReason,
+    ReviewDecision,
     RoleScope,
     SyncStatus,
     SyncTrigger,
@@ -388,3 +390,66 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}"
+
+
+class ReviewCampaign(models.Model):
+    """A periodic access review: leads confirm or revoke the standing access of their people."""
+
+    name = models.CharField(max_length=200)
+    # Items still unreviewed after this day are overdue: flagged and reminded daily.
+    due_on = models.DateField()
+    # Scope: grants that reach these environments (a grant limited to none reaches all);
+    # empty = every standing grant.
+    environments = models.JSONField(default=list, blank=True)
+    # Grants from approved requests expire on their own and are out of scope, unless the
+    # operator includes those at least this many days old.
+    request_grants_older_than_days = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(
+        max_length=16, choices=CampaignState.choices, default=CampaignState.OPEN
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # The day the last overdue reminder went out: the daily task claims a day exactly once.
+    reminded_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["state", "due_on"], name="reviewcampaign_state_due")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == CampaignState.OPEN
+
+
+class ReviewItem(models.Model):
+    """One grant in force that a campaign asks its reviewer to keep or revoke."""
+
+    campaign = models.ForeignKey(ReviewCampaign, on_delete=models.CASCADE, related_name="items")
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="review_items")
+    decision = models.CharField(
+        max_length=16, choices=ReviewDecision.choices, default=ReviewDecision.PENDING
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["campaign_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "grant"], name="reviewitem_unique"),
+        ]
+        indexes = [models.Index(fields=["campaign", "decision"], name="reviewitem_decision")]
+
+    def __str__(self) -> str:
+        return f"review of grant #{self.grant_id} in {self.campaign_id}"

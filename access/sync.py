@@ -467,7 +467,7 @@ class DirectorySyncer:
         who leaves is unset from the reports whose entries did not change.
         """
         people = self.people
-        changes: list[Person] = []
+        changes: dict[int | None, list[int]] = defaultdict(list)
         unresolved: list[str] = []
         for person_dn, person_id in people.dn_to_id.items():
             manager_dn = people.manager_dn.get(person_id, "")
@@ -481,13 +481,17 @@ class DirectorySyncer:
                     "base; left unset"
                 )
             if people.manager_id.get(person_id) != wanted:
-                changes.append(Person(pk=person_id, manager_id=wanted))
+                changes[wanted].append(person_id)
                 if wanted is None:
                     people.manager_id.pop(person_id, None)
                 else:
                     people.manager_id[person_id] = wanted
-        Person.objects.bulk_update(changes, ["manager"], batch_size=CHUNK)
-        self.run.leads_changed += len(changes)
+        # One UPDATE per manager and its reports. Measured (bench/directory_sync.py --leads):
+        # bulk_update's CASE over a thousand ids per statement took five times as long.
+        for manager_id, report_ids in changes.items():
+            for batch in chunks(report_ids):
+                Person.objects.filter(id__in=batch).update(manager_id=manager_id)
+        self.run.leads_changed += sum(len(ids) for ids in changes.values())
         self._warn_many(unresolved, "managers")
 
     def _apply_owners(self, groups: list[tuple[int, DirectoryGroup]]) -> None:

@@ -195,6 +195,9 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 DIRECTORY_SYNC_MINUTES = env.int("DIRECTORY_SYNC_MINUTES", default=15)
 RECONCILE_MINUTES = env.int("RECONCILE_MINUTES", default=5)
+REVIEW_REMINDER_HOUR = env.int("REVIEW_REMINDER_HOUR", default=8)
+if not 0 <= REVIEW_REMINDER_HOUR <= 23:
+    raise ImproperlyConfigured("REVIEW_REMINDER_HOUR must be an hour of the day, 0 to 23")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Every cluster's RBAC back to the declared state (drift repair, expiry, leavers).
     "fleet-reconcile": {
@@ -205,6 +208,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "directory-sync": {
         "task": "access.tasks.sync_directory_task",
         "schedule": crontab(minute=f"*/{DIRECTORY_SYNC_MINUTES}"),
+    },
+    # Once a day: remind reviewers of access-review items past their campaign's due date (each
+    # campaign's day is claimed once, so a second beat or a retry sends nothing twice).
+    "access-review-reminders": {
+        "task": "access.tasks.send_review_reminders_task",
+        "schedule": crontab(hour=REVIEW_REMINDER_HOUR, minute=0),
     },
 }
 
@@ -271,6 +280,20 @@ if not 0 <= WARDEN_DIRECTORY["MAX_DEACTIVATE_SHARE"] <= 1:
     raise ImproperlyConfigured("DIRECTORY_SYNC_MAX_DEACTIVATE_SHARE must be between 0 and 1")
 if WARDEN_DIRECTORY["PAGE_SIZE"] < 1:
     raise ImproperlyConfigured("LDAP_PAGE_SIZE must be a positive number of entries")
+
+# --- Email -----------------------------------------------------------------------------------
+# EMAIL_URL: smtp+tls://user:password@host:587 (STARTTLS), smtp+ssl://...:465 or smtp://...:25
+# (or EMAIL_URL_FILE); the default prints emails to the console of the process that sends them.
+try:
+    vars().update(environ.Env.email_url_config(_secret("EMAIL_URL") or "consolemail://"))
+except (ValueError, KeyError, ImproperlyConfigured) as exc:
+    raise ImproperlyConfigured(
+        f"EMAIL_URL is not an email URL Warden understands ({exc}); "
+        "use smtp+tls://user:password@host:587 or consolemail://"
+    ) from exc
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="warden@localhost")
+# The address people open Warden at (https://warden.example.com): links in emails start with it.
+WARDEN_BASE_URL = env.str("WARDEN_BASE_URL", default="").rstrip("/")
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
