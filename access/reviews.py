@@ -314,16 +314,19 @@ def _queue_start_notice(campaign_id: int) -> None:
 def decide(item: ReviewItem | int, *, actor: Any, decision: str, comment: str = "") -> ReviewItem:
     """Keep or revoke one item's grant; counted once however many reviewers press at once.
 
-    Locks the campaign, the item and the grant (in that order, as closing does), then checks
-    again what the page showed: the campaign is open, nobody decided the item, the actor still
-    leads the grant (or is an operator), and the grant is still in force.
+    Locks the campaign (as closing does), the item and the grant, in that order, then checks
+    again what the page showed: the actor still leads the grant (or is an operator), the
+    campaign is open, nobody decided the item, and the grant is still in force.
     """
     pk = item.pk if isinstance(item, ReviewItem) else item
     comment = comment.strip()
     if decision not in (ReviewDecision.KEPT, ReviewDecision.REVOKED):
         raise ValidationError("Decide either to keep or to revoke the access.")
     if decision == ReviewDecision.REVOKED and not comment:
-        raise ValidationError("Say why the access is revoked: the comment tells its holder.")
+        raise ValidationError(
+            "Say why the access is revoked: the comment is kept with the grant and in the audit "
+            "trail."
+        )
     campaign_id = ReviewItem.objects.filter(pk=pk).values_list("campaign_id", flat=True).first()
     if campaign_id is None:
         raise ValidationError("This review item does not exist.")
@@ -331,16 +334,6 @@ def decide(item: ReviewItem | int, *, actor: Any, decision: str, comment: str = 
     locked = (
         ReviewItem.objects.select_for_update(of=("self",)).select_related("decided_by").get(pk=pk)
     )
-    if not campaign.is_open:
-        raise ValidationError(
-            f"The campaign “{campaign.name}” was closed; its items can no longer be decided."
-        )
-    if locked.decision != ReviewDecision.PENDING:
-        who = locked.decided_by.get_username() if locked.decided_by else "someone"
-        raise ValidationError(
-            f"This item was already {locked.get_decision_display().lower()} by {who}; "
-            "a decision is taken once."
-        )
     grant = (
         Grant.objects.select_for_update(of=("self",))
         .select_related("team", "person__manager", "role", "revoked_by")
@@ -350,6 +343,16 @@ def decide(item: ReviewItem | int, *, actor: Any, decision: str, comment: str = 
         raise PermissionDenied(
             "You no longer lead this access in the directory (team owner or manager), so you "
             "cannot decide it; its current lead or an operator can."
+        )
+    if not campaign.is_open:
+        raise ValidationError(
+            f"The campaign “{campaign.name}” was closed; its items can no longer be decided."
+        )
+    if locked.decision != ReviewDecision.PENDING:
+        who = locked.decided_by.get_username() if locked.decided_by else "someone"
+        raise ValidationError(
+            f"This item was already {locked.get_decision_display().lower()} by {who}; "
+            "a decision is taken once."
         )
     reviewer = person_of(actor)
     if decision == ReviewDecision.KEPT and reviewer is not None and grant.person_id == reviewer.pk:
@@ -454,6 +457,12 @@ def letters_for(campaign: ReviewCampaign, *, overdue_only: bool) -> list[Letter]
         else:
             operators = operators if operators is not None else _operator_emails()
             emails = operators
+            if not emails:
+                logger.warning(
+                    "access review %s: item %s has no lead and no operator has an email address",
+                    campaign.pk,
+                    row.item.pk,
+                )
         for email in emails:
             by_email.setdefault(email, Letter(email)).rows.append(row)
     return list(by_email.values())
