@@ -17,9 +17,12 @@ from access.models import (
     Grant,
     Membership,
     Person,
+    ReviewCampaign,
+    ReviewItem,
     Role,
     RoleDefinition,
     Team,
+    TeamOwner,
 )
 
 
@@ -40,6 +43,7 @@ class PersonAdmin(ReadOnlyAdmin):
         "username",
         "display_name",
         "email",
+        "manager",
         "is_active",
         "inactive_reason",
         "deactivated_at",
@@ -47,7 +51,7 @@ class PersonAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["is_active", "inactive_reason"]
     search_fields = ["username", "display_name", "email", "dn", "external_id"]
-    list_select_related = ["user"]
+    list_select_related = ["user", "manager"]
     date_hierarchy = "first_seen_at"
     show_full_result_count = False  # no COUNT(*) over 50,000 people on every page
 
@@ -64,12 +68,27 @@ class MembershipInline(admin.TabularInline):
         return False
 
 
+class TeamOwnerInline(admin.TabularInline):
+    """The team's leads: the owners the directory names for the group."""
+
+    model = TeamOwner
+    fields = ("person",)
+    readonly_fields = ("person",)
+    extra = 0
+    can_delete = False
+    verbose_name = "lead (owner in the directory)"
+    verbose_name_plural = "leads (owners in the directory)"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Team)
 class TeamAdmin(ReadOnlyAdmin):
     list_display = ["name", "dn", "is_active", "deactivated_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "dn", "description", "external_id"]
-    inlines = [MembershipInline]
+    inlines = [TeamOwnerInline, MembershipInline]
 
 
 @admin.register(Membership)
@@ -239,4 +258,20 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ["seq", "created_at", "actor_name", "action", "object_type", "object_id"]
     list_filter = ["action"]
     search_fields = ["actor_name", "object_repr", "reason", "request_id"]
+
+
+# Access reviews are read-only here: decisions go through the review pages, which audit them.
+@admin.register(ReviewCampaign)
+class ReviewCampaignAdmin(ReadOnlyAdmin):
+    list_display = ["name", "state", "due_on", "started_at", "started_by", "closed_at"]
+    list_filter = ["state"]
+    search_fields = ["name"]
+    list_select_related = ["started_by"]
+
+
+@admin.register(ReviewItem)
+class ReviewItemAdmin(ReadOnlyAdmin):
+    list_display = ["id", "campaign", "grant", "decision", "decided_by", "decided_at"]
+    list_filter = ["decision", "campaign"]
+    list_select_related = ["campaign", "grant", "decided_by"]
     show_full_result_count = False

@@ -69,3 +69,18 @@ class RequestState(models.TextChoices):
 class Decision(models.TextChoices):
     APPROVE = "approve", "Approved"
     DENY = "deny", "Denied"
+
+
+class CampaignState(models.TextChoices):
+    """An access-review campaign is open for decisions until an operator closes it."""
+
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+
+
+class ReviewDecision(models.TextChoices):
+    """What a reviewer decided about one grant."""
+
+    PENDING = "pending", "Not reviewed yet"
+    KEPT = "kept", "Kept"
+    REVOKED = "revoked", "Revoked"

@@ -60,6 +60,11 @@ class DirectoryConfig:
     display_name_attr: str = "displayName"
     disabled_attr: str = "pwdAccountLockedTime"
     group_name_attr: str = "cn"
+    # A person's manager (a DN): their lead for access purposes (reviews, manager approval).
+    manager_attr: str = "manager"
+    # A group's owners (DNs; multi-valued `owner` on OpenLDAP, `managedBy` on AD): its leads.
+    # Empty: the schema's default.
+    group_owner_attr: str = ""
     user_dn_template: str = ""
     start_tls: bool = False
     ca_cert_file: str = ""
@@ -68,6 +73,11 @@ class DirectoryConfig:
     timeout: int = 10
     admin_teams: tuple[str, ...] = ()
     max_deactivate_share: float = 0.10
+
+    def __post_init__(self) -> None:
+        if not self.group_owner_attr:
+            default = "managedBy" if self.schema == "ad" else "owner"
+            object.__setattr__(self, "group_owner_attr", default)
 
     @classmethod
     def from_settings(cls) -> DirectoryConfig:
@@ -88,6 +98,7 @@ class DirectoryConfig:
             self.display_name_attr,
             "cn",
             self.disabled_attr,
+            self.manager_attr,
             "memberOf",
             *ID_ATTRIBUTES,
         ]
@@ -98,6 +109,7 @@ class DirectoryConfig:
             "description",
             *GROUP_MEMBER_DN_ATTRS,
             GROUP_MEMBER_UID_ATTR,
+            self.group_owner_attr,
             "memberOf",
             *ID_ATTRIBUTES,
         ]
@@ -114,11 +126,22 @@ class DirectoryPerson:
     display_name: str
     disabled: bool
     member_of: tuple[str, ...] = ()
+    # Normalised DN of the person's manager; "" when the entry names none.
+    manager_dn: str = ""
 
     @property
     def entry_hash(self) -> str:
+        # The manager joins the digest only when there is one, so entries without one keep the
+        # hash they had before managers were mirrored (no rewrite of everyone on upgrade).
+        extra = (self.manager_dn,) if self.manager_dn else ()
         return digest(
-            self.dn, self.external_id, self.username, self.email, self.display_name, self.disabled
+            self.dn,
+            self.external_id,
+            self.username,
+            self.email,
+            self.display_name,
+            self.disabled,
+            *extra,
         )
 
 
@@ -133,10 +156,14 @@ class DirectoryGroup:
     member_dns: tuple[str, ...] = ()
     member_uids: tuple[str, ...] = ()
     member_of: tuple[str, ...] = ()
+    # Normalised DNs of the group's owners (its leads), sorted.
+    owner_dns: tuple[str, ...] = ()
 
     @property
     def entry_hash(self) -> str:
-        return digest(self.dn, self.external_id, self.name, self.description)
+        # Owners join the digest only when there are some (see DirectoryPerson.entry_hash).
+        extra = ("owners", *self.owner_dns) if self.owner_dns else ()
+        return digest(self.dn, self.external_id, self.name, self.description, *extra)
 
 
 @dataclass
@@ -359,6 +386,11 @@ def _values(attrs: dict[str, list[bytes]], name: str) -> list[str]:
     return [v.decode("utf-8", errors="replace") for v in attrs.get(name.lower(), ())]
 
 
+def _dn_values(attrs: dict[str, list[bytes]], name: str) -> list[str]:
+    """The non-empty values of a DN-valued attribute, normalised, in the order sent."""
+    return [normalize_dn(v) for v in _values(attrs, name) if v.strip()]
+
+
 def _external_id(attrs: dict[str, list[bytes]]) -> str | None:
     if guid := attrs.get("objectguid"):
         # AD sends the GUID as 16 raw bytes (little-endian fields).
@@ -403,6 +435,8 @@ def parse_person(
         display_name=(_text(attrs, config.display_name_attr) or _text(attrs, "cn")).strip(),
         disabled=_is_disabled(config, attrs),
         member_of=tuple(sorted({normalize_dn(v) for v in _values(attrs, "memberOf")})),
+        # `manager` is single-valued in both schemas; a custom attribute may not be: first wins.
+        manager_dn=next(iter(_dn_values(attrs, config.manager_attr)), ""),
     )
 
 
@@ -428,6 +462,7 @@ def parse_group(
         member_dns=tuple(sorted(member_dns)),
         member_uids=tuple(sorted({v.strip() for v in _values(attrs, GROUP_MEMBER_UID_ATTR)})),
         member_of=tuple(sorted({normalize_dn(v) for v in _values(attrs, "memberOf")})),
+        owner_dns=tuple(sorted(set(_dn_values(attrs, config.group_owner_attr)))),
     )
 
 

@@ -70,6 +70,7 @@ def sync_state(run: DirectorySync | None) -> dict[str, Any] | None:
         "teams_deactivated": run.teams_deactivated,
         "memberships_added": run.memberships_added,
         "memberships_removed": run.memberships_removed,
+        "leads_changed": run.leads_changed,
         "error": run.error,
         "guard": run.guard,
         "warnings": run.warnings,

@@ -9,11 +9,13 @@ from django.db import models
 from django.db.models import Q
 
 from access.choices import (
+    CampaignState,
     Decision,
     Environment,
     GrantSource,
     InactiveReason,
     RequestState,
+    ReviewDecision,
     RoleScope,
     SyncStatus,
     SyncTrigger,
@@ -46,6 +48,15 @@ class Person(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="person",
+    )
+    # Mirrored from the directory's manager attribute: the person's lead for access purposes
+    # (reviews their standing access). Only an active person; unset when the DN is unknown.
+    manager = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reports",
     )
 
     class Meta:
@@ -91,6 +102,8 @@ class Team(models.Model):
     subteams = models.ManyToManyField(
         "self", through="TeamNesting", symmetrical=False, related_name="parent_teams"
     )
+    # Mirrored from the group's owner attribute (managedBy on AD): the team's leads.
+    owners = models.ManyToManyField(Person, through="TeamOwner", related_name="owned_teams")
 
     class Meta:
         ordering = ["name"]
@@ -124,6 +137,24 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.person_id} in {self.team_id}"
+
+
+class TeamOwner(models.Model):
+    """A person the directory names as an owner of a group: one of the team's leads."""
+
+    # The composite unique constraint serves lookups by team; the index those by person.
+    team = models.ForeignKey(
+        Team, on_delete=models.CASCADE, related_name="ownerships", db_index=False
+    )
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="ownerships")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "person"], name="team_owner_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.person_id} owns {self.team_id}"
 
 
 class TeamNesting(models.Model):
@@ -160,6 +191,8 @@ class DirectorySync(models.Model):
     teams_deactivated = models.PositiveIntegerField(default=0)
     memberships_added = models.PositiveIntegerField(default=0)
     memberships_removed = models.PositiveIntegerField(default=0)
+    # Managers and team owners set, changed or cleared.
+    leads_changed = models.PositiveIntegerField(default=0)
     # Directory continuation references (other naming contexts) that were not followed.
     references_skipped = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
@@ -194,6 +227,7 @@ class DirectorySync(models.Model):
                 self.teams_deactivated,
                 self.memberships_added,
                 self.memberships_removed,
+                self.leads_changed,
             )
         )
 
@@ -517,3 +551,66 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} of request {self.request_id} by {self.approver_id}"
+
+
+class ReviewCampaign(models.Model):
+    """A periodic access review: leads confirm or revoke the standing access of their people."""
+
+    name = models.CharField(max_length=200)
+    # Items still unreviewed after this day are overdue: flagged and reminded daily.
+    due_on = models.DateField()
+    # Scope: grants that reach these environments (a grant limited to none reaches all);
+    # empty = every standing grant.
+    environments = models.JSONField(default=list, blank=True)
+    # Grants from approved requests expire on their own and are out of scope, unless the
+    # operator includes those at least this many days old.
+    request_grants_older_than_days = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(
+        max_length=16, choices=CampaignState.choices, default=CampaignState.OPEN
+    )
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # The day the last overdue reminder went out: the daily task claims a day exactly once.
+    reminded_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["state", "due_on"], name="reviewcampaign_state_due")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == CampaignState.OPEN
+
+
+class ReviewItem(models.Model):
+    """One grant in force that a campaign asks its reviewer to keep or revoke."""
+
+    campaign = models.ForeignKey(ReviewCampaign, on_delete=models.CASCADE, related_name="items")
+    grant = models.ForeignKey(Grant, on_delete=models.CASCADE, related_name="review_items")
+    decision = models.CharField(
+        max_length=16, choices=ReviewDecision.choices, default=ReviewDecision.PENDING
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["campaign_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "grant"], name="reviewitem_unique"),
+        ]
+        indexes = [models.Index(fields=["campaign", "decision"], name="reviewitem_decision")]
+
+    def __str__(self) -> str:
+        return f"review of grant #{self.grant_id} in {self.campaign_id}"

@@ -9,7 +9,17 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
-from access.models import AccessRequest, Approval, Membership
+from access import leads
+from access.choices import CampaignState
+from access.models import (
+    AccessRequest,
+    Approval,
+    Grant,
+    Membership,
+    Person,
+    ReviewCampaign,
+    ReviewItem,
+)
 
 
 def is_operator(user: Any) -> bool:
@@ -43,6 +53,7 @@ def requests_visible_to(user: Any) -> QuerySet[AccessRequest]:
     visible = Q(Exists(decided))
     if person is not None:
         visible |= Q(requester=person) | Q(Exists(_approver_team_link(person)))
+        visible |= Q(manager_may_approve=True, requester__manager=person)
     return requests.filter(visible)
 
 
@@ -60,6 +71,7 @@ def inbox_for(user: Any) -> QuerySet[AccessRequest]:
     mine = Q(pk__in=[])
     if person is not None:
         mine |= Q(Exists(_approver_team_link(person)))
+        mine |= Q(manager_may_approve=True, requester__manager=person)
     if is_operator(user):
         mine |= Q(approver_teams__isnull=True)
     inbox = pending.filter(mine)
@@ -79,3 +91,77 @@ def get_request_for_viewer(user: Any, pk: int) -> AccessRequest:
     if req is None:
         raise Http404("No such request.")
     return req
+
+
+# --- access reviews -----------------------------------------------------------------------------
+
+
+def person_of(user: Any) -> Person | None:
+    """The active directory person behind a login account (None for local accounts)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return Person.objects.filter(user_id=user.pk, is_active=True).first()
+
+
+def may_decide_review(user: Any, grant: Grant) -> bool:
+    """Whether the user may keep or revoke this grant in a review: its lead now, or an operator.
+
+    Leads are read from the directory mirror at the moment of asking, so someone who stopped
+    being the manager or the team owner since the campaign started may no longer decide.
+    """
+    if is_operator(user):
+        return True
+    reviewer = person_of(user)
+    if reviewer is None:
+        return False
+    if grant.team is not None:
+        return leads.is_team_lead(reviewer, grant.team)
+    return grant.person is not None and leads.is_manager_of(reviewer, grant.person)
+
+
+def review_items_for(user: Any) -> QuerySet[ReviewItem]:
+    """Items of open campaigns that the user reviews: as a lead, and as an operator those with
+    no lead in the directory (operators may decide any item, from the campaign page)."""
+    items = ReviewItem.objects.filter(campaign__state=CampaignState.OPEN)
+    mine = Q(pk__in=[])
+    reviewer = person_of(user)
+    if reviewer is not None:
+        mine |= Q(grant__team_id__in=leads.owned_team_ids(reviewer)) | Q(
+            grant__person__manager=reviewer
+        )
+    if is_operator(user):
+        mine |= no_lead_q()
+    return items.filter(mine)
+
+
+def no_lead_q() -> Q:
+    """Items whose grant nobody leads in the directory (they fall to the operators)."""
+    team_led = leads.has_active_owner("grant__team_id")
+    person_led = Q(grant__person__manager__isnull=False, grant__person__manager__is_active=True)
+    return (Q(grant__team__isnull=False) & ~team_led) | (
+        Q(grant__person__isnull=False) & ~person_led
+    )
+
+
+def get_review_item_for_reviewer(user: Any, pk: int) -> ReviewItem:
+    """The item, if the user may decide it (its lead or an operator); 404 for anyone else, so
+    that item ids reveal nothing."""
+    item = (
+        ReviewItem.objects.select_related(
+            "campaign", "grant", "grant__team", "grant__person", "grant__person__manager"
+        )
+        .filter(pk=pk)
+        .first()
+    )
+    if item is None or not may_decide_review(user, item.grant):
+        raise Http404("No such review item.")
+    return item
+
+
+def get_campaign_for_operator(user: Any, pk: int) -> ReviewCampaign:
+    """A campaign, for operators only (403 for anyone else, 404 if there is none)."""
+    require_operator(user)
+    campaign = ReviewCampaign.objects.filter(pk=pk).first()
+    if campaign is None:
+        raise Http404("No such campaign.")
+    return campaign

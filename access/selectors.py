@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from access.directory import DirectoryPerson
@@ -64,10 +64,20 @@ class TeamOfPerson:
 
 
 def teams_of(person: Person) -> list[TeamOfPerson]:
-    """A person's effective teams; for a nested membership, the child teams it comes through."""
+    """A person's effective teams; for a nested membership, the child teams it comes through.
+
+    Each team carries `leads`: its active owners, as the directory names them.
+    """
     memberships = list(
         Membership.objects.filter(person=person, team__is_active=True)
         .select_related("team")
+        .prefetch_related(
+            Prefetch(
+                "team__owners",
+                queryset=Person.objects.filter(is_active=True).order_by("username"),
+                to_attr="leads",
+            )
+        )
         .order_by("team__name")
     )
     indirect = [m.team_id for m in memberships if not m.is_direct]

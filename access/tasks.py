@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from access import notify, services
+from access import notify, reviews, services
 from access.choices import SyncTrigger
 from access.services import requests
 
@@ -48,3 +48,27 @@ def notify_email_task(event: str, request_id: int) -> int:
 )
 def notify_webhook_task(event: str, request_id: int) -> int:
     return notify.send_webhook(event, request_id)
+
+
+@shared_task(
+    name="access.tasks.notify_review_started_task",
+    acks_late=True,
+    autoretry_for=(OSError,),  # the mail server did not answer (smtplib errors are OSErrors)
+    retry_backoff=True,
+    max_retries=5,
+)
+def notify_review_started_task(campaign_id: int) -> int:
+    """Tell the reviewers of a new access-review campaign what waits for them."""
+    return reviews.notify_started(campaign_id)
+
+
+@shared_task(
+    name="access.tasks.send_review_reminders_task",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def send_review_reminders_task() -> int:
+    """The daily reminder of overdue access-review items; once per campaign and day."""
+    return reviews.send_overdue_reminders()

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from access import views
+from access import review_views, views
 from access.views import audit, catalogue, requests
 
 urlpatterns = [
@@ -35,4 +35,13 @@ urlpatterns = [
     path("grants/<int:pk>/revoke", catalogue.grant_revoke, name="grant-revoke"),
     path("roles/", catalogue.role_list, name="role-list"),
     path("roles/<slug:name>/define", catalogue.role_define, name="role-define"),
+]
+
+# Access reviews (access/review_views.py).
+urlpatterns += [
+    path("reviews/", review_views.mine, name="review-mine"),
+    path("reviews/campaigns/new", review_views.start, name="review-start"),
+    path("reviews/campaigns/<int:pk>/", review_views.campaign, name="review-campaign"),
+    path("reviews/campaigns/<int:pk>/close", review_views.close, name="review-close"),
+    path("reviews/items/<int:pk>/decide", review_views.decide, name="review-decide"),
 ]

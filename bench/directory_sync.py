@@ -5,9 +5,11 @@ Seeds a real slapd (offline, slapadd) with PEOPLE people and GROUPS groups of 30
   bare_read_s  a bare paged read of the same entries with python-ldap (the floor),
   full_sync_s  the first sync into an empty database,
   noop_sync_s  a second sync with nothing changed.
-Runs alone: `.venv/bin/python bench/directory_sync.py [--people N --groups N]`. The database is a
-fresh one: SQLite in a temporary folder, or `test_<name>` on the server DATABASE_URL names.
-The last line printed is one JSON object of figures.
+With --leads, every person also names a manager (one in ten people manages the next nine) and
+every group two owners, so the sync resolves 100,000 manager and 20,000 owner references.
+Runs alone: `.venv/bin/python bench/directory_sync.py [--people N --groups N --leads]`. The
+database is a fresh one: SQLite in a temporary folder, or `test_<name>` on the server
+DATABASE_URL names. The last line printed is one JSON object of figures.
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def write_ldif(path: Path, people: int, groups: int, members: int) -> None:
+def manager_of(i: int) -> int | None:
+    """--leads: user i0 manages users i1..i9; user i00 manages the i0s; user 0 has none."""
+    for step in (10, 100, 1000, 10000, 100000):
+        if i % step:
+            return i - i % step
+    return None
+
+
+def write_ldif(path: Path, people: int, groups: int, members: int, leads: bool = False) -> None:
     from access.localslapd import base_ldif, ssha
 
     rng = random.Random(42)
@@ -48,11 +58,16 @@ def write_ldif(path: Path, people: int, groups: int, members: int) -> None:
                 f"cn: User {i}\nsn: {i}\ndisplayName: User Number {i}\n"
                 f"mail: {uid}@bench.example\nuserPassword: {password}\n"
             )
+            boss = manager_of(i) if leads else None
+            if boss is not None:
+                out.write(f"manager: uid=user{boss:06d},ou=people,{SUFFIX}\n")
         for g in range(groups):
             chosen = rng.sample(range(people), members)
             lines = [f"member: uid=user{p:06d},ou=people,{SUFFIX}" for p in chosen]
             if g % 10 == 0 and g + 1 < groups:  # nest the next group instead of one person
                 lines[-1] = f"member: cn=group{g + 1:05d},ou=groups,{SUFFIX}"
+            if leads:
+                lines += [f"owner: uid=user{p:06d},ou=people,{SUFFIX}" for p in chosen[:2]]
             out.write(
                 f"\ndn: cn=group{g:05d},ou=groups,{SUFFIX}\nobjectClass: groupOfNames\n"
                 f"cn: group{g:05d}\n" + "\n".join(lines) + "\n"
@@ -112,6 +127,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=10_000)
     parser.add_argument("--members", type=int, default=30)
     parser.add_argument("--page-size", type=int, default=1000)
+    parser.add_argument("--leads", action="store_true", help="managers and group owners too")
     parser.add_argument("--profile", action="store_true", help="print where each sync spends time")
     args = parser.parse_args()
 
@@ -126,7 +142,7 @@ def main() -> None:
     server.configure()
     ldif = work / "seed.ldif"
     log(f"writing LDIF: {args.people} people, {args.groups} groups x {args.members} members")
-    write_ldif(ldif, args.people, args.groups, args.members)
+    write_ldif(ldif, args.people, args.groups, args.members, args.leads)
     log("loading slapd with slapadd")
     t0 = time.perf_counter()
     server.load(ldif)
@@ -184,6 +200,7 @@ def run_bench(args: argparse.Namespace, uri: str) -> None:
         assert not noop.changed_anything, "a no-change sync changed something"
         log(f"no-change sync: {noop_s:.2f}s")
         memberships = Membership.objects.count()
+        leads_changed = full.leads_changed
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
@@ -192,6 +209,8 @@ def run_bench(args: argparse.Namespace, uri: str) -> None:
         "people": args.people,
         "groups": args.groups,
         "memberships": memberships,
+        "leads": args.leads,
+        "leads_set": leads_changed,
         "database": connection.vendor,
         "bare_read_s": round(bare_s, 2),
         "full_sync_s": round(full_s, 2),

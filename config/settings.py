@@ -210,6 +210,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 DIRECTORY_SYNC_MINUTES = env.int("DIRECTORY_SYNC_MINUTES", default=15)
 RECONCILE_MINUTES = env.int("RECONCILE_MINUTES", default=5)
 DISCOVERY_MINUTES = env.int("DISCOVERY_MINUTES", default=10)
+REVIEW_REMINDER_HOUR = env.int("REVIEW_REMINDER_HOUR", default=8)
+if not 0 <= REVIEW_REMINDER_HOUR <= 23:
+    raise ImproperlyConfigured("REVIEW_REMINDER_HOUR must be an hour of the day, 0 to 23")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Every cluster's RBAC back to the declared state (drift repair, expiry, leavers).
     "fleet-reconcile": {
@@ -242,6 +245,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "access.tasks.sync_directory_task",
         "schedule": crontab(minute=f"*/{DIRECTORY_SYNC_MINUTES}"),
     },
+    # Once a day: remind reviewers of access-review items past their campaign's due date (each
+    # campaign's day is claimed once, so a second beat or a retry sends nothing twice).
+    "access-review-reminders": {
+        "task": "access.tasks.send_review_reminders_task",
+        "schedule": crontab(hour=REVIEW_REMINDER_HOUR, minute=0),
+    },
 }
 
 # --- Directory (LDAP / Active Directory) ------------------------------------------------------
@@ -255,6 +264,7 @@ _SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
         "USERNAME_ATTR": "uid",
         "DISPLAY_NAME_ATTR": "displayName",
         "DISABLED_ATTR": "pwdAccountLockedTime",
+        "GROUP_OWNER_ATTR": "owner",
         "GROUP_FILTER": (
             "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
         ),
@@ -264,6 +274,7 @@ _SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
         "USERNAME_ATTR": "sAMAccountName",
         "DISPLAY_NAME_ATTR": "displayName",
         "DISABLED_ATTR": "userAccountControl",
+        "GROUP_OWNER_ATTR": "managedBy",
         "GROUP_FILTER": "(objectClass=group)",
     },
 }[LDAP_SCHEMA]
@@ -284,6 +295,11 @@ WARDEN_DIRECTORY: dict[str, Any] = {
     ),
     "DISABLED_ATTR": env.str("LDAP_DISABLED_ATTR", default=_SCHEMA_DEFAULTS["DISABLED_ATTR"]),
     "GROUP_NAME_ATTR": env.str("LDAP_GROUP_NAME_ATTR", default="cn"),
+    # Leads: a person's manager (a DN) and a group's owners (DNs). They review standing access.
+    "MANAGER_ATTR": env.str("LDAP_MANAGER_ATTR", default="manager"),
+    "GROUP_OWNER_ATTR": env.str(
+        "LDAP_GROUP_OWNER_ATTR", default=_SCHEMA_DEFAULTS["GROUP_OWNER_ATTR"]
+    ),
     # Direct bind with a DN template (uid=%(user)s,ou=people,...) instead of search-then-bind.
     "USER_DN_TEMPLATE": env.str("LDAP_USER_DN_TEMPLATE", default=""),
     "START_TLS": env.bool("LDAP_START_TLS", default=False),
@@ -301,20 +317,22 @@ if not 0 <= WARDEN_DIRECTORY["MAX_DEACTIVATE_SHARE"] <= 1:
 if WARDEN_DIRECTORY["PAGE_SIZE"] < 1:
     raise ImproperlyConfigured("LDAP_PAGE_SIZE must be a positive number of entries")
 
-# --- Requests and notifications ----------------------------------------------------------------
-# Where people reach Warden: links in emails and webhook messages point here.
-WARDEN_BASE_URL = env.str("WARDEN_BASE_URL", default="http://127.0.0.1:8000")
+# --- Requests, reviews and notifications ----------------------------------------------------
+# Where people reach Warden (https://warden.example.com): links in emails and webhooks start here.
+WARDEN_BASE_URL = env.str("WARDEN_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Requesters are reminded this many hours before their access ends (at most in its last quarter).
 WARDEN_REMINDER_HOURS = env.int("WARDEN_REMINDER_HOURS", default=24)
 # A chat or other webhook told of every request event (JSON POST), signed with the secret.
 WARDEN_WEBHOOK_URL = env.str("WARDEN_WEBHOOK_URL", default="")
 WARDEN_WEBHOOK_SECRET = _secret("WARDEN_WEBHOOK_SECRET", default="") or ""
-# Mail: console output unless EMAIL_URL names a server (smtp+tls://user:pass@host:587).
+# EMAIL_URL: smtp+tls://user:password@host:587 (STARTTLS), smtp+ssl://...:465 or smtp://...:25
+# (or EMAIL_URL_FILE); the default prints emails to the console of the process that sends them.
 try:
-    globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
-except (ValueError, KeyError) as exc:
+    globals().update(environ.Env.email_url_config(_secret("EMAIL_URL") or "consolemail://"))
+except (ValueError, KeyError, ImproperlyConfigured) as exc:
     raise ImproperlyConfigured(
-        f"EMAIL_URL is not a mail URL ({exc}); use smtp://host:25 or smtp+tls://user:pass@host:587"
+        f"EMAIL_URL is not an email URL Warden understands ({exc}); "
+        "use smtp+tls://user:password@host:587 or consolemail://"
     ) from exc
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="warden@localhost")
 

@@ -41,6 +41,27 @@ TEAMS = [
 ]
 ADMIN_TEAMS = ["warden-admins"]
 APPROVER_TEAM = "approvers"
+# person -> manager, and team -> owners: the leads who review standing access.
+MANAGERS = {
+    "alice": "heidi",
+    "bob": "heidi",
+    "carol": "ivan",
+    "dave": "ivan",
+    "erin": "grace",
+    "frank": "grace",
+    "grace": "ivan",
+    "heidi": "ivan",
+    "judy": "olivia",
+    "peggy": "olivia",
+}
+OWNERS = {
+    "payments": ["heidi"],
+    "checkout": ["ivan"],
+    "sre": ["grace"],
+    "platform": ["grace", "ivan"],
+    "engineering": ["ivan"],
+    "approvers": ["olivia"],
+}
 
 
 def password_for(username: str) -> str:
@@ -73,6 +94,8 @@ def demo_ldif() -> str:
         ]
         if username in DISABLED:
             entry.append("pwdAccountLockedTime: 000001010000Z")
+        if username in MANAGERS:
+            entry.append(f"manager: uid={MANAGERS[username]},ou=people,{SUFFIX}")
         parts.append("\n".join(entry) + "\n")
     for team, members, nested in TEAMS:
         dn = f"cn={team},ou=groups,{SUFFIX}"
@@ -80,6 +103,7 @@ def demo_ldif() -> str:
         lines.append(f"cn: {team}")
         lines += [f"member: uid={m},ou=people,{SUFFIX}" for m in members]
         lines += [f"member: cn={t},ou=groups,{SUFFIX}" for t in nested]
+        lines += [f"owner: uid={o},ou=people,{SUFFIX}" for o in OWNERS.get(team, [])]
         parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
 

@@ -32,6 +32,7 @@ COUNTERS = (
     "teams_deactivated",
     "memberships_added",
     "memberships_removed",
+    "leads_changed",
 )
 
 

@@ -38,7 +38,8 @@ class Command(BaseCommand):
             f"people +{run.people_created} ~{run.people_updated} -{run.people_deactivated} "
             f"(reactivated {run.people_reactivated}); teams +{run.teams_created} "
             f"~{run.teams_updated} -{run.teams_deactivated}; memberships "
-            f"+{run.memberships_added} -{run.memberships_removed}"
+            f"+{run.memberships_added} -{run.memberships_removed}; "
+            f"managers and owners changed {run.leads_changed}"
         )
         for warning in run.warnings:
             self.stderr.write(f"warning: {warning}")

@@ -1,0 +1,153 @@
+"""Pages of access reviews: thin callers of access.reviews and access.permissions."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from access import permissions, reviews
+from access.choices import ReviewDecision
+from access.models import ReviewCampaign
+from access.review_forms import DecisionForm, StartCampaignForm
+
+ITEMS_PER_PAGE = 100
+
+
+@login_required
+@never_cache
+def mine(request: HttpRequest) -> HttpResponse:
+    """The items the signed-in person reviews, in open campaigns; operators also see campaigns."""
+    items = reviews.with_details(permissions.review_items_for(request.user)).order_by(
+        "campaign__due_on", "campaign_id", "id"
+    )
+    all_rows = reviews.rows(items)
+    is_operator = permissions.is_operator(request.user)
+    return render(
+        request,
+        "access/reviews/mine.html",
+        {
+            "pending": [r for r in all_rows if r.unreviewed],
+            "done": [r for r in all_rows if not r.unreviewed],
+            "is_operator": is_operator,
+            "campaigns": (
+                ReviewCampaign.objects.select_related("started_by")[:50] if is_operator else []
+            ),
+        },
+    )
+
+
+@login_required
+def start(request: HttpRequest) -> HttpResponse:
+    operator = permissions.require_operator(request.user)
+    form = StartCampaignForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            campaign = reviews.start_campaign(actor=operator, **form.cleaned_data)
+        except ValidationError as exc:
+            _add_errors(form, exc)
+        else:
+            messages.success(
+                request, f"Campaign “{campaign.name}” started; its reviewers have been told."
+            )
+            return redirect("review-campaign", pk=campaign.pk)
+    return render(request, "access/reviews/start.html", {"form": form})
+
+
+@login_required
+@never_cache
+def campaign(request: HttpRequest, pk: int) -> HttpResponse:
+    """A campaign's progress, every item with its reviewers, and what is overdue (operators)."""
+    found = permissions.get_campaign_for_operator(request.user, pk)
+    show = request.GET.get("show", "all")
+    items = found.items.all()
+    if show == "unreviewed":
+        items = reviews.unreviewed_items(found)
+    elif show == "decided":
+        items = items.exclude(decision=ReviewDecision.PENDING)
+    page = Paginator(reviews.with_details(items).order_by("id"), ITEMS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "access/reviews/campaign.html",
+        {
+            "campaign": found,
+            "counts": reviews.counts(found),
+            "rows": reviews.rows(page.object_list),
+            "page": page,
+            "show": show,
+        },
+    )
+
+
+@login_required
+@require_POST
+def close(request: HttpRequest, pk: int) -> HttpResponse:
+    found = permissions.get_campaign_for_operator(request.user, pk)
+    try:
+        closed = reviews.close_campaign(found, actor=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        left = reviews.counts(closed).unreviewed
+        messages.success(
+            request,
+            f"Campaign “{closed.name}” closed. Nothing was revoked by closing it; "
+            f"{left} item{'s' if left != 1 else ''} stayed unreviewed (listed below).",
+        )
+    return redirect(reverse("review-campaign", kwargs={"pk": pk}) + "?show=unreviewed")
+
+
+@login_required
+@require_POST
+def decide(request: HttpRequest, pk: int) -> HttpResponse:
+    # 404 unless the user leads the grant or is an operator: item ids reveal nothing.
+    item = permissions.get_review_item_for_reviewer(request.user, pk)
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose to keep or to revoke the access.")
+        return _back(request)
+    try:
+        reviews.decide(
+            item,
+            actor=request.user,
+            decision=form.cleaned_data["decision"],
+            comment=form.cleaned_data["comment"],
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        subject = reviews.describe_subject(item.grant)
+        if form.cleaned_data["decision"] == ReviewDecision.REVOKED:
+            messages.success(
+                request,
+                f"Revoked {item.grant.role.name} of {subject}; it leaves every cluster now.",
+            )
+        else:
+            messages.success(request, f"Kept {item.grant.role.name} of {subject}.")
+    return _back(request)
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect("review-mine")
+
+
+def _add_errors(form: StartCampaignForm, exc: ValidationError) -> None:
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.message_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
