@@ -115,15 +115,6 @@ class ReconcileRun(models.Model):
         return f"reconcile #{self.pk} {self.cluster_id} {self.status}"
 
 
-class ClusterLock(models.Model):
-    """One row per cluster, held locked by the worker reconciling it (survives crashes)."""
-
-    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, related_name="lock")
-
-    def __str__(self) -> str:
-        return f"lock of cluster {self.cluster_id}"
-
-
 class DiscoverySource(models.Model):
     """A place Warden finds clusters in and registers them from: Cluster API, or a folder."""
 

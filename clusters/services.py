@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from access import audit
 from access.models import Grant, Membership, Person, Role, Team
-from clusters import crypto, k8s
+from clusters import crypto, k8s, locks
 from clusters.choices import ClusterState, ReconcileStatus, ReconcileTrigger
 from clusters.compiler import (
     ClusterSpec,
@@ -29,7 +29,7 @@ from clusters.compiler import (
     RoleSpec,
 )
 from clusters.k8s import Endpoint, KubeError, Unreachable
-from clusters.models import Cluster, ClusterLock, ReconcileRun
+from clusters.models import Cluster, ReconcileRun
 from clusters.plan import object_key
 from clusters.reconcile import Inputs, Outcome, key_text, reconcile, shadow_access
 
@@ -65,9 +65,21 @@ def role_specs() -> dict[str, RoleSpec]:
     }
 
 
+SPEC_FIELDS = (
+    "name",
+    "environment",
+    "tier",
+    "labels",
+    "user_prefix",
+    "group_prefix",
+    "bind_groups",
+)
+
+
 def live_cluster_specs() -> list[ClusterSpec]:
-    """What the compiler knows of every cluster that is not retired."""
-    return [c.spec() for c in live_clusters()]
+    """What the compiler knows of every cluster that is not retired (no credentials read)."""
+    clusters = Cluster.objects.exclude(state=ClusterState.RETIRED).only(*SPEC_FIELDS)
+    return [c.spec() for c in clusters.order_by("name")]
 
 
 def grant_spec(grant: Grant) -> GrantSpec:
@@ -103,7 +115,7 @@ def load_inputs(
         grant_spec(g) for g in Grant.objects.in_force(now).select_related("role", "team", "person")
     ]
     grants += list(extra_grants)
-    specs = [c.spec() for c in (live_clusters() if clusters is None else clusters)]
+    specs = live_cluster_specs() if clusters is None else [c.spec() for c in clusters]
     grants = [g for g in grants if any(g.reaches(spec) for spec in specs)]
     team_names = {g.team for g in grants if g.team}
     usernames = {g.person for g in grants if g.person}
@@ -134,16 +146,16 @@ def load_inputs(
 def reconcile_cluster(
     cluster_id: int, trigger: str = ReconcileTrigger.SCHEDULE, dry_run: bool = False
 ) -> ReconcileRun | None:
-    """Reconcile one cluster under its lock; None when another worker holds it (normal)."""
-    ClusterLock.objects.get_or_create(cluster_id=cluster_id)
-    with transaction.atomic():
-        locked = ClusterLock.objects.select_for_update(skip_locked=True).filter(
-            cluster_id=cluster_id
-        )
-        if not list(locked.values_list("id", flat=True)):
+    """Reconcile one cluster under its lock; None when another worker holds it (normal).
+
+    No transaction is held while the cluster is called: the lock is not a row lock (see
+    clusters/locks.py), and the run is recorded in one short transaction at the end.
+    """
+    with locks.cluster_lock(cluster_id) as held:
+        if not held:
             return None
-        cluster = Cluster.objects.get(pk=cluster_id)
-        if cluster.state == ClusterState.RETIRED:
+        cluster = Cluster.objects.filter(pk=cluster_id).first()
+        if cluster is None or cluster.state == ClusterState.RETIRED:
             return None
         return _reconcile_locked(cluster, trigger, dry_run)
 
@@ -182,22 +194,23 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
     run.api_calls = client.calls - calls_before
     run.finished_at = timezone.now()
     run.duration_s = round(time.monotonic() - started, 3)
-    run.save()
-    if not dry_run and outcome is not None:
-        _audit_writes(cluster, run, outcome)
-    if not dry_run:
-        cluster.last_reconcile_at = run.finished_at
-        cluster.last_reconcile_status = run.status
-        cluster.last_error = run.error
-        cluster.save(
-            update_fields=[
-                "state",
-                "last_reconcile_at",
-                "last_reconcile_status",
-                "last_error",
-                "updated_at",
-            ]
-        )
+    with transaction.atomic():
+        run.save()
+        if not dry_run and outcome is not None:
+            _audit_writes(cluster, run, outcome)
+        if not dry_run:
+            cluster.last_reconcile_at = run.finished_at
+            cluster.last_reconcile_status = run.status
+            cluster.last_error = run.error
+            cluster.save(
+                update_fields=[
+                    "state",
+                    "last_reconcile_at",
+                    "last_reconcile_status",
+                    "last_error",
+                    "updated_at",
+                ]
+            )
     return run
 
 
@@ -458,7 +471,6 @@ def register_cluster(
     try:
         with transaction.atomic():
             cluster.save()
-            ClusterLock.objects.get_or_create(cluster=cluster)
             audit.record(
                 "cluster.updated" if existing else "cluster.registered",
                 actor=actor,
@@ -568,6 +580,9 @@ def _queue_on_commit(cluster_id: int, trigger: str) -> None:
     transaction.on_commit(lambda: reconcile_cluster_task.delay(cluster_id, trigger))
 
 
+RETIRE_LOCK_WAIT_S = 30.0
+
+
 def retire_cluster(
     cluster: Cluster, *, remove_owned: bool = True, actor: Any = None, reason: str = ""
 ) -> ReconcileRun | None:
@@ -580,9 +595,12 @@ def retire_cluster(
         raise ValidationError(f"Cluster {cluster.name} is already retired")
     run = None
     if remove_owned:
-        with transaction.atomic():
-            ClusterLock.objects.get_or_create(cluster=cluster)
-            ClusterLock.objects.select_for_update().filter(cluster=cluster).first()
+        # Wait for a reconcile under way to finish, so that it does not write after the removal.
+        with locks.cluster_lock(cluster.pk, wait_s=RETIRE_LOCK_WAIT_S) as held:
+            if not held:
+                raise ValidationError(
+                    f"{cluster.name} is being reconciled right now; try again in a minute."
+                )
             run = _remove_owned(cluster)
         if run.status != ReconcileStatus.SUCCEEDED:
             raise ValidationError(
