@@ -110,3 +110,38 @@ def _token(user: dict[str, Any], name: str) -> str:
             f"User {name!r} uses a client certificate; Warden needs a bearer token in `token`"
         )
     raise KubeconfigError(f"User {name!r} has no token")
+
+
+@dataclass(frozen=True)
+class KubeconfigEntry:
+    """One cluster of a kubeconfig Warden hands out: where it is and the token to use there."""
+
+    cluster: str
+    server: str
+    ca_pem: str
+    token: str
+
+
+def build_kubeconfig(user: str, entries: list[KubeconfigEntry], namespace: str = "") -> str:
+    """A ready kubeconfig with one context per cluster (the first is current)."""
+    doc: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "current-context": entries[0].cluster if entries else "",
+        "clusters": [],
+        "users": [],
+        "contexts": [],
+    }
+    for entry in entries:
+        cluster: dict[str, Any] = {"server": entry.server}
+        if entry.ca_pem:
+            cluster["certificate-authority-data"] = base64.b64encode(entry.ca_pem.encode()).decode()
+        user_name = f"{user}@{entry.cluster}"
+        doc["clusters"].append({"name": entry.cluster, "cluster": cluster})
+        doc["users"].append({"name": user_name, "user": {"token": entry.token}})
+        context = {"cluster": entry.cluster, "user": user_name}
+        if namespace:
+            context["namespace"] = namespace
+        doc["contexts"].append({"name": entry.cluster, "context": context})
+    return str(yaml.safe_dump(doc, sort_keys=False))

@@ -195,11 +195,38 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 DIRECTORY_SYNC_MINUTES = env.int("DIRECTORY_SYNC_MINUTES", default=15)
 RECONCILE_MINUTES = env.int("RECONCILE_MINUTES", default=5)
+# Service accounts: how often beat looks for rotations and grace periods that are due, how long
+# a worker's claim on one account's rotation lasts if it dies mid-way, and how often every
+# cluster is searched for long-lived (legacy) token Secrets.
+SERVICE_ACCOUNT_ROTATION_MINUTES = env.int("SERVICE_ACCOUNT_ROTATION_MINUTES", default=5)
+SERVICE_ACCOUNT_LEASE_SECONDS = env.int("SERVICE_ACCOUNT_LEASE_SECONDS", default=300)
+LEGACY_TOKEN_SCAN_HOURS = env.int("LEGACY_TOKEN_SCAN_HOURS", default=24)
+# Roles a team member (not an operator) may give the service accounts their team owns.
+SERVICE_ACCOUNT_SELF_SERVICE_ROLES = env.list(
+    "SERVICE_ACCOUNT_SELF_SERVICE_ROLES", default=["viewer", "developer"]
+)
+if not 1 <= SERVICE_ACCOUNT_ROTATION_MINUTES <= 59:
+    raise ImproperlyConfigured("SERVICE_ACCOUNT_ROTATION_MINUTES must be between 1 and 59")
+if SERVICE_ACCOUNT_LEASE_SECONDS < 30:
+    raise ImproperlyConfigured("SERVICE_ACCOUNT_LEASE_SECONDS must be at least 30")
+if not 1 <= LEGACY_TOKEN_SCAN_HOURS <= 24:
+    raise ImproperlyConfigured("LEGACY_TOKEN_SCAN_HOURS must be between 1 and 24")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Every cluster's RBAC back to the declared state (drift repair, expiry, leavers).
     "fleet-reconcile": {
         "task": "clusters.tasks.reconcile_fleet_task",
         "schedule": crontab(minute=f"*/{RECONCILE_MINUTES}"),
+    },
+    # Service-account tokens: fan out one rotation task per account whose rotation is due, was
+    # requested, was left half-done, or whose previous token's grace period has ended.
+    "service-account-rotation": {
+        "task": "clusters.tasks.rotate_due_service_accounts_task",
+        "schedule": crontab(minute=f"*/{SERVICE_ACCOUNT_ROTATION_MINUTES}"),
+    },
+    # Find long-lived kubernetes.io/service-account-token Secrets on every cluster (report only).
+    "legacy-token-scan": {
+        "task": "clusters.tasks.scan_fleet_legacy_tokens_task",
+        "schedule": crontab(minute=41, hour=f"*/{LEGACY_TOKEN_SCAN_HOURS}"),
     },
     # Mirror people and teams from the directory; leavers lose access one sync + reconcile later.
     "directory-sync": {

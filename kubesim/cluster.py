@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from kubesim import patch as patching
 from kubesim import rbac
@@ -261,7 +261,8 @@ class SimCluster:
 
     def _count(self, method: str, path: str, params: dict[str, str]) -> tuple[str, str]:
         """Count the request as (verb, resource) — e.g. ("list", "rolebindings")."""
-        segments = [s for s in path.split("/") if s]
+        # The API server decodes each path segment (clients send ':' as %3A, e.g. system:...).
+        segments = [unquote(s) for s in path.split("/") if s]
         if not segments or segments[0] not in ("api", "apis"):
             verb, resource = "get", "/" + "/".join(segments)
         else:
@@ -289,7 +290,8 @@ class SimCluster:
         self, method: str, path: str, params: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Response:
         user = self._user(headers)
-        segments = [s for s in path.split("/") if s]
+        # The API server decodes each path segment (clients send ':' as %3A, e.g. system:...).
+        segments = [unquote(s) for s in path.split("/") if s]
         if (
             not segments
             or segments[0] not in ("api", "apis")
@@ -371,9 +373,14 @@ class SimCluster:
             return Response(200, self.store.update(kind, namespace, name, patched, dry_run))
         if verb == "delete":
             options = self._json(body) if body else {}
-            rv = ((options.get("preconditions") or {}).get("resourceVersion")) or ""
+            preconditions = options.get("preconditions") or {}
             gone = self.store.delete(
-                kind, namespace, name, rv, dry_run or options.get("dryRun") == ["All"]
+                kind,
+                namespace,
+                name,
+                preconditions.get("resourceVersion") or "",
+                dry_run or options.get("dryRun") == ["All"],
+                preconditions.get("uid") or "",
             )
             return Response(200, gone)
         if verb == "deletecollection":
