@@ -830,7 +830,9 @@ def _activate(attempt: _Attempt, generation: TokenGeneration) -> None:
         grace_until = now + account.grace_period
         for old in previous:
             old.state, old.grace_until = GenerationState.GRACE, grace_until
-            old.save(update_fields=["state", "grace_until"])
+            # Superseded: nobody should start using it now, so it is no longer shown.
+            old.reveal_pending, old.sealed_tokens = False, ""
+            old.save(update_fields=["state", "grace_until", "reveal_pending", "sealed_tokens"])
         generation.state = GenerationState.ACTIVE
         generation.activated_at = now
         generation.reveal_pending = account.show_to_owner
