@@ -402,6 +402,13 @@ class _Attempt:
     steps: list[str] = field(default_factory=list)
     generation: TokenGeneration | None = None
     trigger: str = ""
+    _clusters: list[Cluster] | None = None
+
+    def clusters(self) -> list[Cluster]:
+        """The clusters the account reaches, read once per attempt."""
+        if self._clusters is None:
+            self._clusters = reached_clusters(self.account)
+        return self._clusters
 
 
 def rotate_account(
@@ -451,9 +458,7 @@ def _rotate_claimed(
         if generation is not None:
             attempt.generation = generation
             attempt.trigger = attempt.trigger or generation.trigger
-            _issue(attempt, generation)
-            _deliver(attempt, generation)
-            _activate(attempt, generation)
+            _advance(attempt, generation)
         revoked = _revoke_generations(attempt)
         if generation is None and not revoked:
             return None
@@ -477,31 +482,35 @@ def _due(account: ManagedServiceAccount, now: datetime) -> bool:
 
 def _start_generation(attempt: _Attempt, actor: Any) -> TokenGeneration:
     account = attempt.account
-    if not reached_clusters(account):
+    if not attempt.clusters():
         raise RotationFailed(
             "The account reaches no live cluster (check its cluster names and selector)."
         )
+    # `account` was read after the lease was taken; a request arriving since is satisfied by
+    # the generation started here.
+    requested_by = actor if _is_user(actor) else account.rotation_requested_by
     with transaction.atomic():
-        _hold(account.pk, attempt.lease)
-        fresh = ManagedServiceAccount.objects.get(pk=account.pk)
+        held = ManagedServiceAccount.objects.filter(pk=account.pk, lease_id=attempt.lease).update(
+            lease_until=timezone.now() + lease_duration(),
+            rotation_requested_at=None,
+            rotation_requested_by=None,
+        )
+        if not held:
+            raise LeaseLost(f"the rotation lease of service account {account.pk} was taken over")
         number = (account.generations.aggregate(top=Max("number"))["top"] or 0) + 1
         trigger = attempt.trigger
-        requested_by = actor if _is_user(actor) else fresh.rotation_requested_by
         if not trigger:
             if number == 1:
                 trigger = RotationTrigger.DECLARED
-            elif fresh.rotation_requested_at is not None and requested_by is None:
+            elif account.rotation_requested_at is not None and requested_by is None:
                 # Requested by Warden itself: the reconciler had to recreate the ServiceAccount.
                 trigger = RotationTrigger.RECREATED
-            elif fresh.rotation_requested_at is not None:
+            elif account.rotation_requested_at is not None:
                 trigger = RotationTrigger.OPERATOR
             else:
                 trigger = RotationTrigger.SCHEDULE
         generation = TokenGeneration.objects.create(
             account=account, number=number, trigger=trigger, requested_by=requested_by
-        )
-        ManagedServiceAccount.objects.filter(pk=account.pk).update(
-            rotation_requested_at=None, rotation_requested_by=None
         )
     attempt.steps.append(f"started generation {number}")
     return generation
@@ -511,43 +520,118 @@ def bound_secret_name(account: ManagedServiceAccount, number: int) -> str:
     return f"{account.name}-warden-{number}"
 
 
+@dataclass
+class _Progress:
+    """What this attempt did on the clusters and targets, before it is written down."""
+
+    issued: dict[str, dict[str, str]] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    delivered: list[DeliveryTarget] = field(default_factory=list)
+    undelivered: list[DeliveryTarget] = field(default_factory=list)
+    failure: str = ""
+
+
+def _advance(attempt: _Attempt, generation: TokenGeneration) -> None:
+    """Issue what is missing, deliver to every target still without it, and, when all went
+    well, put the generation in force; progress is written in one transaction either way."""
+    progress = _Progress(tokens=_unseal(generation))
+    _issue_missing(attempt, generation, progress)
+    if not progress.failure:
+        _deliver(attempt, generation, progress)
+    _record(attempt, generation, progress, activate=not progress.failure)
+    if progress.failure:
+        raise RotationFailed(progress.failure)
+
+
 def _issue(attempt: _Attempt, generation: TokenGeneration) -> None:
-    """A token on every reached cluster that has none yet; what was issued is kept even when
-    a later cluster fails, so a retry only does the rest."""
-    account = attempt.account
-    missing = [c for c in reached_clusters(account) if c.name not in generation.issued]
-    if not missing:
-        return
-    issued: dict[str, dict[str, str]] = {}
-    tokens: dict[str, str] = {}
-    failure = ""
-    for cluster in missing:
+    """Only issue (and record) the tokens still missing: what a worker does first."""
+    progress = _Progress(tokens=_unseal(generation))
+    _issue_missing(attempt, generation, progress)
+    _record(attempt, generation, progress, activate=False)
+    if progress.failure:
+        raise RotationFailed(progress.failure)
+
+
+def _issue_missing(attempt: _Attempt, generation: TokenGeneration, progress: _Progress) -> None:
+    """A token on every reached cluster that has none yet; stops at the first failure (what
+    was issued before it is still recorded, so a retry only does the rest)."""
+    for cluster in attempt.clusters():
+        if cluster.name in generation.issued:
+            continue
         try:
-            issued[cluster.name], tokens[cluster.name] = _issue_on(cluster, account, generation)
+            record, token = _issue_on(cluster, attempt.account, generation)
         except KubeError as exc:
-            failure = f"issuing on {cluster.name}: {exc}"
-            break
-    if issued:
-        with transaction.atomic():
-            _hold(account.pk, attempt.lease)
-            generation.issued = {**generation.issued, **issued}
-            generation.sealed_tokens = _seal({**_unseal(generation), **tokens})
-            expiries = [_parse(r["expires_at"]) for r in generation.issued.values()]
-            generation.expires_at = min((e for e in expiries if e), default=None)
-            generation.save(update_fields=["issued", "sealed_tokens", "expires_at"])
+            progress.failure = f"issuing on {cluster.name}: {exc}"
+            return
+        progress.issued[cluster.name], progress.tokens[cluster.name] = record, token
+
+
+def _record(
+    attempt: _Attempt, generation: TokenGeneration, progress: _Progress, activate: bool
+) -> None:
+    account = attempt.account
+    if not (progress.issued or progress.delivered or progress.undelivered or activate):
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        _hold(account.pk, attempt.lease)
+        fields = []
+        if progress.issued:
+            generation.issued = {**generation.issued, **progress.issued}
+            generation.sealed_tokens = _seal(progress.tokens)
+            generation.expires_at = _earliest(generation.issued)
+            fields += ["issued", "sealed_tokens", "expires_at"]
+        for target in (*progress.delivered, *progress.undelivered):
+            target.save(
+                update_fields=[
+                    "resource_version",
+                    "last_generation",
+                    "last_delivered_at",
+                    "last_error",
+                ]
+            )
+        if progress.delivered:
+            generation.delivered = [*generation.delivered, *(t.pk for t in progress.delivered)]
+            fields.append("delivered")
+        previous: list[TokenGeneration] = []
+        if activate:
+            previous = _supersede(account, generation, now)
+            generation.state, generation.activated_at = GenerationState.ACTIVE, now
+            generation.reveal_pending = account.show_to_owner
+            if not generation.reveal_pending:
+                generation.sealed_tokens = ""  # every target has it: Warden keeps no copy
+            fields += ["state", "activated_at", "reveal_pending", "sealed_tokens"]
+        if fields:
+            generation.save(update_fields=sorted(set(fields)))
+        # Audit last, so the chain's head row is locked only for the end of the transaction.
+        if progress.issued:
             audit.record(
                 "serviceaccount.token_issued",
                 obj=account,
                 after={
                     "generation": generation.number,
-                    "clusters": sorted(issued),
+                    "clusters": sorted(progress.issued),
                     "expires_at": generation.expires_at,
                 },
             )
-        where = ", ".join(sorted(issued))
+        if progress.delivered:
+            audit.record(
+                "serviceaccount.token_delivered",
+                obj=account,
+                after={
+                    "generation": generation.number,
+                    "targets": [str(t) for t in progress.delivered],
+                },
+            )
+        if activate:
+            _activated(account, generation, previous, now)
+    if progress.issued:
+        where = ", ".join(sorted(progress.issued))
         attempt.steps.append(f"issued generation {generation.number} on {where}")
-    if failure:
-        raise RotationFailed(failure)
+    if progress.delivered:
+        attempt.steps.append(f"delivered to {len(progress.delivered)} target(s)")
+    if activate:
+        attempt.steps.append(f"generation {generation.number} in force")
 
 
 def _issue_on(
@@ -642,71 +726,56 @@ def _is_ours(obj: Mapping[str, Any], account: ManagedServiceAccount) -> bool:
 # --- delivery -----------------------------------------------------------------------------------
 
 
-def kubeconfig_for(account: ManagedServiceAccount, generation: TokenGeneration) -> str:
+def kubeconfig_for(
+    account: ManagedServiceAccount,
+    generation: TokenGeneration,
+    issued: Mapping[str, Mapping[str, str]] | None = None,
+    tokens: Mapping[str, str] | None = None,
+    clusters: Iterable[Cluster] | None = None,
+) -> str:
     """The generation's tokens as a ready kubeconfig (decrypts: call only to hand it over)."""
-    tokens = _unseal(generation)
-    clusters = {c.name: c for c in Cluster.objects.filter(name__in=list(tokens))}
+    tokens = _unseal(generation) if tokens is None else tokens
+    issued = {**generation.issued, **(issued or {})}
+    known = list(clusters) if clusters is not None else Cluster.objects.filter(name__in=tokens)
+    ca = {c.name: c.ca_bundle for c in known}
     entries = [
         KubeconfigEntry(
-            cluster=name,
-            server=generation.issued[name]["server"],
-            ca_pem=clusters[name].ca_bundle if name in clusters else "",
-            token=tokens[name],
+            cluster=name, server=issued[name]["server"], ca_pem=ca.get(name, ""), token=token
         )
-        for name in sorted(tokens)
+        for name, token in sorted(tokens.items())
     ]
     return build_kubeconfig(account.name, entries, namespace=account.namespace)
 
 
-def _deliver(attempt: _Attempt, generation: TokenGeneration) -> None:
+def _deliver(attempt: _Attempt, generation: TokenGeneration, progress: _Progress) -> None:
+    """Hand the generation to every target that does not have it yet; one failing target does
+    not stop the others (they get it now; the failed one on the retry)."""
     account = attempt.account
     targets = [
         t for t in account.targets.select_related("cluster") if t.pk not in generation.delivered
     ]
     if not targets:
         return
-    tokens = _unseal(generation)
-    kubeconfig = kubeconfig_for(account, generation)
-    done: list[DeliveryTarget] = []
-    failed: list[DeliveryTarget] = []
+    tokens = progress.tokens
+    kubeconfig = kubeconfig_for(account, generation, progress.issued, tokens, attempt.clusters())
+    expires = _iso(_earliest({**generation.issued, **progress.issued}))
     for target in targets:
         try:
             if target.kind == DeliveryKind.SECRET:
-                _deliver_secret(target, account, generation, tokens, kubeconfig)
+                _deliver_secret(target, account, generation, tokens, kubeconfig, expires)
             else:
-                _deliver_webhook(target, account, generation, tokens, kubeconfig)
+                _deliver_webhook(target, account, generation, progress, kubeconfig)
         except (KubeError, WebhookError) as exc:
             target.last_error = f"generation {generation.number}: {exc}"
-            failed.append(target)
+            progress.undelivered.append(target)
             continue
         target.last_generation = generation.number
         target.last_delivered_at = timezone.now()
         target.last_error = ""
-        done.append(target)
-    with transaction.atomic():
-        _hold(account.pk, attempt.lease)
-        for target in (*done, *failed):
-            target.save(
-                update_fields=[
-                    "resource_version",
-                    "last_generation",
-                    "last_delivered_at",
-                    "last_error",
-                ]
-            )
-        if done:
-            generation.delivered = [*generation.delivered, *(t.pk for t in done)]
-            generation.save(update_fields=["delivered"])
-            audit.record(
-                "serviceaccount.token_delivered",
-                obj=account,
-                after={"generation": generation.number, "targets": [str(t) for t in done]},
-            )
-    if done:
-        attempt.steps.append(f"delivered to {len(done)} target(s)")
-    if failed:
-        raise RotationFailed(
-            "delivery failed: " + "; ".join(f"{t}: {t.last_error}" for t in failed)
+        progress.delivered.append(target)
+    if progress.undelivered:
+        progress.failure = "delivery failed: " + "; ".join(
+            f"{t}: {t.last_error}" for t in progress.undelivered
         )
 
 
@@ -716,6 +785,7 @@ def _consumer_secret(
     generation: TokenGeneration,
     tokens: Mapping[str, str],
     kubeconfig: str,
+    expires: str,
 ) -> dict[str, Any]:
     data = {"kubeconfig": kubeconfig}
     if len(tokens) == 1:
@@ -733,7 +803,7 @@ def _consumer_secret(
             "annotations": {
                 SERVICE_ACCOUNT_ANNOTATION: str(account.pk),
                 "warden.io/account": str(account),
-                "warden.io/expires-at": _iso(generation.expires_at),
+                "warden.io/expires-at": expires,
             },
         },
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
@@ -746,11 +816,12 @@ def _deliver_secret(
     generation: TokenGeneration,
     tokens: Mapping[str, str],
     kubeconfig: str,
+    expires: str,
 ) -> None:
     """Write the consumer's Secret: one conditional PUT when it is as Warden left it."""
     assert target.cluster is not None
     client = k8s.client_for(services.endpoint_for(target.cluster))
-    body = _consumer_secret(target, account, generation, tokens, kubeconfig)
+    body = _consumer_secret(target, account, generation, tokens, kubeconfig, expires)
     if target.resource_version:
         try:
             written = client.replace(_with_rv(body, target.resource_version))
@@ -786,22 +857,23 @@ def _deliver_webhook(
     target: DeliveryTarget,
     account: ManagedServiceAccount,
     generation: TokenGeneration,
-    tokens: Mapping[str, str],
+    progress: _Progress,
     kubeconfig: str,
 ) -> None:
+    issued = {**generation.issued, **progress.issued}
     payload = {
         "account": str(account),
         "account_id": account.pk,
         "owner_team": account.owner_team.name,
         "generation": generation.number,
-        "expires_at": _iso(generation.expires_at),
+        "expires_at": _iso(_earliest(issued)),
         "clusters": {
             name: {
-                "server": generation.issued[name]["server"],
-                "expires_at": generation.issued[name]["expires_at"],
+                "server": issued[name]["server"],
+                "expires_at": issued[name]["expires_at"],
                 "token": token,
             }
-            for name, token in sorted(tokens.items())
+            for name, token in sorted(progress.tokens.items())
         },
         "kubeconfig": kubeconfig,
     }
@@ -818,45 +890,44 @@ def _deliver_webhook(
 # --- activation and revocation -------------------------------------------------------------------
 
 
-def _activate(attempt: _Attempt, generation: TokenGeneration) -> None:
-    """Generation N+1 is in force; N stays valid until its grace period ends."""
-    account = attempt.account
-    now = timezone.now()
-    with transaction.atomic():
-        _hold(account.pk, attempt.lease)
-        previous = list(
-            account.generations.filter(state=GenerationState.ACTIVE).exclude(pk=generation.pk)
-        )
-        grace_until = now + account.grace_period
-        for old in previous:
-            old.state, old.grace_until = GenerationState.GRACE, grace_until
-            # Superseded: nobody should start using it now, so it is no longer shown.
-            old.reveal_pending, old.sealed_tokens = False, ""
-            old.save(update_fields=["state", "grace_until", "reveal_pending", "sealed_tokens"])
-        generation.state = GenerationState.ACTIVE
-        generation.activated_at = now
-        generation.reveal_pending = account.show_to_owner
-        if not generation.reveal_pending:
-            generation.sealed_tokens = ""  # every target has it: Warden keeps no copy
-        generation.save(update_fields=["state", "activated_at", "reveal_pending", "sealed_tokens"])
-        next_at = _next_rotation(now, account, generation.expires_at)
-        ManagedServiceAccount.objects.filter(pk=account.pk).update(
-            last_rotated_at=now,
-            next_rotation_at=next_at,
-            consecutive_failures=0,
-            last_error="",
-        )
-        audit.record(
-            "serviceaccount.rotated",
-            obj=account,
-            before={"active_generations": [old.number for old in previous]},
-            after={
-                "generation": generation.number,
-                "previous_valid_until": grace_until if previous else None,
-                "next_rotation_at": next_at,
-            },
-        )
-    attempt.steps.append(f"generation {generation.number} in force")
+def _supersede(
+    account: ManagedServiceAccount, generation: TokenGeneration, now: datetime
+) -> list[TokenGeneration]:
+    """The generations in force until now enter their grace period (still valid until then)."""
+    previous = list(
+        account.generations.filter(state=GenerationState.ACTIVE).exclude(pk=generation.pk)
+    )
+    for old in previous:
+        old.state, old.grace_until = GenerationState.GRACE, now + account.grace_period
+        # Superseded: nobody should start using it now, so it is no longer shown.
+        old.reveal_pending, old.sealed_tokens = False, ""
+        old.save(update_fields=["state", "grace_until", "reveal_pending", "sealed_tokens"])
+    return previous
+
+
+def _activated(
+    account: ManagedServiceAccount,
+    generation: TokenGeneration,
+    previous: list[TokenGeneration],
+    now: datetime,
+) -> None:
+    next_at = _next_rotation(now, account, generation.expires_at)
+    ManagedServiceAccount.objects.filter(pk=account.pk).update(
+        last_rotated_at=now,
+        next_rotation_at=next_at,
+        consecutive_failures=0,
+        last_error="",
+    )
+    audit.record(
+        "serviceaccount.rotated",
+        obj=account,
+        before={"active_generations": [old.number for old in previous]},
+        after={
+            "generation": generation.number,
+            "previous_valid_until": now + account.grace_period if previous else None,
+            "next_rotation_at": next_at,
+        },
+    )
 
 
 def _next_rotation(
@@ -887,7 +958,9 @@ def _revoke_generations(attempt: _Attempt, everything: bool = False) -> int:
 def _revoke(attempt: _Attempt, generation: TokenGeneration) -> None:
     """Delete the generation's bound Secrets: the API server then refuses its tokens."""
     account = attempt.account
-    clusters = {c.name: c for c in Cluster.objects.filter(name__in=list(generation.issued))}
+    clusters = {c.name: c for c in attempt.clusters()}
+    if not set(generation.issued) <= set(clusters):  # it was issued where it no longer reaches
+        clusters = {c.name: c for c in Cluster.objects.filter(name__in=list(generation.issued))}
     done: list[str] = []
     failure = ""
     for name, record in sorted(generation.issued.items()):
@@ -1198,6 +1271,11 @@ def _unseal(generation: TokenGeneration) -> dict[str, str]:
 
 def _parse(value: str) -> datetime | None:
     return parse_datetime(value) if value else None
+
+
+def _earliest(issued: Mapping[str, Mapping[str, str]]) -> datetime | None:
+    expiries = [_parse(record.get("expires_at", "")) for record in issued.values()]
+    return min((e for e in expiries if e), default=None)
 
 
 def _iso(value: datetime | None) -> str:
