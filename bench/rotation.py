@@ -234,8 +234,12 @@ def measure(args: argparse.Namespace, base: str) -> dict:
     reconcile_fleet_task.delay("change")
     wait_until(
         lambda: ReconcileRun.objects.filter(status="succeeded").count() >= len(clusters),
-        900,
+        1800,
         "the reconcile",
+        lambda: (
+            f"  {ReconcileRun.objects.filter(status='succeeded').count()} / {len(clusters)} "
+            f"clusters reconciled, {ReconcileRun.objects.filter(status='failed').count()} failed"
+        ),
     )
     log(f"reconciled in {time.time() - t0:.1f}s")
 

@@ -7,7 +7,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from access.models import Grant, Membership, Person, Role, Team
@@ -117,14 +118,23 @@ def account_specs(clusters: list[ClusterSpec]) -> list[ServiceAccountSpec]:
     accounts = ManagedServiceAccount.objects.filter(state=AccountState.ACTIVE).select_related(
         "owner_team"
     )
+    if connection.features.supports_json_field_contains and clusters:
+        # Only accounts naming one of these clusters, or chosen by selector alone: a reconcile
+        # of one cluster does not read the whole fleet's accounts (JSON containment, indexed
+        # by nothing but still done by the database).
+        named = Q(clusters=[])
+        for cluster in clusters:
+            named |= Q(clusters__contains=[cluster.name])
+        accounts = accounts.filter(named)
+    accounts_list = list(accounts)
     roles: dict[int, list[str]] = defaultdict(list)
     through = ManagedServiceAccount.roles.through.objects.filter(
-        managedserviceaccount__state=AccountState.ACTIVE
+        managedserviceaccount_id__in=[a.pk for a in accounts_list]
     ).values_list("managedserviceaccount_id", "role__name")
     for account_id, role_name in through:
         roles[account_id].append(role_name)
     out = []
-    for account in accounts:
+    for account in accounts_list:
         spec = account.spec(role_names=tuple(sorted(roles.get(account.pk, ()))))
         if any(spec.reaches(cluster) for cluster in clusters):
             out.append(spec)

@@ -15,5 +15,6 @@ urlpatterns = [
     # Before admin.site.urls: the admin logs in through Warden's own login page.
     path("admin/login/", access_views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
+    path("", include("clusters.urls")),
     path("", include("access.urls")),
 ]
