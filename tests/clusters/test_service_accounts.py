@@ -329,3 +329,19 @@ def test_the_declaration_is_checked(make_cluster, people):
     declare(cluster, people["payments"])
     with pytest.raises(ValidationError, match="already exists"):
         declare(cluster, people["payments"])
+
+
+def test_beat_fans_out_one_rotation_per_due_account(make_cluster, people, settings):
+    from clusters.tasks import rotate_due_service_accounts_task
+
+    assert "service-account-rotation" in settings.CELERY_BEAT_SCHEDULE
+    cluster, _sim = make_cluster()
+    first = declare(cluster, people["payments"], consumer=(cluster, "default", "deployer-token"))
+    second = declare(
+        cluster, people["payments"], name="builder", consumer=(cluster, "default", "builder-token")
+    )
+
+    assert rotate_due_service_accounts_task() == 2  # eager: each rotation runs here
+
+    assert active(first).number == 1 and active(second).number == 1
+    assert rotate_due_service_accounts_task() == 0
