@@ -604,27 +604,25 @@ def _record(
         if fields:
             generation.save(update_fields=sorted(set(fields)))
         # Audit last, so the chain's head row is locked only for the end of the transaction.
-        if progress.issued:
-            audit.record(
-                "serviceaccount.token_issued",
-                obj=account,
-                after={
-                    "generation": generation.number,
-                    "clusters": sorted(progress.issued),
-                    "expires_at": generation.expires_at,
-                },
-            )
-        if progress.delivered:
-            audit.record(
-                "serviceaccount.token_delivered",
-                obj=account,
-                after={
-                    "generation": generation.number,
-                    "targets": [str(t) for t in progress.delivered],
-                },
-            )
+        # Steps that commit together are one event: a rotation that issued, delivered and put
+        # a generation in force in one go is "rotated", with what it issued and delivered.
+        issued = {
+            "generation": generation.number,
+            "clusters": sorted(progress.issued),
+            "expires_at": generation.expires_at,
+        }
+        delivered = [str(t) for t in progress.delivered]
         if activate:
-            _activated(account, generation, previous, now)
+            _activated(account, generation, previous, now, issued, delivered)
+        else:
+            if progress.issued:
+                audit.record("serviceaccount.token_issued", obj=account, after=issued)
+            if progress.delivered:
+                audit.record(
+                    "serviceaccount.token_delivered",
+                    obj=account,
+                    after={"generation": generation.number, "targets": delivered},
+                )
     if progress.issued:
         where = ", ".join(sorted(progress.issued))
         attempt.steps.append(f"issued generation {generation.number} on {where}")
@@ -910,6 +908,8 @@ def _activated(
     generation: TokenGeneration,
     previous: list[TokenGeneration],
     now: datetime,
+    issued: Mapping[str, Any],
+    delivered: list[str],
 ) -> None:
     next_at = _next_rotation(now, account, generation.expires_at)
     ManagedServiceAccount.objects.filter(pk=account.pk).update(
@@ -924,6 +924,10 @@ def _activated(
         before={"active_generations": [old.number for old in previous]},
         after={
             "generation": generation.number,
+            # what this attempt issued and delivered (earlier attempts have their own events)
+            "issued_on": issued["clusters"],
+            "expires_at": issued["expires_at"],
+            "delivered_to": delivered,
             "previous_valid_until": now + account.grace_period if previous else None,
             "next_rotation_at": next_at,
         },

@@ -345,3 +345,34 @@ def test_beat_fans_out_one_rotation_per_due_account(make_cluster, people, settin
 
     assert active(first).number == 1 and active(second).number == 1
     assert rotate_due_service_accounts_task() == 0
+
+
+def test_every_step_of_a_rotation_is_audited(make_cluster, people):
+    from access.models import AuditEvent
+
+    cluster, _sim = make_cluster()
+    account = declare(
+        cluster,
+        people["payments"],
+        consumer=(cluster, "default", "deployer-token"),
+        grace=timedelta(0),
+    )
+    serviceaccounts.rotate_account(account.pk)
+    serviceaccounts.request_rotation(account, reason="routine")
+    serviceaccounts.rotate_account(account.pk)
+
+    events = AuditEvent.objects.filter(object_id=str(account.pk)).order_by("seq")
+    assert [e.action for e in events] == [
+        "serviceaccount.declared",
+        "serviceaccount.target_added",
+        "serviceaccount.rotated",
+        "serviceaccount.rotation_requested",
+        "serviceaccount.rotated",
+        "serviceaccount.token_revoked",
+    ]
+    rotated = events.filter(action="serviceaccount.rotated").last()
+    assert rotated.before == {"active_generations": [1]}
+    assert rotated.after["generation"] == 2
+    assert rotated.after["issued_on"] == [cluster.name]
+    assert rotated.after["delivered_to"] == [f"Secret {cluster.name}/default/deployer-token"]
+    assert events.last().after == {"generation": 1, "clusters": [cluster.name]}
