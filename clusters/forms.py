@@ -77,7 +77,9 @@ class AccountForm(forms.Form):
 
     def __init__(self, *args: Any, teams: QuerySet[Team], **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.fields["owner_team"].queryset = teams
+        owner_team = self.fields["owner_team"]
+        assert isinstance(owner_team, forms.ModelChoiceField)
+        owner_team.queryset = teams
 
     def clean_cluster_selector(self) -> dict[str, str]:
         selector = {}

@@ -282,7 +282,7 @@ class DeliveryTarget(models.Model):
 
     def __str__(self) -> str:
         if self.kind == DeliveryKind.SECRET:
-            cluster = self.cluster.name if self.cluster_id else "?"
+            cluster = self.cluster.name if self.cluster is not None else "?"
             return f"Secret {cluster}/{self.namespace}/{self.secret_name}"
         return f"webhook {self.url}"
 
