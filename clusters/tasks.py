@@ -3,11 +3,16 @@ account."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from clusters import serviceaccounts, services
 from clusters.choices import ClusterState, ReconcileTrigger, RotationStatus
+from clusters.k8s import KubeError
 from clusters.models import Cluster
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -72,8 +77,13 @@ def rotate_due_service_accounts_task() -> int:
     max_retries=3,
 )
 def scan_legacy_tokens_task(cluster_id: int) -> int:
-    """Record the legacy token Secrets of one cluster (report only)."""
-    return serviceaccounts.scan_legacy_tokens(cluster_id)
+    """Record the legacy token Secrets of one cluster (report only); -1 when the cluster did
+    not answer (the last report stays as it was; the next scan tries again)."""
+    try:
+        return serviceaccounts.scan_legacy_tokens(cluster_id)
+    except KubeError as exc:
+        logger.warning("legacy-token scan of cluster %s failed: %s", cluster_id, exc)
+        return -1
 
 
 @shared_task(name="clusters.tasks.scan_fleet_legacy_tokens_task", acks_late=True)
