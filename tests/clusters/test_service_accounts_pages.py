@@ -279,3 +279,17 @@ def test_a_legacy_token_is_migrated_to_managed_rotation_then_deleted(
     assert "legacytoken.migrated" in actions and "legacytoken.deleted" in actions
     assert legacy not in repr(list(AuditEvent.objects.values_list("before", "after", "reason")))
     assert account.generations.filter(state=GenerationState.ACTIVE).count() == 1
+
+
+def test_a_scan_of_an_unreachable_cluster_keeps_the_last_report(make_cluster, people):
+    from clusters.tasks import scan_fleet_legacy_tokens_task, scan_legacy_tokens_task
+
+    cluster, sim = make_cluster()
+    legacy_token(sim)
+    assert scan_fleet_legacy_tokens_task() == 1  # eager: one scan per live cluster, done here
+    sim.faults.unreachable = True
+    try:
+        assert scan_legacy_tokens_task(cluster.pk) == -1
+    finally:
+        sim.faults.unreachable = False
+    assert LegacyToken.objects.get().state == LegacyTokenState.FOUND
