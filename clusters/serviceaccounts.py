@@ -402,6 +402,9 @@ class _Attempt:
     steps: list[str] = field(default_factory=list)
     generation: TokenGeneration | None = None
     trigger: str = ""
+    # The account's pending, active and in-grace generations, read once and kept up to date
+    # in memory as this attempt changes them (it holds the lease: nobody else does).
+    live: list[TokenGeneration] = field(default_factory=list)
     _clusters: list[Cluster] | None = None
 
     def clusters(self) -> list[Cluster]:
@@ -444,13 +447,15 @@ def _rotate_claimed(
         calls_before=k8s.calls_in_this_thread(),
         trigger=trigger,
     )
+    attempt.live = list(account.generations.filter(state__in=LIVE_GENERATIONS))
     try:
         if account.state == AccountState.RETIRED:
             attempt.trigger = RotationTrigger.RETIRE
             if not _revoke_generations(attempt, everything=True):
                 return None
             return _finish(attempt, RotationStatus.SUCCEEDED)
-        generation = account.generations.filter(state=GenerationState.PENDING).first()
+        pending = [g for g in attempt.live if g.state == GenerationState.PENDING]
+        generation = pending[-1] if pending else None
         if generation is not None:
             attempt.steps.append(f"resumed generation {generation.number}, left unfinished")
         elif force or _due(account, timezone.now()):
@@ -497,7 +502,11 @@ def _start_generation(attempt: _Attempt, actor: Any) -> TokenGeneration:
         )
         if not held:
             raise LeaseLost(f"the rotation lease of service account {account.pk} was taken over")
-        number = (account.generations.aggregate(top=Max("number"))["top"] or 0) + 1
+        # The newest generation is live unless every one was revoked; then ask the table.
+        newest = max((g.number for g in attempt.live), default=None)
+        if newest is None:
+            newest = account.generations.aggregate(top=Max("number"))["top"] or 0
+        number = newest + 1
         trigger = attempt.trigger
         if not trigger:
             if number == 1:
@@ -512,6 +521,7 @@ def _start_generation(attempt: _Attempt, actor: Any) -> TokenGeneration:
         generation = TokenGeneration.objects.create(
             account=account, number=number, trigger=trigger, requested_by=requested_by
         )
+    attempt.live.append(generation)
     attempt.steps.append(f"started generation {number}")
     return generation
 
@@ -595,7 +605,7 @@ def _record(
             fields.append("delivered")
         previous: list[TokenGeneration] = []
         if activate:
-            previous = _supersede(account, generation, now)
+            previous = _supersede(attempt, generation, now)
             generation.state, generation.activated_at = GenerationState.ACTIVE, now
             generation.reveal_pending = account.show_to_owner
             if not generation.reveal_pending:
@@ -889,12 +899,13 @@ def _deliver_webhook(
 
 
 def _supersede(
-    account: ManagedServiceAccount, generation: TokenGeneration, now: datetime
+    attempt: _Attempt, generation: TokenGeneration, now: datetime
 ) -> list[TokenGeneration]:
     """The generations in force until now enter their grace period (still valid until then)."""
-    previous = list(
-        account.generations.filter(state=GenerationState.ACTIVE).exclude(pk=generation.pk)
-    )
+    account = attempt.account
+    previous = [
+        g for g in attempt.live if g.state == GenerationState.ACTIVE and g.pk != generation.pk
+    ]
     for old in previous:
         old.state, old.grace_until = GenerationState.GRACE, now + account.grace_period
         # Superseded: nobody should start using it now, so it is no longer shown.
@@ -947,16 +958,15 @@ def _next_rotation(
 def _revoke_generations(attempt: _Attempt, everything: bool = False) -> int:
     """Revoke generations whose grace period is over (or all live ones); returns how many."""
     now = timezone.now()
-    account = attempt.account
-    if everything:
-        due = account.generations.filter(state__in=LIVE_GENERATIONS)
-    else:
-        due = account.generations.filter(state=GenerationState.GRACE, grace_until__lte=now)
-    count = 0
-    for generation in due.order_by("number"):
+    due = [
+        g
+        for g in attempt.live
+        if everything
+        or (g.state == GenerationState.GRACE and g.grace_until is not None and g.grace_until <= now)
+    ]
+    for generation in sorted(due, key=lambda g: g.number):
         _revoke(attempt, generation)
-        count += 1
-    return count
+    return len(due)
 
 
 def _revoke(attempt: _Attempt, generation: TokenGeneration) -> None:
