@@ -117,16 +117,16 @@ def abandon_mid_rotation(account, issue=True):
     """A worker claims the rotation, gets as far as issuing, and dies: no release, no finish."""
     lease = serviceaccounts.claim(account.pk)
     assert lease is not None
-    attempt = serviceaccounts._Attempt(
+    attempt = serviceaccounts.rotation._Attempt(
         account=ManagedServiceAccount.objects.get(pk=account.pk),
         lease=lease,
         started_at=timezone.now(),
         started=0.0,
         calls_before=0,
     )
-    generation = serviceaccounts._start_generation(attempt, None)
+    generation = serviceaccounts.rotation._start_generation(attempt, None)
     if issue:
-        serviceaccounts._issue(attempt, generation)
+        serviceaccounts.rotation._issue(attempt, generation)
     return lease, generation
 
 
@@ -167,7 +167,7 @@ def test_a_token_a_dead_worker_got_but_never_recorded_is_revoked_on_resume(in_us
     from clusters import k8s, services
 
     client = k8s.client_for(services.endpoint_for(cluster))
-    bound = serviceaccounts._create_bound_secret(client, account, generation)
+    bound = serviceaccounts.rotation._create_bound_secret(client, account, generation)
     lost, _expiry = client.request_token("default", "deployer", 3600, bound)
     assert authenticated_as(sim, lost) == SUBJECT
 
@@ -187,7 +187,7 @@ def test_a_rotation_whose_lease_was_taken_over_cannot_record_anything(in_use):
     expire_lease(account)
     assert serviceaccounts.claim(account.pk) is not None  # another worker takes it
 
-    attempt = serviceaccounts._Attempt(
+    attempt = serviceaccounts.rotation._Attempt(
         account=account,
         lease=stale_lease,
         started_at=timezone.now(),
@@ -195,7 +195,7 @@ def test_a_rotation_whose_lease_was_taken_over_cannot_record_anything(in_use):
         calls_before=0,
     )
     with pytest.raises(serviceaccounts.LeaseLost):
-        serviceaccounts._issue(attempt, generation)
+        serviceaccounts.rotation._issue(attempt, generation)
     generation.refresh_from_db()
     assert generation.issued == {}
 
