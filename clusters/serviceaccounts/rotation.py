@@ -22,6 +22,7 @@ from access import audit
 from clusters import k8s, services
 from clusters.choices import (
     AccountState,
+    DeliveryKind,
     GenerationState,
     ReconcileTrigger,
     RotationStatus,
@@ -167,6 +168,7 @@ def _rotate_claimed(
             attempt.trigger = RotationTrigger.RETIRE
             if not _revoke_generations(attempt, everything=True):
                 return None
+            _remove_delivered_secrets(attempt)
             return _finish(attempt, RotationStatus.SUCCEEDED)
         pending = [g for g in attempt.live if g.state == GenerationState.PENDING]
         generation = pending[-1] if pending else None
@@ -542,6 +544,32 @@ def _revoke(attempt: _Attempt, generation: TokenGeneration) -> None:
         attempt.steps.append(f"revoked generation {generation.number} on {len(done)} cluster(s)")
     if failure:
         raise RotationFailed(failure)
+
+
+def _remove_delivered_secrets(attempt: _Attempt) -> None:
+    """A retired account's consumer Secrets hold revoked tokens: delete those Warden wrote, as
+    it last wrote them (a Secret changed since, or gone, is left as it is)."""
+    removed = []
+    for target in attempt.account.targets.filter(kind=DeliveryKind.SECRET).select_related(
+        "cluster"
+    ):
+        if target.cluster is None or not target.resource_version:
+            continue
+        client = k8s.client_for(services.endpoint_for(target.cluster))
+        try:
+            client.delete(
+                "Secret",
+                target.secret_name,
+                target.namespace,
+                resource_version=target.resource_version,
+            )
+        except KubeError as exc:
+            if exc.status not in (404, 409):
+                raise
+            continue
+        removed.append(str(target))
+    if removed:
+        attempt.steps.append(f"deleted the consumer Secrets it had written: {', '.join(removed)}")
 
 
 def _finish(attempt: _Attempt, status: str, error: str = "") -> RotationRun:

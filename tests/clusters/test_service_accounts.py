@@ -215,6 +215,9 @@ def test_retiring_the_last_account_removes_it_then_stops_listing(make_cluster, p
 
     assert revoke.trigger == RotationTrigger.RETIRE
     assert authenticated_as(sim, token) is None
+    assert "deployer-token" not in [
+        s.metadata.name for s in rbac.core(sim).list_namespaced_secret("default").items
+    ]
     assert removal.deleted == 1
     names = [
         sa.metadata.name for sa in rbac.core(sim).list_namespaced_service_account("default").items
