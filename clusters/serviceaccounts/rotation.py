@@ -120,6 +120,8 @@ class _Attempt:
     # The account's pending, active and in-grace generations, read once and kept up to date
     # in memory as this attempt changes them (it holds the lease: nobody else does).
     live: list[TokenGeneration] = field(default_factory=list)
+    # Set once the lease is given back (by _finish, in the transaction recording the run).
+    released: list[bool] = field(default_factory=list)
     _clusters: list[Cluster] | None = None
 
     def clusters(self) -> list[Cluster]:
@@ -144,14 +146,16 @@ def rotate_account(
     if lease is None:
         logger.info("service account %s: another worker holds its rotation", account_id)
         return None
+    released: list[bool] = []
     try:
-        return _rotate_claimed(account_id, lease, trigger, actor, force)
+        return _rotate_claimed(account_id, lease, trigger, actor, force, released)
     finally:
-        release(account_id, lease)
+        if not released:  # _finish gives the lease back with the run it records
+            release(account_id, lease)
 
 
 def _rotate_claimed(
-    account_id: int, lease: str, trigger: str, actor: Any, force: bool
+    account_id: int, lease: str, trigger: str, actor: Any, force: bool, released: list[bool]
 ) -> RotationRun | None:
     account = ManagedServiceAccount.objects.select_related("owner_team").get(pk=account_id)
     attempt = _Attempt(
@@ -161,6 +165,7 @@ def _rotate_claimed(
         started=time.monotonic(),
         calls_before=k8s.calls_in_this_thread(),
         trigger=trigger,
+        released=released,
     )
     attempt.live = list(account.generations.filter(state__in=LIVE_GENERATIONS))
     try:
@@ -587,6 +592,9 @@ def _finish(attempt: _Attempt, status: str, error: str = "") -> RotationRun:
             steps=attempt.steps,
             error=error[:2000],
         )
+        ManagedServiceAccount.objects.filter(pk=account.pk, lease_id=attempt.lease).update(
+            lease_id="", lease_until=None
+        )
         if status == RotationStatus.FAILED:
             ManagedServiceAccount.objects.filter(pk=account.pk).update(
                 consecutive_failures=F("consecutive_failures") + 1, last_error=error[:2000]
@@ -601,6 +609,7 @@ def _finish(attempt: _Attempt, status: str, error: str = "") -> RotationRun:
                 reason=error[:2000],
             )
             logger.warning("rotation of service account %s failed: %s", account, error)
+    attempt.released.append(True)  # committed: the finally clause need not release again
     return run
 
 
