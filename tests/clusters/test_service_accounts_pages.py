@@ -293,3 +293,45 @@ def test_a_scan_of_an_unreachable_cluster_keeps_the_last_report(make_cluster, pe
     finally:
         sim.faults.unreachable = False
     assert LegacyToken.objects.get().state == LegacyTokenState.FOUND
+
+
+def test_the_owner_changes_the_rotation_period_and_retires_with_a_reason(
+    deployer, alice, people, django_capture_on_commit_callbacks
+):
+    account, cluster, sim = deployer
+    form = {
+        "owner_team": people["payments"].pk,
+        "clusters": cluster.name,
+        "rotation_period": "12h",
+        "grace_period": "1h",
+        "token_lifetime": "1d",
+        "show_to_owner": "on",
+    }
+    edited = alice.post(reverse("sa-edit", args=[account.pk]), form)
+    account.refresh_from_db()
+    assert edited.status_code == 302
+    assert account.rotation_period.total_seconds() == 12 * 3600
+    assert (account.name, account.namespace) == ("deployer", "default")  # cannot change
+
+    refused = alice.post(reverse("sa-retire", args=[account.pk]), {"reason": ""})
+    account.refresh_from_db()
+    assert refused.status_code == 302 and account.state == "active"
+    token = delivered_token(sim)
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.post(reverse("sa-retire", args=[account.pk]), {"reason": "service shut down"})
+    account.refresh_from_db()
+    assert account.state == "retired"
+    assert authenticated_as(sim, token) is None
+
+
+def test_the_last_place_tokens_go_cannot_be_removed(make_cluster, people, alice):
+    cluster, _sim = make_cluster()
+    account = declare(cluster, people["payments"], consumer=(cluster, "default", "deployer-token"))
+    target = account.targets.get()
+
+    page = alice.post(
+        reverse("sa-target-remove", args=[account.pk, target.pk]), follow=True
+    ).content.decode()
+
+    assert "only place its tokens go" in page
+    assert account.targets.count() == 1
