@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from access import audit
 from access.models import Grant, Membership, Person, Role, Team
 from clusters import crypto, k8s, locks
-from clusters.choices import ClusterState, ReconcileStatus, ReconcileTrigger
+from clusters.choices import AccountState, ClusterState, ReconcileStatus, ReconcileTrigger
 from clusters.compiler import (
     ClusterSpec,
     DesiredState,
@@ -27,9 +28,10 @@ from clusters.compiler import (
     GrantSpec,
     RoleDefinitionSpec,
     RoleSpec,
+    ServiceAccountSpec,
 )
 from clusters.k8s import Endpoint, KubeError, Unreachable
-from clusters.models import Cluster, ReconcileRun
+from clusters.models import Cluster, ManagedServiceAccount, ReconcileRun
 from clusters.plan import object_key
 from clusters.reconcile import Inputs, Outcome, key_text, reconcile, shadow_access
 
@@ -140,7 +142,41 @@ def load_inputs(
         active_people=active_people,
         active_teams=active_teams,
     )
-    return Inputs(grants=grants, roles=role_specs(), directory=directory, now=now)
+    return Inputs(
+        grants=grants,
+        roles=role_specs(),
+        directory=directory,
+        now=now,
+        service_accounts=account_specs(specs),
+    )
+
+
+def account_specs(clusters: list[ClusterSpec]) -> list[ServiceAccountSpec]:
+    """Active managed service accounts that reach any of these clusters."""
+    accounts = ManagedServiceAccount.objects.filter(state=AccountState.ACTIVE).select_related(
+        "owner_team"
+    )
+    if connection.features.supports_json_field_contains and clusters:
+        # Only accounts naming one of these clusters, or chosen by selector alone: a reconcile
+        # of one cluster does not read the whole fleet's accounts (JSON containment, indexed
+        # by nothing but still done by the database).
+        named = Q(clusters=[])
+        for cluster in clusters:
+            named |= Q(clusters__contains=[cluster.name])
+        accounts = accounts.filter(named)
+    accounts_list = list(accounts)
+    roles: dict[int, list[str]] = defaultdict(list)
+    through = ManagedServiceAccount.roles.through.objects.filter(
+        managedserviceaccount_id__in=[a.pk for a in accounts_list]
+    ).values_list("managedserviceaccount_id", "role__name")
+    for account_id, role_name in through:
+        roles[account_id].append(role_name)
+    out = []
+    for account in accounts_list:
+        spec = account.spec(role_names=tuple(sorted(roles.get(account.pk, ()))))
+        if any(spec.reaches(cluster) for cluster in clusters):
+            out.append(spec)
+    return out
 
 
 def reconcile_cluster(
@@ -189,8 +225,14 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
         run.created, run.updated = outcome.created, outcome.updated
         run.recreated, run.deleted, run.drift = outcome.recreated, outcome.deleted, outcome.drift
         run.pending = {str(k): v for k, v in outcome.desired.pending.items()}
+        # Service accounts' reasons under "sa:<id>", apart from grant ids.
+        run.pending.update({f"sa:{k}": v for k, v in outcome.desired.account_pending.items()})
         run.grants_in_force = outcome.in_force
         run.desired_digests = outcome.desired_digests
+    else:
+        # Nothing was compiled: Warden's intent is what it was, and the next run must still
+        # know which kinds it owned here (e.g. ServiceAccounts to remove).
+        run.desired_digests = last or {}
     run.api_calls = client.calls - calls_before
     run.finished_at = timezone.now()
     run.duration_s = round(time.monotonic() - started, 3)
@@ -198,6 +240,10 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
         run.save()
         if not dry_run and outcome is not None:
             _audit_writes(cluster, run, outcome)
+            if outcome.plan.create:
+                from clusters.serviceaccounts import after_reconcile
+
+                after_reconcile(cluster, [object_key(obj) for obj in outcome.plan.create])
         if not dry_run:
             cluster.last_reconcile_at = run.finished_at
             cluster.last_reconcile_status = run.status
@@ -629,14 +675,14 @@ def retire_cluster(
 
 def _remove_owned(cluster: Cluster) -> ReconcileRun:
     from clusters.plan import Plan
-    from clusters.reconcile import Outcome, apply, read_actual
+    from clusters.reconcile import ACCOUNT_KIND, MANAGED_KINDS, Outcome, apply, read_actual
 
     started = time.monotonic()
     run = ReconcileRun(cluster=cluster, trigger=ReconcileTrigger.RETIRE)
     client = k8s.client_for(endpoint_for(cluster))
     calls_before = client.calls
     try:
-        actual = read_actual(client)
+        actual = read_actual(client, (*MANAGED_KINDS, ACCOUNT_KIND))
         plan = Plan(delete=sorted(actual))
         outcome = Outcome(plan=plan, desired=DesiredState())
         apply(client, plan, actual, outcome)
