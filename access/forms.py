@@ -340,3 +340,50 @@ class ForbiddenForm(forms.Form):
             field_name = "message" if cleaned.get("message", "").strip() else None
             self.add_error(field_name, str(exc))
         return cleaned
+
+
+class WhoCanForm(forms.Form):
+    """ "Who can do X on cluster Y?": the action, typed as kubectl names it, and the cluster."""
+
+    verb = forms.CharField(max_length=40, help_text="get, list, create, delete, ...")
+    resource = forms.CharField(
+        required=False, max_length=253, help_text="pods, deployments.apps, pods/log"
+    )
+    api_group = forms.CharField(
+        required=False, max_length=253, label="API group", help_text="empty for the core group"
+    )
+    namespace = forms.CharField(
+        required=False, max_length=63, help_text="empty: cluster-wide (all namespaces at once)"
+    )
+    path = forms.CharField(
+        required=False, max_length=500, label="Or a path", help_text="a non-resource URL: /metrics"
+    )
+    cluster = forms.ModelChoiceField(
+        queryset=Cluster.objects.none(),
+        to_field_name="name",
+        empty_label="Choose a cluster",
+        error_messages={"required": "Choose the cluster to ask about."},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["cluster"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = Cluster.objects.exclude(state=ClusterState.RETIRED).order_by("name")
+        self.attempt: forbidden.AccessAttempt | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if "verb" not in cleaned:
+            return cleaned
+        try:
+            self.attempt = forbidden.attempt_from_fields(
+                verb=cleaned["verb"],
+                resource=cleaned.get("resource", ""),
+                api_group=cleaned.get("api_group", ""),
+                namespace=cleaned.get("namespace", ""),
+                path=cleaned.get("path", ""),
+            )
+        except forbidden.UnreadableMessage as exc:
+            self.add_error(None, str(exc))
+        return cleaned

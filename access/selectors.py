@@ -23,7 +23,9 @@ from access.models import (
     TeamNesting,
 )
 from access.services.requests import Reach, reach_of
+from access.whocan import WhoCanAnswer, who_can
 from clusters.choices import ReconcileStatus
+from clusters.compiler import ClusterSpec, DirectorySnapshot
 from clusters.models import Cluster, ReconcileRun
 from clusters.services import live_cluster_specs, role_specs
 
@@ -195,9 +197,11 @@ def inbox_rows(requests: Iterable[AccessRequest]) -> list[InboxRow]:
     ]
 
 
-def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -> Explanation:
-    """The "Why forbidden?" answer for `user`: the catalogue judged on `cluster`, with the
-    rules of the ClusterRoles it references read from the cluster, and the user's own grants."""
+def catalogue_on(
+    cluster: Cluster,
+) -> tuple[ClusterSpec, list[CatalogueRole], dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """The role catalogue as defined on `cluster`, with the rules of the ClusterRoles it
+    references read from the cluster (and why some could not be read)."""
     from clusters.services import cluster_role_rules, role_specs
 
     spec = cluster.spec()
@@ -218,6 +222,13 @@ def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -
         if definition is not None and definition.cluster_role:
             referenced.add(definition.cluster_role)
     rules, unreadable = cluster_role_rules(cluster, referenced)
+    return spec, catalogue, rules, unreadable
+
+
+def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -> Explanation:
+    """The "Why forbidden?" answer for `user`: the catalogue judged on `cluster`, with the
+    rules of the ClusterRoles it references read from the cluster, and the user's own grants."""
+    spec, catalogue, rules, unreadable = catalogue_on(cluster)
     person: Person | None = getattr(user, "person", None)
     holdings = _holdings_on(person, cluster) if person is not None else []
     return explain(
@@ -229,6 +240,64 @@ def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -
         username=person.username if person is not None else "",
         holdings=holdings,
     )
+
+
+def newest_reconcile(cluster: Cluster) -> ReconcileRun | None:
+    """The cluster's newest finished, real reconcile: what it holds now, as far as Warden knows."""
+    return (
+        ReconcileRun.objects.filter(cluster=cluster, dry_run=False)
+        .exclude(status=ReconcileStatus.RUNNING)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+
+
+def who_can_answer(attempt: AccessAttempt, cluster: Cluster) -> WhoCanAnswer:
+    """Who can do `attempt` on `cluster`: the compiler's inputs for that cluster, every team's
+    members, and the newest reconcile's view of which grants are in force there."""
+    from clusters.services import load_inputs
+
+    spec, catalogue, rules, unreadable = catalogue_on(cluster)
+    inputs = load_inputs([cluster])
+    teams = {g.team for g in inputs.grants if g.team}
+    members: dict[str, set[str]] = {team: set() for team in teams}
+    rows = Membership.objects.filter(
+        team__is_active=True, team__name__in=teams, person__is_active=True
+    ).values_list("team__name", "person__username")
+    for team, username in rows:
+        members[team].add(username)
+    personal = {g.person for g in inputs.grants if g.person}
+    active_people = frozenset(
+        Person.objects.filter(is_active=True, username__in=personal).values_list(
+            "username", flat=True
+        )
+    ) | frozenset(u for names in members.values() for u in names)
+    directory = DirectorySnapshot(
+        team_members={team: frozenset(names) for team, names in members.items()},
+        active_people=active_people,
+        active_teams=inputs.directory.active_teams,
+    )
+    run = newest_reconcile(cluster)
+    answer = who_can(
+        attempt,
+        spec,
+        catalogue,
+        rules,
+        inputs.grants,
+        directory,
+        inputs.now,
+        unreadable=unreadable,
+        reconciled=frozenset(run.grants_in_force or []) if run is not None else None,
+        pending=(run.pending or {}) if run is not None else {},
+    )
+    shadow = cluster.shadow_access or []
+    if shadow:
+        answer.notes.append(
+            f"The last scan found {len(shadow)} binding(s) on {cluster.name} that Warden does not "
+            "own and that name directory people or teams: they may allow more (see the cluster's "
+            "page)."
+        )
+    return answer
 
 
 def _holdings_on(person: Person, cluster: Cluster) -> list[Holding]:
@@ -252,12 +321,7 @@ def _holdings_on(person: Person, cluster: Cluster) -> list[Holding]:
     reaching = [(g, s) for g, s in reaching if s.reaches(spec)]
     if not reaching:
         return []
-    run = (
-        ReconcileRun.objects.filter(cluster=cluster, dry_run=False)
-        .exclude(status=ReconcileStatus.RUNNING)
-        .order_by("-started_at", "-id")
-        .first()
-    )
+    run = newest_reconcile(cluster)
     in_force = set(run.grants_in_force or []) if run is not None else set()
     pending = (run.pending or {}) if run is not None else {}
     return [
@@ -269,3 +333,62 @@ def _holdings_on(person: Person, cluster: Cluster) -> list[Holding]:
         )
         for grant, spec_ in reaching
     ]
+
+
+# --- "what can this person do?" (operators) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterRollout:
+    """One cluster a held grant reaches: what it becomes there and whether it is in force."""
+
+    reach: Reach
+    state: str  # "in force", "pending" or "failed"
+    detail: str
+
+
+@dataclass(frozen=True)
+class PersonGrant:
+    """A grant a person holds, with its rollout on every live cluster it reaches."""
+
+    held: HeldAccess
+    rollout: list[ClusterRollout]
+
+    @property
+    def states(self) -> str:
+        """The rollout in a few words: "2 in force, 1 pending"."""
+        counts: dict[str, int] = {}
+        for row in self.rollout:
+            counts[row.state] = counts.get(row.state, 0) + 1
+        return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cluster"
+
+
+def person_access(person: Person) -> list[PersonGrant]:
+    """Every grant in force for `person` (personal and through teams) with its rollout per
+    cluster, from each cluster's newest reconcile: a constant number of queries."""
+    from clusters.selectors import latest_runs, rollout_state
+
+    runs = {run.cluster.name: run for run in latest_runs().values()}
+    return [
+        PersonGrant(
+            held=held,
+            rollout=[
+                ClusterRollout(reach, *rollout_state(held.grant.pk, runs.get(reach.cluster)))
+                for reach in held.clusters
+            ],
+        )
+        for held in access_of(person)
+    ]
+
+
+def find_people(query: str, limit: int = 50) -> QuerySet[Person]:
+    """People whose username, name or email contains `query`, active first."""
+    query = query.strip()
+    people = Person.objects.all()
+    if query:
+        people = people.filter(
+            Q(username__icontains=query)
+            | Q(display_name__icontains=query)
+            | Q(email__icontains=query)
+        )
+    return people.order_by("-is_active", "username")

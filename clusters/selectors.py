@@ -39,28 +39,27 @@ def latest_runs() -> dict[int, ReconcileRun]:
     return {run.cluster_id: run for run in runs}
 
 
+def rollout_state(grant_id: int, run: ReconcileRun | None) -> tuple[str, str]:
+    """Where a grant stands on one cluster after its newest reconcile: (state, detail)."""
+    if run is None:
+        return "pending", "not reconciled yet"
+    if grant_id in (run.grants_in_force or []):
+        return "in force", ""
+    if str(grant_id) in (run.pending or {}):
+        return "pending", "; ".join(run.pending[str(grant_id)])
+    if run.status == ReconcileStatus.FAILED:
+        return "failed", run.error[:300]
+    return "pending", "awaiting reconcile"
+
+
 def rollout_status(grant_id: int, reached_cluster_ids: list[int]) -> list[dict[str, Any]]:
     """Per cluster the grant reaches: in force, pending (and why) or failed (and why)."""
     runs = latest_runs()
     clusters = Cluster.objects.filter(pk__in=reached_cluster_ids).order_by("name")
     rows = []
     for cluster in clusters:
-        run = runs.get(cluster.pk)
-        if run is None:
-            rows.append(
-                {"cluster": cluster.name, "state": "pending", "detail": "not reconciled yet"}
-            )
-        elif grant_id in (run.grants_in_force or []):
-            rows.append({"cluster": cluster.name, "state": "in force", "detail": ""})
-        elif str(grant_id) in (run.pending or {}):
-            reasons = "; ".join(run.pending[str(grant_id)])
-            rows.append({"cluster": cluster.name, "state": "pending", "detail": reasons})
-        elif run.status == "failed":
-            rows.append({"cluster": cluster.name, "state": "failed", "detail": run.error[:300]})
-        else:
-            rows.append(
-                {"cluster": cluster.name, "state": "pending", "detail": "awaiting reconcile"}
-            )
+        state, detail = rollout_state(grant_id, runs.get(cluster.pk))
+        rows.append({"cluster": cluster.name, "state": state, "detail": detail})
     return rows
 
 
