@@ -387,3 +387,115 @@ class WhoCanForm(forms.Form):
         except forbidden.UnreadableMessage as exc:
             self.add_error(None, str(exc))
         return cleaned
+
+
+def duration_text(value: timedelta | None) -> str:
+    """A duration as the forms take it: "7d", "4h", "90m"."""
+    if value is None:
+        return ""
+    seconds = int(value.total_seconds())
+    if seconds and seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m"
+
+
+class DurationTextField(forms.CharField):
+    """A duration typed as 90m, 4h or 3d."""
+
+    def to_python(self, value: Any) -> timedelta | None:  # type: ignore[override]
+        return parse_duration(super().to_python(value))
+
+
+class PolicyForm(forms.Form):
+    """An approval policy as an operator edits it. The rules are the service's."""
+
+    name = forms.CharField(max_length=100)
+    environment = forms.ChoiceField(
+        choices=[("", "any environment"), *Environment.choices], required=False
+    )
+    tier = forms.ChoiceField(choices=[("", "any tier"), *Tier.choices], required=False)
+    role = forms.ModelChoiceField(
+        queryset=Role.objects.all(),
+        required=False,
+        empty_label="any role",
+        help_text="Only for this role; a role-specific policy wins over a general one.",
+    )
+    approvals_required = forms.IntegerField(
+        min_value=0,
+        label="Approvals needed",
+        help_text="0: granted at once, without approval.",
+    )
+    approver_teams = ScopeField(
+        required=False,
+        label="Approver teams",
+        help_text="Directory team names, commas or spaces; empty: the Warden operators approve.",
+    )
+    manager_may_approve = forms.BooleanField(
+        required=False, label="The requester's manager (from the directory) may approve too"
+    )
+    self_approval_forbidden = forms.BooleanField(
+        required=False, initial=True, label="Nobody approves their own request"
+    )
+    default_duration = DurationTextField(label="Usual duration", help_text="e.g. 4h, 3d")
+    max_duration = DurationTextField(label="Longest duration", help_text="e.g. 1d, 30d")
+    break_glass_allowed = forms.BooleanField(
+        required=False, label="Break glass: immediate access in an emergency, reviewed afterwards"
+    )
+    break_glass_duration = DurationTextField(
+        required=False, label="Break-glass duration", help_text="e.g. 1h"
+    )
+    reason = forms.CharField(
+        max_length=500, help_text="Why this change: it goes into the audit trail."
+    )
+
+    @staticmethod
+    def initial_for(policy: Any) -> dict[str, Any]:
+        return {
+            "name": policy.name,
+            "environment": policy.environment,
+            "tier": policy.tier,
+            "role": policy.role_id,
+            "approvals_required": policy.approvals_required,
+            "approver_teams": " ".join(
+                sorted(policy.approver_teams.values_list("name", flat=True))
+            ),
+            "manager_may_approve": policy.manager_may_approve,
+            "self_approval_forbidden": policy.self_approval_forbidden,
+            "default_duration": duration_text(policy.default_duration),
+            "max_duration": duration_text(policy.max_duration),
+            "break_glass_allowed": policy.break_glass_allowed,
+            "break_glass_duration": duration_text(policy.break_glass_duration),
+        }
+
+    def clean_approver_teams(self) -> list[Team]:
+        names = self.cleaned_data.get("approver_teams") or []
+        teams: dict[str, Team] = {}
+        for team in Team.objects.filter(name__in=names).order_by("-is_active", "pk"):
+            teams.setdefault(team.name, team)  # an active team of that name first
+        unknown = [n for n in names if n not in teams]
+        if unknown:
+            raise forms.ValidationError(f"No team named {', '.join(unknown)} in the directory.")
+        return [teams[n] for n in dict.fromkeys(names)]
+
+    def apply_to(self, policy: Any) -> Any:
+        """Copy the typed values onto `policy` (not saved)."""
+        data = self.cleaned_data
+        for name in (
+            "name",
+            "environment",
+            "tier",
+            "role",
+            "approvals_required",
+            "manager_may_approve",
+            "self_approval_forbidden",
+            "default_duration",
+            "max_duration",
+            "break_glass_allowed",
+            "break_glass_duration",
+        ):
+            setattr(policy, name, data[name])
+        if not policy.break_glass_allowed:
+            policy.break_glass_duration = None
+        return policy

@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from access import review_views, views
-from access.views import audit, catalogue, operators, requests
+from access.views import audit, catalogue, operators, policies, requests
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -35,6 +35,10 @@ urlpatterns = [
     path("grants/<int:pk>/revoke", catalogue.grant_revoke, name="grant-revoke"),
     path("roles/", catalogue.role_list, name="role-list"),
     path("roles/<slug:name>/define", catalogue.role_define, name="role-define"),
+    path("policies/", policies.policy_list, name="policy-list"),
+    path("policies/new", policies.policy_new, name="policy-new"),
+    path("policies/<int:pk>/", policies.policy_edit, name="policy-edit"),
+    path("policies/<int:pk>/delete", policies.policy_delete, name="policy-delete"),
     path("who-can/", operators.who_can, name="who-can"),
     path("people/", operators.people, name="people"),
     path("people/<int:pk>/", operators.person_detail, name="person-access"),
