@@ -392,3 +392,73 @@ def find_people(query: str, limit: int = 50) -> QuerySet[Person]:
             | Q(email__icontains=query)
         )
     return people.order_by("-is_active", "username")
+
+
+# --- a directory sync under way (the health page follows it) ----------------------------------
+
+# A sync asked for but not started after this long: no worker is taking tasks.
+SYNC_QUEUE_PATIENCE = timedelta(minutes=10)
+# A sync "running" for longer than this died with its worker (its lock went with its transaction).
+SYNC_RUN_PATIENCE = timedelta(hours=1)
+
+
+@dataclass
+class SyncProgress:
+    """Where the newest directory sync stands, and the reconciles it queued."""
+
+    sync: DirectorySync | None
+    # Set while a sync this operator asked for has not started yet.
+    queued_at: datetime | None = None
+    previous_duration_s: float | None = None
+    reconciles: Any = None  # clusters.selectors.ReconcileProgress
+
+    @property
+    def waiting_for_worker(self) -> bool:
+        return self.queued_at is not None
+
+    @property
+    def queue_stalled(self) -> bool:
+        return self.queued_at is not None and timezone.now() - self.queued_at > SYNC_QUEUE_PATIENCE
+
+    @property
+    def running(self) -> bool:
+        return self.sync is not None and self.sync.status == "running"
+
+    @property
+    def run_stalled(self) -> bool:
+        return self.running and timezone.now() - self.sync.started_at > SYNC_RUN_PATIENCE  # type: ignore[union-attr]
+
+    @property
+    def elapsed_s(self) -> int:
+        return int((timezone.now() - self.sync.started_at).total_seconds()) if self.sync else 0
+
+    @property
+    def polling(self) -> bool:
+        """Whether the page should ask again: something is still to happen."""
+        if self.waiting_for_worker:
+            return not self.queue_stalled
+        if self.running:
+            return not self.run_stalled
+        return self.reconciles is not None and not (
+            self.reconciles.finished or self.reconciles.stalled
+        )
+
+
+def sync_progress(queued_at: datetime | None = None) -> SyncProgress:
+    """The newest sync (or the one `queued_at` asked for, if it has not started yet)."""
+    from clusters.selectors import reconcile_progress
+
+    sync = last_sync()
+    if queued_at is not None and sync is not None and sync.started_at >= queued_at:
+        queued_at = None  # it has started
+    progress = SyncProgress(sync=sync, queued_at=queued_at)
+    if sync is not None and sync.status == "running":
+        progress.previous_duration_s = (
+            DirectorySync.objects.filter(status="succeeded")
+            .order_by("-started_at", "-id")
+            .values_list("duration_s", flat=True)
+            .first()
+        )
+    if sync is not None and sync.reconcile_cluster_ids:
+        progress.reconciles = reconcile_progress(sync.reconcile_cluster_ids, sync.started_at)
+    return progress

@@ -15,6 +15,7 @@ urlpatterns = [
     path("health/", views.health_page, name="health"),
     path("health/json", views.health_json, name="health-json"),
     path("health/sync", views.sync_now, name="sync-now"),
+    path("health/sync/progress", views.sync_progress, name="sync-progress"),
     path("health/sync/<int:pk>/confirm", views.confirm_sync, name="confirm-sync"),
     # the self-service
     path("requests/new", requests.request_new, name="request-new"),
