@@ -129,15 +129,22 @@ class ScopeField(forms.CharField):
 class RequestForm(forms.Form):
     """What a person asks for. Validation of the scope itself is the service's."""
 
-    role = forms.ModelChoiceField(queryset=Role.objects.all(), empty_label=None)
+    role = forms.ModelChoiceField(
+        queryset=Role.objects.all(), empty_label=None, widget=forms.RadioSelect
+    )
     environments = forms.MultipleChoiceField(
         choices=Environment.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
     tiers = forms.MultipleChoiceField(
         choices=Tier.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
-    clusters = ScopeField(
-        required=False, help_text="Cluster names; empty = every cluster of the environments/tiers."
+    clusters = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every cluster of the environments and tiers.",
+        error_messages={
+            "invalid_choice": "%(value)s is not a live cluster (retired, or unknown): untick it."
+        },
     )
     namespaces = ScopeField(
         required=False, help_text="Namespace names or patterns such as team-*; commas or spaces."
@@ -154,6 +161,13 @@ class RequestForm(forms.Form):
     )
     extends = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["clusters"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        names = Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("name", flat=True)
+        field.choices = [(name, name) for name in names.order_by("name")]
+
     def clean_duration(self) -> timedelta | None:
         return parse_duration(self.cleaned_data.get("duration") or "")
 
@@ -165,6 +179,15 @@ class RequestForm(forms.Form):
             "clusters": data.get("clusters") or [],
             "namespaces": data.get("namespaces") or [],
         }
+
+    def picked(self, name: str) -> list[str]:
+        """What is ticked in a multiple-choice field now: typed in, or prefilled."""
+        if self.is_bound:
+            return (
+                [v for v in self.data.getlist(name) if v] if hasattr(self.data, "getlist") else []
+            )
+        value = self.initial.get(name) or []
+        return list(value) if not isinstance(value, str) else split_words(value)
 
 
 class DecisionForm(forms.Form):

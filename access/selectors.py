@@ -462,3 +462,63 @@ def sync_progress(queued_at: datetime | None = None) -> SyncProgress:
     if sync is not None and sync.reconcile_cluster_ids:
         progress.reconciles = reconcile_progress(sync.reconcile_cluster_ids, sync.started_at)
     return progress
+
+
+# --- the request page's cluster picker --------------------------------------------------------
+
+PICKER_LIMIT = 30
+
+
+@dataclass(frozen=True)
+class PickerCluster:
+    """A cluster offered in the picker."""
+
+    name: str
+    environment: str
+    tier: str
+    checked: bool
+
+
+@dataclass(frozen=True)
+class ClusterPicker:
+    """Live clusters of the chosen environments and tiers that match the search, with the
+    ticked ones always shown (first), so that a search never hides a choice already made."""
+
+    clusters: list[PickerCluster]
+    more: int
+    search: str
+    matching: int
+
+
+def cluster_picker(
+    environments: Iterable[str],
+    tiers: Iterable[str],
+    search: str,
+    selected: Iterable[str],
+    limit: int | None = None,
+) -> ClusterPicker:
+    """Three queries, however large the fleet."""
+    limit = limit or PICKER_LIMIT
+    from clusters.choices import ClusterState
+    from clusters.selectors import environment_rank
+
+    live = Cluster.objects.exclude(state=ClusterState.RETIRED)
+    environments, tiers, chosen = list(environments), list(tiers), set(selected)
+    matching = live
+    if environments:
+        matching = matching.filter(environment__in=environments)
+    if tiers:
+        matching = matching.filter(tier__in=tiers)
+    search = search.strip()
+    if search:
+        matching = matching.filter(name__icontains=search)
+    ordered = matching.annotate(env_rank=environment_rank()).order_by("env_rank", "tier", "name")
+    fields = ("name", "environment", "tier")
+    shown = list(ordered.values_list(*fields)[:limit])
+    total = matching.count() if len(shown) == limit else len(shown)
+    ticked = list(live.filter(name__in=chosen).order_by("name").values_list(*fields))
+    rows = [PickerCluster(*row, checked=True) for row in ticked]
+    rows += [PickerCluster(*row, checked=False) for row in shown if row[0] not in chosen]
+    return ClusterPicker(
+        clusters=rows, more=max(total - len(shown), 0), search=search, matching=total
+    )

@@ -20,6 +20,7 @@ urlpatterns = [
     # the self-service
     path("requests/new", requests.request_new, name="request-new"),
     path("requests/preview", requests.request_preview, name="request-preview"),
+    path("requests/clusters", requests.request_clusters, name="request-clusters"),
     path("requests/<int:pk>/", requests.request_detail, name="request-detail"),
     path("requests/<int:pk>/approve", requests.request_approve, name="request-approve"),
     path("requests/<int:pk>/deny", requests.request_deny, name="request-deny"),

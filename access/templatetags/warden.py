@@ -23,3 +23,9 @@ def human_duration(value: timedelta | None) -> str:
         if n
     ]
     return " ".join(parts) or "0 minutes"
+
+
+@register.filter
+def get_item(mapping: dict[object, object], key: object) -> object:
+    """mapping[key] in a template ({{ role_info|get_item:choice.data.value }}); None if absent."""
+    return mapping.get(key)

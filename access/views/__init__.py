@@ -24,7 +24,7 @@ from kombu.exceptions import OperationalError
 from access import forbidden, health, selectors, services
 from access.choices import SyncTrigger
 from access.forms import ForbiddenForm, LoginForm
-from access.models import DirectorySync, Person
+from access.models import AccessRequest, DirectorySync, Person
 from access.permissions import is_operator, require_operator
 from access.tasks import sync_directory_task
 from clusters.choices import ClusterState
@@ -59,12 +59,20 @@ def home(request: HttpRequest) -> HttpResponse:
     person: Person | None = getattr(request.user, "person", None)
     context: dict[str, Any] = {"person": person}
     if person is not None:
+        mine = (
+            AccessRequest.objects.filter(requester=person)
+            .select_related("role")
+            .order_by("-created_at", "-id")
+        )
         context.update(
             teams=selectors.teams_of(person),
-            held=selectors.access_of(person),
-            requests=selectors.requests_of(person),
+            held=selectors.person_access(person),
+            page=Paginator(mine, HOME_REQUESTS_PAGE_SIZE).get_page(request.GET.get("requests")),
         )
     return render(request, "access/home.html", context)
+
+
+HOME_REQUESTS_PAGE_SIZE = 20
 
 
 HEALTH_SYNCS_PAGE_SIZE = 20
