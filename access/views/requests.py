@@ -52,9 +52,9 @@ def _initial(request: HttpRequest, person: Person) -> dict[str, Any]:
                 extends=old.pk,
             )
             return initial
+    # The role asked for (the forbidden explainer), else the smallest: least access first.
     role = Role.objects.filter(name=request.GET.get("role", "")).first()
-    if role is not None:
-        initial["role"] = role
+    initial["role"] = role or Role.objects.order_by("rank", "name").first()
     clusters = request.GET.getlist("cluster")
     if clusters:
         initial["clusters"] = clusters
@@ -96,20 +96,32 @@ def request_new(request: HttpRequest) -> HttpResponse:
     preview = None
     if request.method == "POST":
         form = RequestForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            preview = requests.preview_request(
-                person,
-                data["role"],
-                duration=data["duration"],
-                break_glass=data["break_glass"],
-                **form.scope(),
-            )
-            if "submit" in request.POST and not preview.problems:
-                return _submit(request, form, person)
+        preview = _preview_of(form, person)
+        if "submit" in request.POST and form.is_valid() and preview and not preview.problems:
+            return _submit(request, form, person)
     else:
         form = RequestForm(initial=_initial(request, person))
     return _page(request, form, preview)
+
+
+# What the preview does not need: it shows what a role over a scope gives before the reason is
+# written (submitting still needs everything).
+_NOT_FOR_PREVIEW = {"justification", "ticket"}
+
+
+def _preview_of(form: RequestForm, person: Person) -> requests.Preview | None:
+    """The preview of what the form asks for so far; None while the role or scope is invalid."""
+    form.is_valid()
+    if set(form.errors) - _NOT_FOR_PREVIEW or "role" not in form.cleaned_data:
+        return None
+    data = form.cleaned_data
+    return requests.preview_request(
+        person,
+        data["role"],
+        duration=data.get("duration"),
+        break_glass=data.get("break_glass", False),
+        **form.scope(),
+    )
 
 
 def _submit(request: HttpRequest, form: RequestForm, person: Person) -> HttpResponse:
@@ -146,16 +158,7 @@ def request_preview(request: HttpRequest) -> HttpResponse:
     """The live preview beside the form (htmx), the same as the page's own preview."""
     person = _person_or_403(request)
     form = RequestForm(request.POST)
-    preview = None
-    if form.is_valid():
-        data = form.cleaned_data
-        preview = requests.preview_request(
-            person,
-            data["role"],
-            duration=data["duration"],
-            break_glass=data["break_glass"],
-            **form.scope(),
-        )
+    preview = _preview_of(form, person)
     return render(request, "access/requests/_preview.html", {"form": form, "preview": preview})
 
 

@@ -44,7 +44,7 @@ def filed(company, who="alice", **kw):
 def test_each_role_is_explained_in_plain_words_with_what_it_becomes(client, company, fleet):
     page = text(as_user(client, company.alice).get("/requests/new"))
 
-    assert "Developer — Create and change workloads in a namespace" in page
+    assert "Developer Create and change workloads in a namespace" in page
     assert (
         "any environment, any tier: ClusterRole edit, in the namespaces you ask for. Read and "
         "change most objects, Secrets included" in page
@@ -276,3 +276,14 @@ def test_the_decision_history_is_paginated_and_says_where_each_request_is_now(
 
     assert "Page 1 of 2" in first and "Active" in first
     assert "Page 2 of 2" in second
+
+
+def test_the_preview_shows_before_the_justification_is_written(client, company, fleet):
+    as_user(client, company.alice)
+    data = {"role": Role.objects.get(name="developer").pk, "environments": ["staging"]}
+
+    preview = text(client.post("/requests/preview", {**data, "namespaces": "payments"}))
+    refused = text(client.post("/requests/new", {**data, "namespaces": "payments", "submit": "1"}))
+
+    assert "staging-1" in preview and "1 of: approvers" in preview
+    assert "This field is required." in refused and not AccessRequest.objects.exists()
