@@ -287,3 +287,28 @@ def test_the_preview_shows_before_the_justification_is_written(client, company, 
 
     assert "staging-1" in preview and "1 of: approvers" in preview
     assert "This field is required." in refused and not AccessRequest.objects.exists()
+
+
+# --- nobody sees another person's data ---------------------------------------------------------
+
+
+def test_my_access_shows_only_my_own_grants_and_requests(client, company, fleet):
+    bobs = filed(company, who="bob", namespaces=["bobs-namespace"])
+    Grant.objects.create(
+        person=company.people["bob"], role=Role.objects.get(name="admin"), reason="bob only"
+    )
+
+    page = text(as_user(client, company.alice).get("/"))
+
+    assert "bobs-namespace" not in page and f"#{bobs.pk}" not in page
+    assert "Cluster admin" not in page
+
+
+def test_the_request_pickers_need_a_directory_person(client, company, django_user_model):
+    local = django_user_model.objects.create_user("breakglass-admin")
+    as_user(client, local)
+
+    assert client.post("/requests/clusters", {}).status_code == 403
+    assert client.post("/requests/preview", {}).status_code == 403
+    client.logout()
+    assert client.post("/requests/clusters", {}).status_code == 302  # to the login page
