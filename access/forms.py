@@ -428,7 +428,7 @@ class DurationTextField(forms.CharField):
     """A duration typed as 90m, 4h or 3d."""
 
     def to_python(self, value: Any) -> timedelta | None:  # type: ignore[override]
-        return parse_duration(super().to_python(value))
+        return parse_duration(super().to_python(value) or "")
 
 
 class PolicyForm(forms.Form):

@@ -517,8 +517,12 @@ def cluster_picker(
     shown = list(ordered.values_list(*fields)[:limit])
     total = matching.count() if len(shown) == limit else len(shown)
     ticked = list(live.filter(name__in=chosen).order_by("name").values_list(*fields))
-    rows = [PickerCluster(*row, checked=True) for row in ticked]
-    rows += [PickerCluster(*row, checked=False) for row in shown if row[0] not in chosen]
+    rows = [PickerCluster(name, env, tier, checked=True) for name, env, tier in ticked]
+    rows += [
+        PickerCluster(name, env, tier, checked=False)
+        for name, env, tier in shown
+        if name not in chosen
+    ]
     return ClusterPicker(
         clusters=rows, more=max(total - len(shown), 0), search=search, matching=total
     )

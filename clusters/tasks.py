@@ -33,7 +33,9 @@ def reconcile_fleet_task(
     fleet_reconcile_id: the one an operator asked for (recorded then); None (the schedule):
     record one now, so that the fleet page shows its progress too.
     """
-    fleet = FleetReconcile.objects.filter(pk=fleet_reconcile_id).first()
+    fleet = None
+    if fleet_reconcile_id is not None:
+        fleet = FleetReconcile.objects.filter(pk=fleet_reconcile_id).first()
     if fleet is None:
         fleet = services.start_fleet_reconcile(trigger)
     for cluster_id in fleet.cluster_ids:

@@ -131,7 +131,7 @@ def delete_policy(policy: ApprovalPolicy, *, actor: Any, reason: str = "") -> No
 def _taken(policy: ApprovalPolicy) -> str:
     other = (
         ApprovalPolicy.objects.filter(
-            environment=policy.environment, tier=policy.tier, role_id=policy.role_id
+            environment=policy.environment, tier=policy.tier, role=policy.role
         )
         .exclude(pk=policy.pk)
         .first()
