@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -24,6 +26,7 @@ from access.models import (
     Team,
     TeamOwner,
 )
+from access.services import policies
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -186,10 +189,45 @@ class GrantAdmin(ReadOnlyAdmin):
     list_select_related = ["role", "team", "person"]
 
 
+class ApprovalPolicyAdminForm(forms.ModelForm):
+    """The admin's policy form, checked by the same rules as Warden's policy pages."""
+
+    class Meta:
+        model = ApprovalPolicy
+        fields = [
+            "name",
+            "environment",
+            "tier",
+            "role",
+            "approvals_required",
+            "approver_teams",
+            "manager_may_approve",
+            "self_approval_forbidden",
+            "max_duration",
+            "default_duration",
+            "break_glass_allowed",
+            "break_glass_duration",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        values = {k: v for k, v in cleaned.items() if k != "approver_teams"}
+        try:
+            policies.check_policy(ApprovalPolicy(**values))
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+        return cleaned
+
+
 @admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(admin.ModelAdmin):
-    """Who approves where; every change is audited (it changes who can get access)."""
+    """Who approves where; every change is audited (it changes who can get access).
 
+    Warden's own pages at /policies/ do the same through access.services.policies.
+    """
+
+    form = ApprovalPolicyAdminForm
     list_display = [
         "name",
         "environment",
@@ -201,46 +239,27 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):
     ]
     list_filter = ["environment", "tier", "break_glass_allowed"]
     filter_horizontal = ["approver_teams"]
-    FIELDS = [
-        "name",
-        "environment",
-        "tier",
-        "role_id",
-        "approvals_required",
-        "manager_may_approve",
-        "self_approval_forbidden",
-        "max_duration",
-        "default_duration",
-        "break_glass_allowed",
-        "break_glass_duration",
-    ]
-
-    def _snapshot(self, policy: ApprovalPolicy) -> dict[str, Any]:
-        facts = _facts(policy, self.FIELDS)
-        facts["approver_teams"] = sorted(policy.approver_teams.values_list("name", flat=True))
-        return facts
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         with transaction.atomic():
             object_id = kwargs.get("object_id") or (args[0] if args else None)
             existing = ApprovalPolicy.objects.filter(pk=object_id).first() if object_id else None
-            request._warden_before = self._snapshot(existing) if existing else None  # type: ignore[attr-defined]
+            request._warden_before = policies.policy_facts(existing) if existing else None  # type: ignore[attr-defined]
             return super().changeform_view(request, *args, **kwargs)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        audit.record(
-            "policy.saved",
-            actor=request.user,
-            obj=form.instance,
-            before=getattr(request, "_warden_before", None),
-            after=self._snapshot(form.instance),
+        policies.record_policy_saved(
+            form.instance, before=getattr(request, "_warden_before", None), actor=request.user
         )
 
     def delete_model(self, request: HttpRequest, obj: ApprovalPolicy) -> None:
-        with transaction.atomic():
-            audit.record("policy.deleted", actor=request.user, obj=obj, before=self._snapshot(obj))
-            super().delete_model(request, obj)
+        policies.delete_policy(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        # "Delete selected": one audited delete per policy, not a silent bulk delete.
+        for policy in queryset:
+            policies.delete_policy(policy, actor=request.user)
 
 
 @admin.register(AccessRequest)

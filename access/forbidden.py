@@ -399,7 +399,7 @@ def explain(
             holding
             for holding in holdings
             if holding.grant.role in allowing
-            and _grant_covers(holding.grant, cluster, roles, attempt)
+            and grant_covers(holding.grant, cluster, roles, attempt)
         ]
         result.causes.extend(_causes(result.covering, attempt, cluster, username))
     result.notes.extend(_subject_notes(attempt, cluster, username, bool(result.causes)))
@@ -498,7 +498,7 @@ def _matches_any(value: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
 
 
-def _grant_covers(
+def grant_covers(
     grant: GrantSpec, cluster: ClusterSpec, roles: Sequence[CatalogueRole], attempt: AccessAttempt
 ) -> bool:
     """Whether the bindings the compiler writes for this grant would reach the attempt."""

@@ -129,15 +129,22 @@ class ScopeField(forms.CharField):
 class RequestForm(forms.Form):
     """What a person asks for. Validation of the scope itself is the service's."""
 
-    role = forms.ModelChoiceField(queryset=Role.objects.all(), empty_label=None)
+    role = forms.ModelChoiceField(
+        queryset=Role.objects.all(), empty_label=None, widget=forms.RadioSelect
+    )
     environments = forms.MultipleChoiceField(
         choices=Environment.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
     tiers = forms.MultipleChoiceField(
         choices=Tier.choices, required=False, widget=forms.CheckboxSelectMultiple
     )
-    clusters = ScopeField(
-        required=False, help_text="Cluster names; empty = every cluster of the environments/tiers."
+    clusters = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every cluster of the environments and tiers.",
+        error_messages={
+            "invalid_choice": "%(value)s is not a live cluster (retired, or unknown): untick it."
+        },
     )
     namespaces = ScopeField(
         required=False, help_text="Namespace names or patterns such as team-*; commas or spaces."
@@ -154,6 +161,13 @@ class RequestForm(forms.Form):
     )
     extends = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["clusters"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        names = Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("name", flat=True)
+        field.choices = [(name, name) for name in names.order_by("name")]
+
     def clean_duration(self) -> timedelta | None:
         return parse_duration(self.cleaned_data.get("duration") or "")
 
@@ -165,6 +179,15 @@ class RequestForm(forms.Form):
             "clusters": data.get("clusters") or [],
             "namespaces": data.get("namespaces") or [],
         }
+
+    def picked(self, name: str) -> list[str]:
+        """What is ticked in a multiple-choice field now: typed in, or prefilled."""
+        if self.is_bound:
+            return (
+                [v for v in self.data.getlist(name) if v] if hasattr(self.data, "getlist") else []
+            )
+        value = self.initial.get(name) or []
+        return list(value) if not isinstance(value, str) else split_words(value)
 
 
 class DecisionForm(forms.Form):
@@ -340,3 +363,162 @@ class ForbiddenForm(forms.Form):
             field_name = "message" if cleaned.get("message", "").strip() else None
             self.add_error(field_name, str(exc))
         return cleaned
+
+
+class WhoCanForm(forms.Form):
+    """ "Who can do X on cluster Y?": the action, typed as kubectl names it, and the cluster."""
+
+    verb = forms.CharField(max_length=40, help_text="get, list, create, delete, ...")
+    resource = forms.CharField(
+        required=False, max_length=253, help_text="pods, deployments.apps, pods/log"
+    )
+    api_group = forms.CharField(
+        required=False, max_length=253, label="API group", help_text="empty for the core group"
+    )
+    namespace = forms.CharField(
+        required=False, max_length=63, help_text="empty: cluster-wide (all namespaces at once)"
+    )
+    path = forms.CharField(
+        required=False, max_length=500, label="Or a path", help_text="a non-resource URL: /metrics"
+    )
+    cluster = forms.ModelChoiceField(
+        queryset=Cluster.objects.none(),
+        to_field_name="name",
+        empty_label="Choose a cluster",
+        error_messages={"required": "Choose the cluster to ask about."},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["cluster"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = Cluster.objects.exclude(state=ClusterState.RETIRED).order_by("name")
+        self.attempt: forbidden.AccessAttempt | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if "verb" not in cleaned:
+            return cleaned
+        try:
+            self.attempt = forbidden.attempt_from_fields(
+                verb=cleaned["verb"],
+                resource=cleaned.get("resource", ""),
+                api_group=cleaned.get("api_group", ""),
+                namespace=cleaned.get("namespace", ""),
+                path=cleaned.get("path", ""),
+            )
+        except forbidden.UnreadableMessage as exc:
+            self.add_error(None, str(exc))
+        return cleaned
+
+
+def duration_text(value: timedelta | None) -> str:
+    """A duration as the forms take it: "7d", "4h", "90m"."""
+    if value is None:
+        return ""
+    seconds = int(value.total_seconds())
+    if seconds and seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    if seconds and seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m"
+
+
+class DurationTextField(forms.CharField):
+    """A duration typed as 90m, 4h or 3d."""
+
+    def to_python(self, value: Any) -> timedelta | None:  # type: ignore[override]
+        return parse_duration(super().to_python(value) or "")
+
+
+class PolicyForm(forms.Form):
+    """An approval policy as an operator edits it. The rules are the service's."""
+
+    name = forms.CharField(max_length=100)
+    environment = forms.ChoiceField(
+        choices=[("", "any environment"), *Environment.choices], required=False
+    )
+    tier = forms.ChoiceField(choices=[("", "any tier"), *Tier.choices], required=False)
+    role = forms.ModelChoiceField(
+        queryset=Role.objects.all(),
+        required=False,
+        empty_label="any role",
+        help_text="Only for this role; a role-specific policy wins over a general one.",
+    )
+    approvals_required = forms.IntegerField(
+        min_value=0,
+        label="Approvals needed",
+        help_text="0: granted at once, without approval.",
+    )
+    approver_teams = ScopeField(
+        required=False,
+        label="Approver teams",
+        help_text="Directory team names, commas or spaces; empty: the Warden operators approve.",
+    )
+    manager_may_approve = forms.BooleanField(
+        required=False, label="The requester's manager (from the directory) may approve too"
+    )
+    self_approval_forbidden = forms.BooleanField(
+        required=False, initial=True, label="Nobody approves their own request"
+    )
+    default_duration = DurationTextField(label="Usual duration", help_text="e.g. 4h, 3d")
+    max_duration = DurationTextField(label="Longest duration", help_text="e.g. 1d, 30d")
+    break_glass_allowed = forms.BooleanField(
+        required=False, label="Break glass: immediate access in an emergency, reviewed afterwards"
+    )
+    break_glass_duration = DurationTextField(
+        required=False, label="Break-glass duration", help_text="e.g. 1h"
+    )
+    reason = forms.CharField(
+        max_length=500, help_text="Why this change: it goes into the audit trail."
+    )
+
+    @staticmethod
+    def initial_for(policy: Any) -> dict[str, Any]:
+        return {
+            "name": policy.name,
+            "environment": policy.environment,
+            "tier": policy.tier,
+            "role": policy.role_id,
+            "approvals_required": policy.approvals_required,
+            "approver_teams": " ".join(
+                sorted(policy.approver_teams.values_list("name", flat=True))
+            ),
+            "manager_may_approve": policy.manager_may_approve,
+            "self_approval_forbidden": policy.self_approval_forbidden,
+            "default_duration": duration_text(policy.default_duration),
+            "max_duration": duration_text(policy.max_duration),
+            "break_glass_allowed": policy.break_glass_allowed,
+            "break_glass_duration": duration_text(policy.break_glass_duration),
+        }
+
+    def clean_approver_teams(self) -> list[Team]:
+        names = self.cleaned_data.get("approver_teams") or []
+        teams: dict[str, Team] = {}
+        for team in Team.objects.filter(name__in=names).order_by("-is_active", "pk"):
+            teams.setdefault(team.name, team)  # an active team of that name first
+        unknown = [n for n in names if n not in teams]
+        if unknown:
+            raise forms.ValidationError(f"No team named {', '.join(unknown)} in the directory.")
+        return [teams[n] for n in dict.fromkeys(names)]
+
+    def apply_to(self, policy: Any) -> Any:
+        """Copy the typed values onto `policy` (not saved)."""
+        data = self.cleaned_data
+        for name in (
+            "name",
+            "environment",
+            "tier",
+            "role",
+            "approvals_required",
+            "manager_may_approve",
+            "self_approval_forbidden",
+            "default_duration",
+            "max_duration",
+            "break_glass_allowed",
+            "break_glass_duration",
+        ):
+            setattr(policy, name, data[name])
+        if not policy.break_glass_allowed:
+            policy.break_glass_duration = None
+        return policy

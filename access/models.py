@@ -206,6 +206,8 @@ class DirectorySync(models.Model):
     confirms = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="confirmations"
     )
+    # The clusters whose reconcile this sync queued (people left, teams or members changed).
+    reconcile_cluster_ids = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]

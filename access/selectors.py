@@ -25,7 +25,9 @@ from access.models import (
     TeamNesting,
 )
 from access.services.requests import Reach, reach_of
+from access.whocan import WhoCanAnswer, who_can
 from clusters.choices import ReconcileStatus
+from clusters.compiler import ClusterSpec, DirectorySnapshot
 from clusters.models import Cluster, ReconcileRun
 from clusters.services import live_cluster_specs, role_specs
 
@@ -210,9 +212,11 @@ def inbox_rows(requests: Iterable[AccessRequest]) -> list[InboxRow]:
     ]
 
 
-def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -> Explanation:
-    """The "Why forbidden?" answer for `user`: the catalogue judged on `cluster`, with the
-    rules of the ClusterRoles it references read from the cluster, and the user's own grants."""
+def catalogue_on(
+    cluster: Cluster,
+) -> tuple[ClusterSpec, list[CatalogueRole], dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """The role catalogue as defined on `cluster`, with the rules of the ClusterRoles it
+    references read from the cluster (and why some could not be read)."""
     from clusters.services import cluster_role_rules, role_specs
 
     spec = cluster.spec()
@@ -233,6 +237,13 @@ def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -
         if definition is not None and definition.cluster_role:
             referenced.add(definition.cluster_role)
     rules, unreadable = cluster_role_rules(cluster, referenced)
+    return spec, catalogue, rules, unreadable
+
+
+def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -> Explanation:
+    """The "Why forbidden?" answer for `user`: the catalogue judged on `cluster`, with the
+    rules of the ClusterRoles it references read from the cluster, and the user's own grants."""
+    spec, catalogue, rules, unreadable = catalogue_on(cluster)
     person: Person | None = getattr(user, "person", None)
     holdings = _holdings_on(person, cluster) if person is not None else []
     return explain(
@@ -244,6 +255,64 @@ def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -
         username=person.username if person is not None else "",
         holdings=holdings,
     )
+
+
+def newest_reconcile(cluster: Cluster) -> ReconcileRun | None:
+    """The cluster's newest finished, real reconcile: what it holds now, as far as Warden knows."""
+    return (
+        ReconcileRun.objects.filter(cluster=cluster, dry_run=False)
+        .exclude(status=ReconcileStatus.RUNNING)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+
+
+def who_can_answer(attempt: AccessAttempt, cluster: Cluster) -> WhoCanAnswer:
+    """Who can do `attempt` on `cluster`: the compiler's inputs for that cluster, every team's
+    members, and the newest reconcile's view of which grants are in force there."""
+    from clusters.services import load_inputs
+
+    spec, catalogue, rules, unreadable = catalogue_on(cluster)
+    inputs = load_inputs([cluster])
+    teams = {g.team for g in inputs.grants if g.team}
+    members: dict[str, set[str]] = {team: set() for team in teams}
+    rows = Membership.objects.filter(
+        team__is_active=True, team__name__in=teams, person__is_active=True
+    ).values_list("team__name", "person__username")
+    for team, username in rows:
+        members[team].add(username)
+    personal = {g.person for g in inputs.grants if g.person}
+    active_people = frozenset(
+        Person.objects.filter(is_active=True, username__in=personal).values_list(
+            "username", flat=True
+        )
+    ) | frozenset(u for names in members.values() for u in names)
+    directory = DirectorySnapshot(
+        team_members={team: frozenset(names) for team, names in members.items()},
+        active_people=active_people,
+        active_teams=inputs.directory.active_teams,
+    )
+    run = newest_reconcile(cluster)
+    answer = who_can(
+        attempt,
+        spec,
+        catalogue,
+        rules,
+        inputs.grants,
+        directory,
+        inputs.now,
+        unreadable=unreadable,
+        reconciled=frozenset(run.grants_in_force or []) if run is not None else None,
+        pending=(run.pending or {}) if run is not None else {},
+    )
+    shadow = cluster.shadow_access or []
+    if shadow:
+        answer.notes.append(
+            f"The last scan found {len(shadow)} binding(s) on {cluster.name} that Warden does not "
+            "own and that name directory people or teams: they may allow more (see the cluster's "
+            "page)."
+        )
+    return answer
 
 
 def _holdings_on(person: Person, cluster: Cluster) -> list[Holding]:
@@ -267,12 +336,7 @@ def _holdings_on(person: Person, cluster: Cluster) -> list[Holding]:
     reaching = [(g, s) for g, s in reaching if s.reaches(spec)]
     if not reaching:
         return []
-    run = (
-        ReconcileRun.objects.filter(cluster=cluster, dry_run=False)
-        .exclude(status=ReconcileStatus.RUNNING)
-        .order_by("-started_at", "-id")
-        .first()
-    )
+    run = newest_reconcile(cluster)
     in_force = set(run.grants_in_force or []) if run is not None else set()
     pending = (run.pending or {}) if run is not None else {}
     return [
@@ -284,3 +348,196 @@ def _holdings_on(person: Person, cluster: Cluster) -> list[Holding]:
         )
         for grant, spec_ in reaching
     ]
+
+
+# --- "what can this person do?" (operators) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterRollout:
+    """One cluster a held grant reaches: what it becomes there and whether it is in force."""
+
+    reach: Reach
+    state: str  # "in force", "pending" or "failed"
+    detail: str
+
+
+@dataclass(frozen=True)
+class PersonGrant:
+    """A grant a person holds, with its rollout on every live cluster it reaches."""
+
+    held: HeldAccess
+    rollout: list[ClusterRollout]
+
+    @property
+    def states(self) -> str:
+        """The rollout in a few words: "2 in force, 1 pending"."""
+        counts: dict[str, int] = {}
+        for row in self.rollout:
+            counts[row.state] = counts.get(row.state, 0) + 1
+        return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cluster"
+
+
+def person_access(person: Person) -> list[PersonGrant]:
+    """Every grant in force for `person` (personal and through teams) with its rollout per
+    cluster, from each cluster's newest reconcile: a constant number of queries."""
+    from clusters.selectors import latest_runs, rollout_state
+
+    runs = {run.cluster.name: run for run in latest_runs().values()}
+    return [
+        PersonGrant(
+            held=held,
+            rollout=[
+                ClusterRollout(reach, *rollout_state(held.grant.pk, runs.get(reach.cluster)))
+                for reach in held.clusters
+            ],
+        )
+        for held in access_of(person)
+    ]
+
+
+def find_people(query: str, limit: int = 50) -> QuerySet[Person]:
+    """People whose username, name or email contains `query`, active first."""
+    query = query.strip()
+    people = Person.objects.all()
+    if query:
+        people = people.filter(
+            Q(username__icontains=query)
+            | Q(display_name__icontains=query)
+            | Q(email__icontains=query)
+        )
+    return people.order_by("-is_active", "username")
+
+
+# --- a directory sync under way (the health page follows it) ----------------------------------
+
+# A sync asked for but not started after this long: no worker is taking tasks.
+SYNC_QUEUE_PATIENCE = timedelta(minutes=10)
+# A sync "running" for longer than this died with its worker (its lock went with its transaction).
+SYNC_RUN_PATIENCE = timedelta(hours=1)
+
+
+@dataclass
+class SyncProgress:
+    """Where the newest directory sync stands, and the reconciles it queued."""
+
+    sync: DirectorySync | None
+    # Set while a sync this operator asked for has not started yet.
+    queued_at: datetime | None = None
+    previous_duration_s: float | None = None
+    reconciles: Any = None  # clusters.selectors.ReconcileProgress
+
+    @property
+    def waiting_for_worker(self) -> bool:
+        return self.queued_at is not None
+
+    @property
+    def queue_stalled(self) -> bool:
+        return self.queued_at is not None and timezone.now() - self.queued_at > SYNC_QUEUE_PATIENCE
+
+    @property
+    def running(self) -> bool:
+        return self.sync is not None and self.sync.status == "running"
+
+    @property
+    def run_stalled(self) -> bool:
+        return self.running and timezone.now() - self.sync.started_at > SYNC_RUN_PATIENCE  # type: ignore[union-attr]
+
+    @property
+    def elapsed_s(self) -> int:
+        return int((timezone.now() - self.sync.started_at).total_seconds()) if self.sync else 0
+
+    @property
+    def polling(self) -> bool:
+        """Whether the page should ask again: something is still to happen."""
+        if self.waiting_for_worker:
+            return not self.queue_stalled
+        if self.running:
+            return not self.run_stalled
+        return self.reconciles is not None and not (
+            self.reconciles.finished or self.reconciles.stalled
+        )
+
+
+def sync_progress(queued_at: datetime | None = None) -> SyncProgress:
+    """The newest sync (or the one `queued_at` asked for, if it has not started yet)."""
+    from clusters.selectors import reconcile_progress
+
+    sync = last_sync()
+    if queued_at is not None and sync is not None and sync.started_at >= queued_at:
+        queued_at = None  # it has started
+    progress = SyncProgress(sync=sync, queued_at=queued_at)
+    if sync is not None and sync.status == "running":
+        progress.previous_duration_s = (
+            DirectorySync.objects.filter(status="succeeded")
+            .order_by("-started_at", "-id")
+            .values_list("duration_s", flat=True)
+            .first()
+        )
+    if sync is not None and sync.reconcile_cluster_ids:
+        progress.reconciles = reconcile_progress(sync.reconcile_cluster_ids, sync.started_at)
+    return progress
+
+
+# --- the request page's cluster picker --------------------------------------------------------
+
+PICKER_LIMIT = 30
+
+
+@dataclass(frozen=True)
+class PickerCluster:
+    """A cluster offered in the picker."""
+
+    name: str
+    environment: str
+    tier: str
+    checked: bool
+
+
+@dataclass(frozen=True)
+class ClusterPicker:
+    """Live clusters of the chosen environments and tiers that match the search, with the
+    ticked ones always shown (first), so that a search never hides a choice already made."""
+
+    clusters: list[PickerCluster]
+    more: int
+    search: str
+    matching: int
+
+
+def cluster_picker(
+    environments: Iterable[str],
+    tiers: Iterable[str],
+    search: str,
+    selected: Iterable[str],
+    limit: int | None = None,
+) -> ClusterPicker:
+    """Three queries, however large the fleet."""
+    limit = limit or PICKER_LIMIT
+    from clusters.choices import ClusterState
+    from clusters.selectors import environment_rank
+
+    live = Cluster.objects.exclude(state=ClusterState.RETIRED)
+    environments, tiers, chosen = list(environments), list(tiers), set(selected)
+    matching = live
+    if environments:
+        matching = matching.filter(environment__in=environments)
+    if tiers:
+        matching = matching.filter(tier__in=tiers)
+    search = search.strip()
+    if search:
+        matching = matching.filter(name__icontains=search)
+    ordered = matching.annotate(env_rank=environment_rank()).order_by("env_rank", "tier", "name")
+    fields = ("name", "environment", "tier")
+    shown = list(ordered.values_list(*fields)[:limit])
+    total = matching.count() if len(shown) == limit else len(shown)
+    ticked = list(live.filter(name__in=chosen).order_by("name").values_list(*fields))
+    rows = [PickerCluster(name, env, tier, checked=True) for name, env, tier in ticked]
+    rows += [
+        PickerCluster(name, env, tier, checked=False)
+        for name, env, tier in shown
+        if name not in chosen
+    ]
+    return ClusterPicker(
+        clusters=rows, more=max(total - len(shown), 0), search=search, matching=total
+    )

@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from access import review_views, views
-from access.views import audit, catalogue, requests
+from access.views import audit, catalogue, operators, policies, requests
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,10 +15,12 @@ urlpatterns = [
     path("health/", views.health_page, name="health"),
     path("health/json", views.health_json, name="health-json"),
     path("health/sync", views.sync_now, name="sync-now"),
+    path("health/sync/progress", views.sync_progress, name="sync-progress"),
     path("health/sync/<int:pk>/confirm", views.confirm_sync, name="confirm-sync"),
     # the self-service
     path("requests/new", requests.request_new, name="request-new"),
     path("requests/preview", requests.request_preview, name="request-preview"),
+    path("requests/clusters", requests.request_clusters, name="request-clusters"),
     path("requests/<int:pk>/", requests.request_detail, name="request-detail"),
     path("requests/<int:pk>/approve", requests.request_approve, name="request-approve"),
     path("requests/<int:pk>/deny", requests.request_deny, name="request-deny"),
@@ -35,6 +37,13 @@ urlpatterns = [
     path("grants/<int:pk>/revoke", catalogue.grant_revoke, name="grant-revoke"),
     path("roles/", catalogue.role_list, name="role-list"),
     path("roles/<slug:name>/define", catalogue.role_define, name="role-define"),
+    path("policies/", policies.policy_list, name="policy-list"),
+    path("policies/new", policies.policy_new, name="policy-new"),
+    path("policies/<int:pk>/", policies.policy_edit, name="policy-edit"),
+    path("policies/<int:pk>/delete", policies.policy_delete, name="policy-delete"),
+    path("who-can/", operators.who_can, name="who-can"),
+    path("people/", operators.people, name="people"),
+    path("people/<int:pk>/", operators.person_detail, name="person-access"),
 ]
 
 # Access reviews (access/review_views.py).

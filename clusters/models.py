@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from access.choices import Environment, Tier
 from access.models import Role, Team
@@ -131,6 +132,29 @@ class ReconcileRun(models.Model):
 
     def __str__(self) -> str:
         return f"reconcile #{self.pk} {self.cluster_id} {self.status}"
+
+
+class FleetReconcile(models.Model):
+    """One reconcile of the whole fleet: which clusters it asked for and from when.
+
+    How it goes is read from each cluster's ReconcileRun since then, so this row is written once
+    and nothing has to count as runs finish.
+    """
+
+    trigger = models.CharField(max_length=16, choices=ReconcileTrigger.choices)
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The live clusters at the moment of asking.
+    cluster_ids = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [models.Index(fields=["-requested_at"], name="fleetreconcile_time")]
+
+    def __str__(self) -> str:
+        return f"fleet reconcile #{self.pk} {self.trigger}"
 
 
 class DiscoverySource(models.Model):

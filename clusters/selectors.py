@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import (
@@ -19,10 +20,17 @@ from django.db.models import (
     Window,
 )
 from django.db.models.functions import RowNumber
+from django.utils import timezone
 
 from access.choices import Environment, Tier
 from clusters.choices import ClusterState, ReconcileStatus
-from clusters.models import Cluster, DiscoveryRun, DiscoverySource, ReconcileRun
+from clusters.models import (
+    Cluster,
+    DiscoveryRun,
+    DiscoverySource,
+    FleetReconcile,
+    ReconcileRun,
+)
 
 
 def latest_runs() -> dict[int, ReconcileRun]:
@@ -39,28 +47,27 @@ def latest_runs() -> dict[int, ReconcileRun]:
     return {run.cluster_id: run for run in runs}
 
 
+def rollout_state(grant_id: int, run: ReconcileRun | None) -> tuple[str, str]:
+    """Where a grant stands on one cluster after its newest reconcile: (state, detail)."""
+    if run is None:
+        return "pending", "not reconciled yet"
+    if grant_id in (run.grants_in_force or []):
+        return "in force", ""
+    if str(grant_id) in (run.pending or {}):
+        return "pending", "; ".join(run.pending[str(grant_id)])
+    if run.status == ReconcileStatus.FAILED:
+        return "failed", run.error[:300]
+    return "pending", "awaiting reconcile"
+
+
 def rollout_status(grant_id: int, reached_cluster_ids: list[int]) -> list[dict[str, Any]]:
     """Per cluster the grant reaches: in force, pending (and why) or failed (and why)."""
     runs = latest_runs()
     clusters = Cluster.objects.filter(pk__in=reached_cluster_ids).order_by("name")
     rows = []
     for cluster in clusters:
-        run = runs.get(cluster.pk)
-        if run is None:
-            rows.append(
-                {"cluster": cluster.name, "state": "pending", "detail": "not reconciled yet"}
-            )
-        elif grant_id in (run.grants_in_force or []):
-            rows.append({"cluster": cluster.name, "state": "in force", "detail": ""})
-        elif str(grant_id) in (run.pending or {}):
-            reasons = "; ".join(run.pending[str(grant_id)])
-            rows.append({"cluster": cluster.name, "state": "pending", "detail": reasons})
-        elif run.status == "failed":
-            rows.append({"cluster": cluster.name, "state": "failed", "detail": run.error[:300]})
-        else:
-            rows.append(
-                {"cluster": cluster.name, "state": "pending", "detail": "awaiting reconcile"}
-            )
+        state, detail = rollout_state(grant_id, runs.get(cluster.pk))
+        rows.append({"cluster": cluster.name, "state": state, "detail": detail})
     return rows
 
 
@@ -226,3 +233,81 @@ def discovery_overview() -> list[tuple[DiscoverySource, DiscoveryRun | None, int
     )
     runs = DiscoveryRun.objects.in_bulk([s.run_id for s in sources if s.run_id])
     return [(s, runs.get(s.run_id), s.live) for s in sources]
+
+
+# --- progress of reconciles under way ---------------------------------------------------------
+
+# A reconcile nobody has reported on for this long is not coming: the workers are down or busy.
+PROGRESS_PATIENCE = timedelta(minutes=15)
+
+
+@dataclass
+class ReconcileProgress:
+    """How a batch of reconciles asked for at one moment is going, from the runs since then."""
+
+    since: datetime
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    # (cluster name, error) of each failed run, first ones only.
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def waiting(self) -> int:
+        return self.total - self.done
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+    @property
+    def stalled(self) -> bool:
+        """Still waiting long after it was asked: stop watching and say so."""
+        return not self.finished and timezone.now() - self.since > PROGRESS_PATIENCE
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else round(100 * self.done / self.total)
+
+
+def reconcile_progress(
+    cluster_ids: list[int], since: datetime, failures_shown: int = 10
+) -> ReconcileProgress:
+    """The first run of each of these (still live) clusters since `since`: done, failed or not
+    yet. Two queries, however many clusters."""
+    live = dict(
+        Cluster.objects.filter(pk__in=cluster_ids)
+        .exclude(state=ClusterState.RETIRED)
+        .values_list("id", "name")
+    )
+    progress = ReconcileProgress(since=since, total=len(live))
+    runs = (
+        ReconcileRun.objects.filter(cluster_id__in=list(live), dry_run=False, started_at__gte=since)
+        .exclude(status__in=[ReconcileStatus.RUNNING, ReconcileStatus.SKIPPED])
+        .order_by("started_at", "id")
+        .values_list("cluster_id", "status", "error")
+    )
+    seen: set[int] = set()
+    for cluster_id, status, error in runs:
+        if cluster_id in seen:
+            continue
+        seen.add(cluster_id)
+        if status == ReconcileStatus.FAILED:
+            progress.failed += 1
+            if len(progress.failures) < failures_shown:
+                progress.failures.append((live[cluster_id], error[:200]))
+        else:
+            progress.succeeded += 1
+    return progress
+
+
+def latest_fleet_reconcile() -> tuple[FleetReconcile, ReconcileProgress] | None:
+    """The newest fleet reconcile and how far it has come."""
+    fleet = FleetReconcile.objects.select_related("requested_by").first()
+    if fleet is None:
+        return None
+    return fleet, reconcile_progress(fleet.cluster_ids, fleet.requested_at)

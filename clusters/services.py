@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
@@ -31,7 +32,7 @@ from clusters.compiler import (
     ServiceAccountSpec,
 )
 from clusters.k8s import Endpoint, KubeError, Unreachable
-from clusters.models import Cluster, ManagedServiceAccount, ReconcileRun
+from clusters.models import Cluster, FleetReconcile, ManagedServiceAccount, ReconcileRun
 from clusters.plan import object_key
 from clusters.reconcile import Inputs, Outcome, key_text, reconcile, shadow_access
 
@@ -605,19 +606,41 @@ def request_reconcile(cluster: Cluster, *, actor: Any = None) -> None:
 
 @transaction.atomic
 def request_fleet_reconcile(*, actor: Any = None) -> int:
-    """Queue a reconcile of every live cluster; returns how many there are."""
+    """Queue a reconcile of every live cluster; returns how many there are.
+
+    A FleetReconcile row records the request, so the fleet page can follow it as runs finish.
+    """
     from clusters.tasks import reconcile_fleet_task
 
-    count = Cluster.objects.exclude(state=ClusterState.RETIRED).count()
+    fleet = start_fleet_reconcile(ReconcileTrigger.OPERATOR, actor=actor)
+    count = len(fleet.cluster_ids)
     audit.record(
         "fleet.reconcile_requested",
         actor=actor,
         object_type="clusters.fleet",
         object_repr="fleet",
-        after={"clusters": count},
+        after={"clusters": count, "fleet_reconcile": fleet.pk},
     )
-    transaction.on_commit(lambda: reconcile_fleet_task.delay(ReconcileTrigger.OPERATOR))
+    transaction.on_commit(
+        lambda: reconcile_fleet_task.delay(ReconcileTrigger.OPERATOR, fleet_reconcile_id=fleet.pk)
+    )
     return count
+
+
+# A fleet reconcile is kept this long for the fleet page; older rows are pruned as new ones come.
+FLEET_RECONCILE_KEPT = timedelta(days=7)
+
+
+def start_fleet_reconcile(trigger: str, *, actor: Any = None) -> FleetReconcile:
+    """Record a reconcile of every live cluster from now on (the caller fans it out)."""
+    ids = sorted(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
+    fleet = FleetReconcile.objects.create(
+        trigger=trigger,
+        requested_by=actor if getattr(actor, "is_authenticated", False) else None,
+        cluster_ids=ids,
+    )
+    FleetReconcile.objects.filter(requested_at__lt=timezone.now() - FLEET_RECONCILE_KEPT).delete()
+    return fleet
 
 
 def _queue_on_commit(cluster_id: int, trigger: str) -> None:

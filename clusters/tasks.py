@@ -10,7 +10,7 @@ from celery import shared_task
 from clusters import serviceaccounts, services
 from clusters.choices import ClusterState, DiscoveryTrigger, ReconcileTrigger, RotationStatus
 from clusters.k8s import KubeError
-from clusters.models import Cluster, DiscoverySource
+from clusters.models import Cluster, DiscoverySource, FleetReconcile
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +30,22 @@ def reconcile_cluster_task(cluster_id: int, trigger: str = ReconcileTrigger.SCHE
 
 
 @shared_task(name="clusters.tasks.reconcile_fleet_task", acks_late=True)
-def reconcile_fleet_task(trigger: str = ReconcileTrigger.SCHEDULE) -> int:
-    """Fan out one reconcile task per cluster that is not retired; returns how many."""
-    ids = list(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
-    for cluster_id in ids:
+def reconcile_fleet_task(
+    trigger: str = ReconcileTrigger.SCHEDULE, fleet_reconcile_id: int | None = None
+) -> int:
+    """Fan out one reconcile task per cluster of a fleet reconcile; returns how many.
+
+    fleet_reconcile_id: the one an operator asked for (recorded then); None (the schedule):
+    record one now, so that the fleet page shows its progress too.
+    """
+    fleet = None
+    if fleet_reconcile_id is not None:
+        fleet = FleetReconcile.objects.filter(pk=fleet_reconcile_id).first()
+    if fleet is None:
+        fleet = services.start_fleet_reconcile(trigger)
+    for cluster_id in fleet.cluster_ids:
         reconcile_cluster_task.delay(cluster_id, trigger)
-    return len(ids)
+    return len(fleet.cluster_ids)
 
 
 @shared_task(

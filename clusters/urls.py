@@ -11,6 +11,11 @@ from clusters.views import service_accounts
 urlpatterns = [
     path("clusters/", views.fleet_overview, name="fleet-overview"),
     path("clusters/reconcile", views.fleet_reconcile, name="fleet-reconcile"),
+    path(
+        "clusters/reconcile/progress",
+        views.fleet_reconcile_progress,
+        name="fleet-reconcile-progress",
+    ),
     path("clusters/register/", views.cluster_register, name="cluster-register"),
     path("clusters/<int:pk>/", views.cluster_detail, name="cluster-detail"),
     path("clusters/<int:pk>/edit/", views.cluster_edit, name="cluster-edit"),

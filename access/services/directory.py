@@ -63,7 +63,9 @@ def sync_directory(
                 teams, people = set(syncer.changed_team_ids), set(syncer.changed_person_ids)
                 members = set(syncer.membership_changed_team_ids)
                 if teams or people or members:
-                    transaction.on_commit(lambda: _reconcile_for_subjects(teams, people, members))
+                    transaction.on_commit(
+                        lambda: _reconcile_for_subjects(run, teams, people, members)
+                    )
                 if run.changed_anything:
                     _audit_sync(run, syncer, requested_by)
             else:
@@ -206,8 +208,14 @@ def _finish(run: DirectorySync, started: float) -> None:
 
 
 def _reconcile_for_subjects(
-    team_ids: set[int], person_ids: set[int], membership_team_ids: set[int]
+    run: DirectorySync, team_ids: set[int], person_ids: set[int], membership_team_ids: set[int]
 ) -> None:
+    """Queue the reconciles a sync's changes call for, and note on the run which clusters (the
+    health page follows them)."""
     from clusters.services import queue_reconcile_for_subjects
 
-    queue_reconcile_for_subjects(team_ids, person_ids, membership_team_ids)
+    ids = queue_reconcile_for_subjects(team_ids, person_ids, membership_team_ids)
+    # On the object for the save that finishes the run, and in the row in case that save came
+    # first (when the sync ran inside an outer transaction, this runs at its commit).
+    run.reconcile_cluster_ids = ids
+    DirectorySync.objects.filter(pk=run.pk).update(reconcile_cluster_ids=ids)

@@ -8,11 +8,14 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
@@ -21,7 +24,7 @@ from kombu.exceptions import OperationalError
 from access import forbidden, health, selectors, services
 from access.choices import SyncTrigger
 from access.forms import ForbiddenForm, LoginForm
-from access.models import DirectorySync, Person
+from access.models import AccessRequest, DirectorySync, Person
 from access.permissions import is_operator, require_operator
 from access.tasks import sync_directory_task
 from clusters.choices import ClusterState
@@ -56,12 +59,25 @@ def home(request: HttpRequest) -> HttpResponse:
     person: Person | None = getattr(request.user, "person", None)
     context: dict[str, Any] = {"person": person}
     if person is not None:
+        mine = (
+            AccessRequest.objects.filter(requester=person)
+            .select_related("role")
+            .order_by("-created_at", "-id")
+        )
         context.update(
             teams=selectors.teams_of(person),
-            held=selectors.access_of(person),
-            requests=selectors.requests_of(person),
+            held=selectors.person_access(person),
+            page=Paginator(mine, HOME_REQUESTS_PAGE_SIZE).get_page(request.GET.get("requests")),
         )
     return render(request, "access/home.html", context)
+
+
+HOME_REQUESTS_PAGE_SIZE = 20
+
+
+HEALTH_SYNCS_PAGE_SIZE = 20
+# The moment this operator queued a sync: the health page shows it as waiting until it starts.
+SYNC_QUEUED_AT = "warden.sync-queued-at"
 
 
 @login_required
@@ -71,9 +87,33 @@ def health_page(request: HttpRequest) -> HttpResponse:
     state = health.report()
     if request.GET.get("format") == "json":
         return JsonResponse(state)
+    runs = Paginator(DirectorySync.objects.order_by("-started_at", "-id"), HEALTH_SYNCS_PAGE_SIZE)
     return render(
-        request, "access/health.html", {"state": state, "runs": selectors.recent_syncs(20)}
+        request,
+        "access/health.html",
+        {"state": state, "page": runs.get_page(request.GET.get("page")), **_sync_progress(request)},
     )
+
+
+@login_required
+@require_safe
+@never_cache
+def sync_progress(request: HttpRequest) -> HttpResponse:
+    """The newest directory sync as a fragment the health page polls (htmx) while it runs."""
+    require_operator(request.user)
+    return render(request, "access/_sync_progress.html", _sync_progress(request))
+
+
+def _sync_progress(request: HttpRequest) -> dict[str, Any]:
+    queued_at = parse_datetime(request.session.get(SYNC_QUEUED_AT) or "")
+    progress = selectors.sync_progress(queued_at)
+    if queued_at is not None and (progress.queued_at is None or progress.queue_stalled):
+        request.session.pop(SYNC_QUEUED_AT, None)  # started, or given up on
+    return {
+        "progress": progress,
+        "sync": progress.sync,
+        "last_success": selectors.last_successful_sync(),
+    }
 
 
 @login_required
@@ -87,15 +127,17 @@ def health_json(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sync_now(request: HttpRequest) -> HttpResponse:
     require_operator(request.user)
+    request.session[SYNC_QUEUED_AT] = timezone.now().isoformat()
     try:
         # No transaction is open here, so this queues at once and a broker error shows now.
         transaction.on_commit(lambda: sync_directory_task.delay(SyncTrigger.OPERATOR))
     except OperationalError:
+        request.session.pop(SYNC_QUEUED_AT, None)
         messages.error(
             request, "The sync could not be queued: the broker is not answering (see below)."
         )
     else:
-        messages.info(request, "A directory sync has been queued.")
+        messages.info(request, "A directory sync has been queued; its progress shows below.")
     return redirect("health")
 
 

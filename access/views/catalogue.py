@@ -18,6 +18,7 @@ from access.choices import GrantSource
 from access.forms import GrantForm, RoleDefinitionForm
 from access.models import Grant, Role, RoleDefinition
 from access.permissions import require_operator
+from access.role_words import role_words
 from access.services.grants import clean_definition, clean_scope
 from clusters import planning
 from clusters.selectors import rollout_status
@@ -129,7 +130,13 @@ def grant_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 def role_list(request: HttpRequest) -> HttpResponse:
     """The role catalogue, in plain words, for everyone who can log in."""
     roles = Role.objects.prefetch_related("definitions").order_by("rank", "name")
-    return render(request, "access/catalogue/roles.html", {"roles": roles})
+    rows = [(role, zip(_ordered(role), role_words(role), strict=True)) for role in roles]
+    return render(request, "access/catalogue/roles.html", {"rows": rows})
+
+
+def _ordered(role: Role) -> list[RoleDefinition]:
+    """A role's definitions as role_words lists them: general ones first."""
+    return sorted(role.definitions.all(), key=lambda d: (bool(d.environment), bool(d.tier), d.pk))
 
 
 @login_required

@@ -8,16 +8,18 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from access import permissions, selectors
 from access.forms import DecisionForm, RequestForm
 from access.models import AccessRequest, Approval, Person, Role
+from access.role_words import role_words
 from access.services import requests
 
 PAGE_SIZE = 25
+HISTORY_PAGE_SIZE = 10
 
 
 def _person_or_403(request: HttpRequest) -> Person:
@@ -41,21 +43,48 @@ def _initial(request: HttpRequest, person: Person) -> dict[str, Any]:
                 role=old.role,
                 environments=old.environments,
                 tiers=old.tiers,
-                clusters=" ".join(old.clusters),
+                clusters=list(old.clusters),
                 namespaces=" ".join(old.namespaces),
                 justification=old.justification,
                 ticket=old.ticket,
                 extends=old.pk,
             )
             return initial
+    # The role asked for (the forbidden explainer), else the smallest: least access first.
     role = Role.objects.filter(name=request.GET.get("role", "")).first()
-    if role is not None:
-        initial["role"] = role
-    for key, field in (("cluster", "clusters"), ("namespace", "namespaces")):
-        values = request.GET.getlist(key)
-        if values:
-            initial[field] = " ".join(values)
+    initial["role"] = role or Role.objects.order_by("rank", "name").first()
+    clusters = request.GET.getlist("cluster")
+    if clusters:
+        initial["clusters"] = clusters
+    namespaces = request.GET.getlist("namespace")
+    if namespaces:
+        initial["namespaces"] = " ".join(namespaces)
     return initial
+
+
+def _page(
+    request: HttpRequest, form: RequestForm, preview: Any = None, status: int = 200
+) -> HttpResponse:
+    """The request page: the form, each role in plain words, the cluster picker, the preview."""
+    roles = list(Role.objects.prefetch_related("definitions"))
+    context = {
+        "form": form,
+        "preview": preview,
+        "roles": roles,
+        "role_info": {role.pk: (role, role_words(role)) for role in roles},
+        "picker": _picker(request, form),
+    }
+    return render(request, "access/requests/new.html", context, status=status)
+
+
+def _picker(request: HttpRequest, form: RequestForm) -> selectors.ClusterPicker:
+    data = request.POST if request.method == "POST" else request.GET
+    return selectors.cluster_picker(
+        form.picked("environments"),
+        form.picked("tiers"),
+        data.get("cluster_search", ""),
+        form.picked("clusters"),
+    )
 
 
 @login_required
@@ -65,23 +94,31 @@ def request_new(request: HttpRequest) -> HttpResponse:
     preview = None
     if request.method == "POST":
         form = RequestForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            preview = requests.preview_request(
-                person,
-                data["role"],
-                duration=data["duration"],
-                break_glass=data["break_glass"],
-                **form.scope(),
-            )
-            if "submit" in request.POST and not preview.problems:
-                return _submit(request, form, person)
+        preview = _preview_of(form, person)
+        if "submit" in request.POST and form.is_valid() and preview and not preview.problems:
+            return _submit(request, form, person)
     else:
         form = RequestForm(initial=_initial(request, person))
-    return render(
-        request,
-        "access/requests/new.html",
-        {"form": form, "preview": preview, "roles": Role.objects.prefetch_related("definitions")},
+    return _page(request, form, preview)
+
+
+# What the preview does not need: it shows what a role over a scope gives before the reason is
+# written (submitting still needs everything).
+_NOT_FOR_PREVIEW = {"justification", "ticket"}
+
+
+def _preview_of(form: RequestForm, person: Person) -> requests.Preview | None:
+    """The preview of what the form asks for so far; None while the role or scope is invalid."""
+    form.is_valid()
+    if set(form.errors) - _NOT_FOR_PREVIEW or "role" not in form.cleaned_data:
+        return None
+    data = form.cleaned_data
+    return requests.preview_request(
+        person,
+        data["role"],
+        duration=data.get("duration"),
+        break_glass=data.get("break_glass", False),
+        **form.scope(),
     )
 
 
@@ -105,7 +142,7 @@ def _submit(request: HttpRequest, form: RequestForm, person: Person) -> HttpResp
     except ValidationError as exc:
         for message in exc.messages:
             form.add_error(None, message)
-        return render(request, "access/requests/new.html", {"form": form, "preview": None})
+        return _page(request, form)
     if req.state == "active":
         messages.success(request, f"Granted at once: request #{req.pk} is active.")
     else:
@@ -119,17 +156,19 @@ def request_preview(request: HttpRequest) -> HttpResponse:
     """The live preview beside the form (htmx), the same as the page's own preview."""
     person = _person_or_403(request)
     form = RequestForm(request.POST)
-    preview = None
-    if form.is_valid():
-        data = form.cleaned_data
-        preview = requests.preview_request(
-            person,
-            data["role"],
-            duration=data["duration"],
-            break_glass=data["break_glass"],
-            **form.scope(),
-        )
+    preview = _preview_of(form, person)
     return render(request, "access/requests/_preview.html", {"form": form, "preview": preview})
+
+
+@login_required
+@require_POST
+def request_clusters(request: HttpRequest) -> HttpResponse:
+    """The cluster picker (htmx), for the environments, tiers and search typed so far."""
+    _person_or_403(request)
+    form = RequestForm(request.POST)
+    return render(
+        request, "access/requests/_cluster_picker.html", {"picker": _picker(request, form)}
+    )
 
 
 @login_required
@@ -162,8 +201,9 @@ def _act(request: HttpRequest, pk: int, action: Any, success: str) -> HttpRespon
         messages.error(request, " ".join(exc.messages))
     else:
         messages.success(request, success.format(pk=req.pk))
-    if request.POST.get("next") == "inbox":
-        return redirect("inbox")
+    # Acting from a list (the inbox, My access) keeps the person there.
+    if request.POST.get("next") in ("inbox", "home"):
+        return redirect(request.POST["next"])
     return redirect("request-detail", pk=req.pk)
 
 
@@ -253,22 +293,44 @@ def inbox(request: HttpRequest) -> HttpResponse:
     decided = (
         Approval.objects.filter(approver=request.user)
         .select_related("request__requester", "request__role")
-        .order_by("-created_at")[:10]
+        .order_by("-created_at", "-id")
     )
+    history = Paginator(decided, HISTORY_PAGE_SIZE).get_page(request.GET.get("history"))
     return render(
         request,
         "access/requests/inbox.html",
-        {"page": page, "rows": selectors.inbox_rows(page.object_list), "decided": decided},
+        {
+            "page": page,
+            "rows": selectors.inbox_rows(page.object_list),
+            "history": history,
+            "history_query": _other_pages(request, "history"),
+            "page_query": _other_pages(request, "page"),
+        },
     )
+
+
+def _other_pages(request: HttpRequest, param: str) -> str:
+    """The query string without `param`: paging one list keeps the other list's page."""
+    query = request.GET.copy()
+    query.pop(param, None)
+    return query.urlencode()
 
 
 @login_required
 @require_POST
 def inbox_bulk(request: HttpRequest) -> HttpResponse:
     """Approve (or deny, with one comment) many requests at once; each is decided on its own."""
-    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
-    deny = request.POST.get("decision") == "deny"
+    one = request.POST.get("approve_one") or request.POST.get("deny_one") or ""
+    if one:  # a row's own button: just that request, whatever else is ticked
+        ids = [int(one)] if one.isdigit() else []
+        deny = "deny_one" in request.POST
+    else:
+        ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+        deny = request.POST.get("decision") == "deny"
     comment = request.POST.get("comment", "")
+    if not ids:
+        messages.error(request, "Tick the requests to decide first.")
+        return redirect("inbox")
     done, failed = [], []
     for pk in ids:
         try:
@@ -278,6 +340,8 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
             else:
                 requests.approve_request(req, request.user, comment=comment)
             done.append(pk)
+        except Http404:
+            failed.append(f"#{pk}: no such request waits for you.")
         except (ValidationError, PermissionDenied) as exc:
             failed.append(f"#{pk}: {' '.join(getattr(exc, 'messages', [str(exc)]))}")
     if done:

@@ -66,8 +66,30 @@ def fleet_overview(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "summary": selectors.fleet_summary(),
             "query": query.urlencode(),
+            **_fleet_progress_context(),
         },
     )
+
+
+def _fleet_progress_context() -> dict[str, Any]:
+    latest = selectors.latest_fleet_reconcile()
+    if latest is None:
+        return {"fleet": None, "progress": None, "polling": False}
+    fleet, progress = latest
+    return {
+        "fleet": fleet,
+        "progress": progress,
+        "polling": not progress.finished and not progress.stalled,
+    }
+
+
+@login_required
+@require_safe
+@never_cache
+def fleet_reconcile_progress(request: HttpRequest) -> HttpResponse:
+    """The newest fleet reconcile, as a fragment the fleet page polls (htmx) until it is done."""
+    require_operator(request.user)
+    return render(request, "clusters/_fleet_progress.html", _fleet_progress_context())
 
 
 @login_required

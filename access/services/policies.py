@@ -1,0 +1,147 @@
+"""Approval policies: who must approve access where. Every change is checked and audited.
+
+Both the operators' policy pages and the admin site save through here, so a change made either
+way is validated the same and leaves the same audit event (`policy.saved`, `policy.deleted`,
+with the policy before and after). Requests already waiting keep what their policy asked for
+when they were made (copied onto the request); a change governs the requests made after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from access import audit
+from access.models import ApprovalPolicy, Team
+
+# The facts of a policy an audit event records (approver teams are added by name).
+POLICY_FIELDS = (
+    "name",
+    "environment",
+    "tier",
+    "role_id",
+    "approvals_required",
+    "manager_may_approve",
+    "self_approval_forbidden",
+    "max_duration",
+    "default_duration",
+    "break_glass_allowed",
+    "break_glass_duration",
+)
+# More approvals than this is a typing mistake, not a policy.
+MAX_APPROVALS = 5
+
+
+def policy_facts(policy: ApprovalPolicy) -> dict[str, Any]:
+    """What a policy is, for the audit trail: its fields and its approver teams by name."""
+    facts = {name: getattr(policy, name) for name in POLICY_FIELDS}
+    facts["approver_teams"] = (
+        sorted(policy.approver_teams.values_list("name", flat=True)) if policy.pk else []
+    )
+    return facts
+
+
+def check_policy(policy: ApprovalPolicy) -> None:
+    """The rules a policy must keep; ValidationError naming each field to fix."""
+    problems: dict[str, list[str]] = {}
+
+    def problem(field: str, message: str) -> None:
+        problems.setdefault(field, []).append(message)
+
+    if not (policy.name or "").strip():
+        problem("name", "Give the policy a name people will recognise.")
+    if policy.approvals_required is None or policy.approvals_required > MAX_APPROVALS:
+        problem("approvals_required", f"Between 0 (granted at once) and {MAX_APPROVALS}.")
+    longest, usual = policy.max_duration, policy.default_duration
+    if longest is None or longest <= timedelta(0):
+        problem("max_duration", "The longest duration must be positive.")
+    if usual is None or usual <= timedelta(0):
+        problem("default_duration", "The usual duration must be positive.")
+    elif longest is not None and usual > longest:
+        problem("default_duration", "The usual duration cannot be longer than the longest one.")
+    glass = policy.break_glass_duration
+    if policy.break_glass_allowed:
+        if glass is None or glass <= timedelta(0):
+            problem("break_glass_duration", "Say how long break-glass access lasts.")
+        elif longest is not None and glass > longest:
+            problem("break_glass_duration", "Break-glass access cannot outlast the longest one.")
+    if problems:
+        raise ValidationError(problems)
+
+
+def record_policy_saved(
+    policy: ApprovalPolicy, *, before: dict[str, Any] | None, actor: Any, reason: str = ""
+) -> None:
+    """Audit a saved policy (call inside the transaction that saved it, teams included)."""
+    audit.record(
+        "policy.saved",
+        actor=actor,
+        obj=policy,
+        before=before,
+        after=policy_facts(policy),
+        reason=reason,
+    )
+
+
+def save_policy(
+    policy: ApprovalPolicy,
+    *,
+    approver_teams: Iterable[Team],
+    actor: Any,
+    reason: str = "",
+) -> ApprovalPolicy:
+    """Create or change a policy (the unsaved field values on `policy`) and its approver teams."""
+    check_policy(policy)
+    teams = list(approver_teams)
+    inactive = sorted(t.name for t in teams if not t.is_active)
+    if inactive:
+        raise ValidationError(
+            {"approver_teams": f"No longer in the directory: {', '.join(inactive)}."}
+        )
+    with transaction.atomic():
+        before = None
+        if policy.pk:
+            current = ApprovalPolicy.objects.select_for_update().get(pk=policy.pk)
+            before = policy_facts(current)
+        try:
+            with transaction.atomic():
+                policy.save()
+        except IntegrityError:
+            raise ValidationError(_taken(policy)) from None
+        policy.approver_teams.set(teams)
+        after = policy_facts(policy)
+        if before != after:
+            record_policy_saved(policy, before=before, actor=actor, reason=reason)
+    return policy
+
+
+def delete_policy(policy: ApprovalPolicy, *, actor: Any, reason: str = "") -> None:
+    """Remove a policy; requests already made keep what it asked for."""
+    with transaction.atomic():
+        audit.record(
+            "policy.deleted", actor=actor, obj=policy, before=policy_facts(policy), reason=reason
+        )
+        policy.delete()
+
+
+def _taken(policy: ApprovalPolicy) -> str:
+    other = (
+        ApprovalPolicy.objects.filter(
+            environment=policy.environment, tier=policy.tier, role=policy.role
+        )
+        .exclude(pk=policy.pk)
+        .first()
+    )
+    where = describe_where(policy)
+    name = f" (“{other.name}”)" if other is not None else ""
+    return f"A policy for {where} exists already{name}: change that one instead."
+
+
+def describe_where(policy: ApprovalPolicy) -> str:
+    """Where a policy applies, in words: "prod, any tier, any role"."""
+    role = policy.role.name if policy.role_id and policy.role else "any role"
+    return f"{policy.environment or 'any environment'}, {policy.tier or 'any tier'}, {role}"

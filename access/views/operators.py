@@ -1,0 +1,90 @@
+"""Operators' questions about access: "who can do X on cluster Y?" and "what can P do?".
+
+Both show other people's access, so both are for operators only (403 for anyone else, before
+anything is looked up).
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from access import selectors
+from access.forms import WhoCanForm
+from access.models import Person
+from access.permissions import require_operator
+
+PEOPLE_PAGE_SIZE = 50
+TYPED_FIELDS = ("verb", "resource", "api_group", "namespace", "path")
+
+
+@login_required
+@require_safe
+@never_cache
+def who_can(request: HttpRequest) -> HttpResponse:
+    """Who can do an action on a cluster: the grants, roles and people that allow it there.
+
+    A GET form, so an answer can be linked; htmx swaps in just the answer.
+    """
+    require_operator(request.user)
+    asked = bool(request.GET.get("verb") or request.GET.get("cluster"))
+    form = WhoCanForm(request.GET if asked else None)
+    answer = None
+    people = None
+    if asked and form.is_valid() and form.attempt is not None:
+        answer = selectors.who_can_answer(form.attempt, form.cleaned_data["cluster"])
+        people = Paginator(answer.people, PEOPLE_PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "typed_fields": [form[name] for name in TYPED_FIELDS],
+        "answer": answer,
+        "page": people,
+        "query": query.urlencode(),
+    }
+    partial = request.headers.get("HX-Request") == "true"
+    template = "_who_can_answer.html" if partial else "who_can.html"
+    response = render(request, f"access/operators/{template}", context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_safe
+def people(request: HttpRequest) -> HttpResponse:
+    """Find a person (by username, name or email) to see what they can do."""
+    require_operator(request.user)
+    query = request.GET.get("q", "").strip()
+    found = selectors.find_people(query) if query else Person.objects.none()
+    page = Paginator(found, PEOPLE_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "access/operators/people.html",
+        {"q": query, "page": page, "query": f"q={query}" if query else ""},
+    )
+
+
+@login_required
+@require_safe
+@never_cache
+def person_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """What a person can do: every grant in force (personal and through teams), where, until
+    when, and its rollout on each cluster; their teams and their open requests."""
+    require_operator(request.user)
+    person = get_object_or_404(Person.objects.select_related("manager"), pk=pk)
+    return render(
+        request,
+        "access/operators/person.html",
+        {
+            "person": person,
+            "grants": selectors.person_access(person),
+            "teams": selectors.teams_of(person),
+            "requests": selectors.requests_of(person, limit=10),
+        },
+    )
