@@ -1,8 +1,9 @@
 """Gunicorn's settings for the web container: `gunicorn -c config/gunicorn.py config.wsgi`.
 
 Every value can be changed with an environment variable (WEB_CONCURRENCY, WEB_THREADS,
-WEB_TIMEOUT, PORT). Gunicorn logs through Warden's logging (JSON or plain, secrets scrubbed);
-its access log is off because Warden logs one line per request itself, with the request id.
+WEB_TIMEOUT, WEB_MAX_REQUESTS, WEB_MAX_REQUESTS_JITTER, PORT). Gunicorn logs through Warden's
+logging (JSON or plain, secrets scrubbed); its access log is off because Warden logs one line
+per request itself, with the request id.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ keepalive = 5
 # Heartbeat files in memory: the root file system is read-only in the manifests.
 worker_tmp_dir = os.environ.get("WEB_WORKER_TMP_DIR", "/dev/shm")  # noqa: S108
 # A worker restarts after this many requests (plus jitter), bounding any slow leak.
-max_requests = 2000
-max_requests_jitter = 200
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "2000"))
+max_requests_jitter = int(os.environ.get("WEB_MAX_REQUESTS_JITTER", "200"))
 accesslog = None
 logconfig_dict = logging_config(
     os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "plain")

@@ -145,12 +145,12 @@ def process_registry() -> CollectorRegistry:
 
 def exposition(include_state: bool = True) -> bytes:
     """The text a scrape gets: process samples, then the state read now."""
-    body = generate_latest(process_registry())
-    if include_state:
+    state_body = b""
+    if include_state:  # first, so that a provider's failure is counted in this very scrape
         state = CollectorRegistry(auto_describe=False)
         state.register(StateCollector())
-        body += generate_latest(state)
-    return body
+        state_body = generate_latest(state)
+    return generate_latest(process_registry()) + state_body
 
 
 def reset_multiprocess_dir() -> None:
