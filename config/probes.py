@@ -2,9 +2,10 @@
 
 `/healthz` (liveness: the process answers), `/readyz` (readiness: the database and the broker
 answer; the body says which does not) and `/metrics` (Prometheus; a bearer token when
-METRICS_TOKEN is set) are answered by `ProbeMiddleware`, first in the chain, before Django checks
-the Host header or redirects to HTTPS: kubelet and Prometheus call pods by IP over plain HTTP.
-They write nothing and render no URL, so the Host header does not matter to them.
+METRICS_TOKEN is set) are answered by `ProbeMiddleware`, before Django checks the Host header
+(CommonMiddleware) and exempt from the HTTPS redirect: kubelet and Prometheus call pods by IP over
+plain HTTP. They write nothing and render no URL, so the Host header does not matter to them.
+Their responses still carry the request id and the security headers of every response.
 """
 
 from __future__ import annotations

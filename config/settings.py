@@ -75,19 +75,22 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # /healthz, /readyz and /metrics for kubelet and Prometheus, before Host checks (probes.py).
-    "config.probes.ProbeMiddleware",
+    # Outermost, so that every response carries them, the probes' included.
+    "csp.middleware.CSPMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "access.middleware.RequestIdMiddleware",
-    "config.probes.RequestMetricsMiddleware",
+    # Its HTTPS redirect spares the probes (SECURE_REDIRECT_EXEMPT); it never checks the Host.
     "django.middleware.security.SecurityMiddleware",
+    # /healthz, /readyz and /metrics for kubelet and Prometheus, before the Host header is checked
+    # (CommonMiddleware) and before the request is counted (config/probes.py).
+    "config.probes.ProbeMiddleware",
+    "config.probes.RequestMetricsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
