@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import (
@@ -254,7 +255,7 @@ def fleet_history(hours: int = HISTORY_HOURS) -> list[HistoryPoint]:
     mean and longest duration. One grouped query, however large the fleet."""
     # Hours as TruncHour cuts them: in the current time zone (which may be off UTC by 30 min).
     now = timezone.localtime().replace(minute=0, second=0, microsecond=0)
-    first = now - timezone.timedelta(hours=hours - 1)
+    first = now - timedelta(hours=hours - 1)
     rows = (
         ReconcileRun.objects.filter(dry_run=False, started_at__gte=first)
         .exclude(status=ReconcileStatus.RUNNING)
@@ -272,7 +273,7 @@ def fleet_history(hours: int = HISTORY_HOURS) -> list[HistoryPoint]:
     by_hour = {row["hour"]: row for row in rows}
     points = []
     for i in range(hours):
-        hour = first + timezone.timedelta(hours=i)
+        hour = first + timedelta(hours=i)
         row = by_hour.get(hour)
         if row is None:
             points.append(HistoryPoint(hour=hour))
