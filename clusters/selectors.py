@@ -313,11 +313,16 @@ def history_chart(
         return round(top + plot_h - value / top_s * plot_h, 1)
 
     with_runs = [(i, p) for i, p in enumerate(points) if p.runs]
+
+    def bar_span(i: int) -> tuple[float, float]:  # centred on its hour, kept inside the plot
+        start = max(float(left), x(i) - bar_w / 2)
+        return round(start, 1), round(min(float(left + plot_w), x(i) + bar_w / 2) - start, 1)
+
     bars = [
         {
-            "x": round(x(i) - bar_w / 2, 1),
+            "x": bar_span(i)[0],
             "y": round(top + plot_h - p.drift / top_drift * plot_h, 1),
-            "w": round(bar_w, 1),
+            "w": bar_span(i)[1],
             "h": round(p.drift / top_drift * plot_h, 1),
             "title": f"{p.hour:%H:00}: drift {p.drift}",
         }
