@@ -66,7 +66,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 
 _remembered: OrderedDict[str, None] = OrderedDict()
 _remembered_lock = threading.Lock()
-_compiled: tuple[tuple[str, ...], re.Pattern[str] | None] = ((), None)
+_version = 0  # bumped whenever a secret is remembered
+_known: tuple[tuple[int, tuple[str, ...]], tuple[str, ...]] = ((-1, ()), ())
 
 
 def remember(*values: str | None) -> None:
@@ -75,9 +76,12 @@ def remember(*values: str | None) -> None:
     Called where a secret enters the process: a cluster's token as its Endpoint is built, a
     value decrypted from the database, a token the API server issued.
     """
+    global _version
     with _remembered_lock:
         for value in values:
             if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+                if value not in _remembered:
+                    _version += 1
                 _remembered[value] = None
                 _remembered.move_to_end(value)
         while len(_remembered) > MAX_REMEMBERED:
@@ -114,23 +118,25 @@ def _url_password(url: str) -> str:
         return ""
 
 
-def _known_pattern() -> re.Pattern[str] | None:
-    global _compiled
-    with _remembered_lock:
-        values = tuple(sorted({*_remembered, *_settings_secrets()}, key=len, reverse=True))
-    if values != _compiled[0]:
-        pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
-        _compiled = (values, pattern)
-    return _compiled[1]
+def _known_values() -> tuple[str, ...]:
+    """Every secret value to blank out, longest first (a secret may contain a shorter one)."""
+    global _known
+    from_settings = tuple(_settings_secrets())
+    key = (_version, from_settings)
+    if _known[0] != key:
+        with _remembered_lock:
+            values = {*_remembered, *from_settings}
+        _known = (key, tuple(sorted(values, key=len, reverse=True)))
+    return _known[1]
 
 
 def scrub(text: str) -> str:
     """`text` with every secret it holds replaced by [redacted]."""
     if not text:
         return text
-    known = _known_pattern()
-    if known is not None:
-        text = known.sub(REDACTED, text)
+    for value in _known_values():
+        if value in text:  # a substring test per secret is cheaper than one huge regex
+            text = text.replace(value, REDACTED)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
