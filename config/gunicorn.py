@@ -26,8 +26,14 @@ worker_tmp_dir = os.environ.get("WEB_WORKER_TMP_DIR", "/dev/shm")  # noqa: S108
 max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "2000"))
 max_requests_jitter = int(os.environ.get("WEB_MAX_REQUESTS_JITTER", "200"))
 accesslog = None
+# No control socket (gunicorn ≥ 25.1 makes one under $HOME, read-only in the image's pods): the
+# orchestrator manages the processes.
+control_socket_disable = True
 logconfig_dict = logging_config(
-    os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "plain")
+    os.environ.get("LOG_LEVEL", "INFO"),
+    os.environ.get("LOG_FORMAT", "plain"),
+    # With a logging configuration gunicorn logs every request at INFO; Warden already does.
+    {"gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True}},
 )
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
