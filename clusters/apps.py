@@ -8,3 +8,13 @@ class ClustersConfig(AppConfig):
 
     name = "clusters"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_save
+
+        from clusters.metrics import count_reconcile
+        from clusters.models import ReconcileRun
+
+        post_save.connect(
+            count_reconcile, sender=ReconcileRun, dispatch_uid="warden-reconcile-metrics"
+        )

@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from config import logconfig
+
 
 class SecretUnreadable(Exception):
     """A stored secret cannot be decrypted with any configured key."""
@@ -44,7 +46,9 @@ def encrypt(plaintext: str) -> str:
 
 def decrypt(token: str) -> str:
     try:
-        return fernet().decrypt(token.encode()).decode()
+        plaintext = fernet().decrypt(token.encode()).decode()
+        logconfig.remember(plaintext)  # a secret now in memory is never to reach a log line
+        return plaintext
     except InvalidToken as exc:
         raise SecretUnreadable(
             "A stored secret cannot be decrypted with WARDEN_ENCRYPTION_KEYS: was a key removed "

@@ -11,7 +11,9 @@ import builtins
 import hashlib
 import json
 import logging
+import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -22,6 +24,8 @@ from urllib.parse import quote
 import urllib3
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
+
+from config import logconfig
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,11 @@ _thread_calls = threading.local()
 
 def calls_in_this_thread() -> int:
     return int(getattr(_thread_calls, "n", 0))
+
+
+def user_agent() -> str:
+    """This process as the clusters' audit logs name it (after a fork: the child's pid)."""
+    return f"warden/0.1 ({socket.gethostname()}; pid {os.getpid()})"
 
 
 class KubeError(Exception):
@@ -72,6 +81,9 @@ class Endpoint:
     timeout_s: float = 10.0
     verify_tls: bool = True
 
+    def __post_init__(self) -> None:
+        logconfig.remember(self.token)  # never to reach a log line of this process
+
     def fingerprint(self) -> str:
         raw = "\x1f".join((self.api_url, self.token, self.ca_pem, str(self.verify_tls)))
         return hashlib.sha256(raw.encode()).hexdigest()
@@ -86,6 +98,8 @@ class KubeClient:
         self.max_backoff_s = max_backoff_s
         self.calls = 0
         self.api = ApiClient(_configuration(endpoint))
+        # Named in the clusters' audit logs: which Warden process (pod, pid) made a call.
+        self.api.user_agent = user_agent()
 
     # --- the generic call -------------------------------------------------------------------
 
@@ -145,7 +159,10 @@ class KubeClient:
             raise Unreachable(0, "Unreachable", _connection_message(self.endpoint, exc)) from exc
         data = response.data or b""
         if 200 <= response.status < 300:
-            return json.loads(data) if data else {}
+            answer: dict[str, Any] = json.loads(data) if data else {}
+            if answer.get("kind") == "TokenRequest":
+                logconfig.remember((answer.get("status") or {}).get("token"))
+            return answer
         raise _error_from(
             response.status, response.reason or "", data, response.getheader("Retry-After")
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -62,7 +63,13 @@ class _PostgresLock:
 
 class _FileLock:
     def __init__(self, cluster_id: int):
-        folder = Path(settings.VAR_DIR) / "locks"
+        # Per database: cluster ids of two databases (two installations sharing WARDEN_VAR_DIR,
+        # or two test processes each with its in-memory database) are different clusters.
+        database = str(connection.settings_dict.get("NAME") or "")
+        if getattr(connection, "is_in_memory_db", lambda: False)():
+            database += f"#pid{os.getpid()}"  # only this process can see that database
+        digest = hashlib.sha256(database.encode()).hexdigest()[:12]
+        folder = Path(settings.VAR_DIR) / "locks" / digest
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"cluster-{int(cluster_id)}.lock"
         self.fd: int | None = None

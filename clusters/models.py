@@ -108,7 +108,8 @@ class ReconcileRun(models.Model):
         max_length=16, choices=ReconcileStatus.choices, default=ReconcileStatus.RUNNING
     )
     dry_run = models.BooleanField(default=False)
-    started_at = models.DateTimeField(auto_now_add=True)
+    # When the run began (the row is written when it ends): runs of one cluster never overlap.
+    started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_s = models.FloatField(null=True, blank=True)
     created = models.PositiveIntegerField(default=0)

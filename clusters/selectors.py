@@ -7,19 +7,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import (
+    Avg,
     Case,
     Count,
     F,
     IntegerField,
+    Max,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Sum,
     Value,
     When,
     Window,
 )
-from django.db.models.functions import RowNumber
+from django.db.models.functions import RowNumber, TruncHour
 from django.utils import timezone
 
 from access.choices import Environment, Tier
@@ -311,3 +314,132 @@ def latest_fleet_reconcile() -> tuple[FleetReconcile, ReconcileProgress] | None:
     if fleet is None:
         return None
     return fleet, reconcile_progress(fleet.cluster_ids, fleet.requested_at)
+
+
+# --- the fleet's reconciles over time -----------------------------------------------------------
+
+HISTORY_HOURS = 24
+
+
+@dataclass
+class HistoryPoint:
+    """The fleet's reconciles that began in one hour."""
+
+    hour: Any
+    runs: int = 0
+    failed: int = 0
+    drift: int = 0
+    avg_s: float = 0.0
+    max_s: float = 0.0
+
+
+def fleet_history(hours: int = HISTORY_HOURS) -> list[HistoryPoint]:
+    """One point per hour of the last `hours` (empty hours included): runs, failures, drift found,
+    mean and longest duration. One grouped query, however large the fleet."""
+    # Hours as TruncHour cuts them: in the current time zone (which may be off UTC by 30 min).
+    now = timezone.localtime().replace(minute=0, second=0, microsecond=0)
+    first = now - timedelta(hours=hours - 1)
+    rows = (
+        ReconcileRun.objects.filter(dry_run=False, started_at__gte=first)
+        .exclude(status=ReconcileStatus.RUNNING)
+        .annotate(hour=TruncHour("started_at"))
+        .values("hour")
+        .annotate(
+            runs=Count("id"),
+            failed=Count("id", filter=Q(status=ReconcileStatus.FAILED)),
+            drift=Sum("drift"),
+            avg_s=Avg("duration_s"),
+            max_s=Max("duration_s"),
+        )
+        .order_by("hour")
+    )
+    by_hour = {row["hour"]: row for row in rows}
+    points = []
+    for i in range(hours):
+        hour = first + timedelta(hours=i)
+        row = by_hour.get(hour)
+        if row is None:
+            points.append(HistoryPoint(hour=hour))
+        else:
+            points.append(
+                HistoryPoint(
+                    hour=hour,
+                    runs=row["runs"],
+                    failed=row["failed"],
+                    drift=row["drift"] or 0,
+                    avg_s=float(row["avg_s"] or 0.0),
+                    max_s=float(row["max_s"] or 0.0),
+                )
+            )
+    return points
+
+
+def history_chart(
+    points: list[HistoryPoint], width: int = 720, height: int = 180
+) -> dict[str, Any]:
+    """Geometry of the fleet's history as an inline SVG: mean and longest reconcile duration as
+    lines (left scale, seconds), drift found as bars (right scale), hours along the bottom.
+
+    Server-rendered, so the page needs no script and no inline style (the CSP allows neither).
+    """
+    left, right, top, bottom = 44, 44, 10, 26
+    plot_w, plot_h = width - left - right, height - top - bottom
+    top_s = max((p.max_s for p in points), default=0.0) or 1.0
+    top_drift = max((p.drift for p in points), default=0) or 1
+    step = plot_w / max(len(points) - 1, 1)
+    bar_w = max(2.0, step * 0.5)
+
+    def x(i: int) -> float:
+        return round(left + i * step, 1)
+
+    def y_s(value: float) -> float:
+        return round(top + plot_h - value / top_s * plot_h, 1)
+
+    with_runs = [(i, p) for i, p in enumerate(points) if p.runs]
+
+    def bar_span(i: int) -> tuple[float, float]:  # centred on its hour, kept inside the plot
+        start = max(float(left), x(i) - bar_w / 2)
+        return round(start, 1), round(min(float(left + plot_w), x(i) + bar_w / 2) - start, 1)
+
+    bars = [
+        {
+            "x": bar_span(i)[0],
+            "y": round(top + plot_h - p.drift / top_drift * plot_h, 1),
+            "w": bar_span(i)[1],
+            "h": round(p.drift / top_drift * plot_h, 1),
+            "title": f"{p.hour:%H:00}: drift {p.drift}",
+        }
+        for i, p in with_runs
+        if p.drift
+    ]
+    runs = sum(p.runs for p in points)
+    failed = sum(p.failed for p in points)
+    drift = sum(p.drift for p in points)
+    label = (
+        f"Reconciles of the last {len(points)} hours: {runs} runs, {failed} failed, drift "
+        f"found {drift} times; longest {top_s if runs else 0:.2f} s."
+        if runs
+        else f"No reconcile in the last {len(points)} hours."
+    )
+    ticks = [0, len(points) // 2, len(points) - 1] if points else []
+    return {
+        "width": width,
+        "height": height,
+        "plot": {"x": left, "y": top, "w": plot_w, "h": plot_h, "bottom": top + plot_h},
+        "avg": " ".join(f"{x(i)},{y_s(p.avg_s)}" for i, p in with_runs),
+        "max": " ".join(f"{x(i)},{y_s(p.max_s)}" for i, p in with_runs),
+        "failed": [
+            {"x": x(i), "y": y_s(p.max_s), "title": f"{p.hour:%H:00}: {p.failed} failed"}
+            for i, p in with_runs
+            if p.failed
+        ],
+        "bars": bars,
+        "y_labels": [
+            {"y": top + 4, "text": f"{top_s:.2f} s" if runs else "", "drift": str(top_drift)},
+            {"y": top + plot_h, "text": "0 s", "drift": "0"},
+        ],
+        "x_labels": [{"x": x(i), "text": f"{points[i].hour:%H:00}"} for i in ticks],
+        "label": label,
+        "empty": not runs,
+        "totals": {"runs": runs, "failed": failed, "drift": drift},
+    }

@@ -15,6 +15,8 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from config.logconfig import FORMATS, logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -73,16 +75,22 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that every response carries them, the probes' included.
+    "csp.middleware.CSPMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "access.middleware.RequestIdMiddleware",
+    # Its HTTPS redirect spares the probes (SECURE_REDIRECT_EXEMPT); it never checks the Host.
     "django.middleware.security.SecurityMiddleware",
+    # /healthz, /readyz and /metrics for kubelet and Prometheus, before the Host header is checked
+    # (CommonMiddleware) and before the request is counted (config/probes.py).
+    "config.probes.ProbeMiddleware",
+    "config.probes.RequestMetricsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -104,10 +112,10 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
+# DATABASE_URL holds the password: DATABASE_URL_FILE reads it from a mounted Secret instead.
+_database_url = _secret("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'warden.sqlite3'}"
 try:
-    DATABASES = {
-        "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'warden.sqlite3'}")
-    }
+    DATABASES = {"default": env.db_url_config(_database_url)}
 except (ValueError, KeyError) as exc:  # django-environ's answer to an unknown scheme
     raise ImproperlyConfigured(
         f"DATABASE_URL is not a database URL Warden understands ({exc}); "
@@ -165,7 +173,11 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Probes and Prometheus reach the pods over plain HTTP inside the cluster: never redirect them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 if env.bool("USE_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -184,7 +196,7 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 # --- Celery -----------------------------------------------------------------------------------
 # With no CELERY_BROKER_URL the broker is a folder under var/ (kombu's filesystem transport): the
 # web app, a worker and beat on one machine share it with no server to install.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = _secret("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     _broker_dir.mkdir(parents=True, exist_ok=True)
@@ -196,8 +208,21 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Redis: a task taken by a worker that died (acks_late: it was never acknowledged) goes back
+    # to the queue once it has been out this long. It must exceed the longest task and the
+    # longest retry countdown, or a slow task would be handed to a second worker meanwhile.
+    CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        # Look for such tasks every tenth of the timeout (at most every 60 s).
+        "unacked_restore_interval": max(1, min(60, CELERY_VISIBILITY_TIMEOUT // 10)),
+        "unacked_restore_throttle": 1,
+    }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# The queue tasks go to and workers read (several Warden installations may share one broker).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+# Workers log through LOGGING (config/celery.py), not Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 # A task is acknowledged when it ends, so a worker that dies mid-task hands it to another.
@@ -374,18 +399,23 @@ REST_FRAMEWORK = {
 }
 
 # --- Logging ----------------------------------------------------------------------------------
+# One line per record on stderr: LOG_FORMAT=json for log collectors (an object per line with the
+# request/task id), plain for people. Secrets are scrubbed from every record (config/logconfig.py).
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-    },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django_auth_ldap": {"level": env.str("LDAP_LOG_LEVEL", default="WARNING")},
-    },
-}
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use one of {', '.join(FORMATS)}")
+LOGGING: dict[str, Any] = logging_config(
+    LOG_LEVEL,
+    LOG_FORMAT,
+    {"django_auth_ldap": {"level": env.str("LDAP_LOG_LEVEL", default="WARNING")}},
+)
+
+# --- Metrics ----------------------------------------------------------------------------------
+# /metrics (Prometheus text format); with METRICS_TOKEN set, scrapers must send it as a bearer
+# token. Gunicorn workers and Celery prefork children write their samples to files under
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus_client itself), which /metrics adds up.
+METRICS_TOKEN = _secret("METRICS_TOKEN", default="") or ""
+# A Celery worker serves its own metrics (task counts and durations, reconciles) on this port;
+# 0 = off.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)

@@ -18,7 +18,9 @@ Python API::
 
 HTTP control API (for a kubesim in another process): `GET|POST /_kubesim/clusters`,
 `DELETE /_kubesim/clusters/<name>`, `PUT|DELETE /_kubesim/clusters/<name>/faults`,
-`GET|DELETE /_kubesim/clusters/<name>/counters`, `POST /_kubesim/clusters/<name>/users`.
+`GET|DELETE /_kubesim/clusters/<name>/counters`, `POST /_kubesim/clusters/<name>/users`,
+`GET /_kubesim/clusters/<name>/requests` (the request log: start and end time, method, path, user agent, and
+the most requests served at once; DELETE .../counters clears it).
 Command line: `python -m kubesim --clusters a,b --kubeconfig PATH [--tls] [--count N]`.
 """
 

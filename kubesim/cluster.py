@@ -11,7 +11,7 @@ import random
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -81,6 +81,12 @@ class SimCluster:
     users: dict[str, UserInfo] = field(default_factory=dict)
     signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     counter_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The newest requests (start and end time, method, path, user agent) and the most served at
+    # once: which
+    # client called when, and whether two clients ever worked on this cluster at the same time.
+    request_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def __post_init__(self) -> None:
         for kind in builtin_kinds():
@@ -118,6 +124,8 @@ class SimCluster:
     def reset_counters(self) -> None:
         with self.counter_lock:
             self.counters.clear()
+            self.request_log.clear()
+            self.max_in_flight = self.in_flight
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create an object directly, as the admin would (test setup)."""
@@ -254,6 +262,33 @@ class SimCluster:
             raise Drop()
         params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         self._count(method, path, params)
+        with self.counter_lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            entry = {
+                "t": time.time(),
+                "end": 0.0,
+                "method": method,
+                "path": path,
+                "agent": headers.get("user-agent", ""),
+            }
+            self.request_log.append(entry)
+        try:
+            return self._handle(method, path, params, headers, body)
+        finally:
+            with self.counter_lock:
+                self.in_flight -= 1
+                entry["end"] = time.time()
+
+    def _handle(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> Response:
+        faults = self.faults
         if faults.latency_s:
             time.sleep(faults.latency_s)
         if faults.throttled > 0:

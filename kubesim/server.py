@@ -237,6 +237,11 @@ class KubeSimServer:
                     },
                     {},
                 )
+            if tail == ["requests"] and method == "GET":
+                with cluster.counter_lock:
+                    log = list(cluster.request_log)
+                    most = cluster.max_in_flight
+                return 200, {"max_in_flight": most, "requests": log}, {}
             if tail == ["counters"] and method == "DELETE":
                 cluster.reset_counters()
                 return 200, {}, {}

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubesim import workloads
+
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # RBAC object names follow path-segment rules: anything but "/" and "%", not "." or "..".
@@ -64,6 +66,8 @@ class Kind:
     short_names: tuple[str, ...] = ()
     validate: Callable[[dict[str, Any], dict[str, Any] | None], list[str]] | None = None
     name_rule: str = "subdomain"
+    # Defaulting and mutating admission, run before validation (e.g. a Service's clusterIP).
+    default: Callable[[dict[str, Any], dict[str, Any] | None], None] | None = None
 
     @property
     def api_version(self) -> str:
@@ -118,9 +122,76 @@ def builtin_kinds() -> list[Kind]:
     return [
         Kind("Namespace", "namespaces", "", "v1", False, ("ns",), name_rule="label"),
         Kind("ServiceAccount", "serviceaccounts", "", "v1", True, ("sa",)),
-        Kind("Secret", "secrets", "", "v1", True),
-        Kind("ConfigMap", "configmaps", "", "v1", True, ("cm",)),
+        Kind(
+            "Secret",
+            "secrets",
+            "",
+            "v1",
+            True,
+            validate=workloads.validate_secret,
+            default=workloads.default_secret,
+        ),
+        Kind(
+            "ConfigMap",
+            "configmaps",
+            "",
+            "v1",
+            True,
+            ("cm",),
+            validate=workloads.validate_config_map,
+        ),
         Kind("Pod", "pods", "", "v1", True, ("po",)),
+        Kind(
+            "Service",
+            "services",
+            "",
+            "v1",
+            True,
+            ("svc",),
+            workloads.validate_service,
+            "label",
+            workloads.default_service,
+        ),
+        Kind(
+            "Deployment",
+            "deployments",
+            "apps",
+            "v1",
+            True,
+            ("deploy",),
+            workloads.validate_deployment,
+            default=workloads.default_deployment,
+        ),
+        Kind(
+            "Job",
+            "jobs",
+            "batch",
+            "v1",
+            True,
+            (),
+            workloads.validate_job,
+            default=workloads.default_job,
+        ),
+        Kind(
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            "policy",
+            "v1",
+            True,
+            ("pdb",),
+            workloads.validate_pdb,
+            default=workloads.default_pdb,
+        ),
+        Kind(
+            "NetworkPolicy",
+            "networkpolicies",
+            "networking.k8s.io",
+            "v1",
+            True,
+            ("netpol",),
+            workloads.validate_network_policy,
+            default=workloads.default_network_policy,
+        ),
         Kind("Role", "roles", rbac, "v1", True, validate=_validate_role, name_rule="path"),
         Kind(
             "ClusterRole",
@@ -364,6 +435,7 @@ class Store:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
+        meta["uid"] = str(uuid.uuid4())  # before defaulting: a Job's selector names its uid
         self._validate(kind, obj, None)
         with self.lock:
             if kind.namespaced:
@@ -390,7 +462,6 @@ class Store:
                     f'{kind.qualified} "{name}" already exists',
                     _details(kind, name),
                 )
-            meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_rfc3339()
             meta.pop("resourceVersion", None)
             if kind.kind == "Namespace":
@@ -429,10 +500,10 @@ class Store:
                     f'Operation cannot be fulfilled on {kind.qualified} "{name}": the object has been modified; please apply your changes to the latest version and try again',
                     _details(kind, name),
                 )
-            self._validate(kind, obj, old)
             for preserved in ("uid", "creationTimestamp", "deletionTimestamp"):
                 if preserved in old["metadata"]:
                     meta[preserved] = old["metadata"][preserved]
+            self._validate(kind, obj, old)
             if kind.kind == "Namespace":
                 obj["status"] = old.get("status", {"phase": "Active"})
             if _semantic(obj) == _semantic(old):
@@ -492,6 +563,17 @@ class Store:
     def _validate(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         name = obj["metadata"].get("name") or ""
         errors = []
+        try:
+            if kind.default is not None:
+                kind.default(obj, old)
+            if kind.validate is not None:
+                errors.extend(kind.validate(obj, old))
+        except workloads.BadRequest as exc:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: {exc}',
+            ) from exc
         if not name:
             errors.append("metadata.name: Required value: name or generateName is required")
         elif kind.name_rule == "label" and (len(name) > 63 or not DNS1123_LABEL.match(name)):
@@ -511,8 +593,6 @@ class Store:
                 errors.append(
                     f'metadata.labels: Invalid value: "{value}": must be no more than 63 characters'
                 )
-        if kind.validate is not None:
-            errors.extend(kind.validate(obj, old))
         if errors:
             raise ApiError(
                 422,

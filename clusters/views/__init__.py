@@ -65,6 +65,7 @@ def fleet_overview(request: HttpRequest) -> HttpResponse:
             "page": page,
             "rows": rows,
             "summary": selectors.fleet_summary(),
+            "history": selectors.history_chart(selectors.fleet_history()),
             "query": query.urlencode(),
             **_fleet_progress_context(),
         },

@@ -66,7 +66,7 @@ def test_a_file_lock_is_exclusive_and_released_when_its_process_dies(settings, t
             textwrap.dedent(
                 f"""
                 import fcntl, os, sys, time
-                fd = os.open({str(tmp_path / "locks" / "cluster-7.lock")!r}, os.O_RDWR)
+                fd = os.open({str(first.path)!r}, os.O_RDWR)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 print("held", flush=True)
                 time.sleep(60)

@@ -1,0 +1,96 @@
+"""Metrics of the machine side: per-cluster reconcile state read at scrape time, and each
+reconcile counted where it ran (see config/metrics.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count
+from prometheus_client.core import Metric
+
+from clusters import selectors
+from clusters.choices import ClusterState
+from clusters.models import Cluster, ReconcileRun
+from config import metrics
+from config.metrics import gauge, state_metrics
+
+CLUSTER_LABELS = ("cluster", "environment", "tier")
+
+
+@state_metrics
+def cluster_reconciles() -> Iterator[Metric]:
+    """The newest reconcile of every live cluster: duration, drift, failure, pending, when."""
+    runs = selectors.latest_runs()
+    families = {
+        "duration": gauge(
+            "warden_cluster_reconcile_duration_seconds",
+            "Duration of the cluster's newest reconcile",
+            CLUSTER_LABELS,
+        ),
+        "drift": gauge(
+            "warden_cluster_reconcile_drift",
+            "Managed objects the newest reconcile found changed or removed by someone else",
+            CLUSTER_LABELS,
+        ),
+        "failed": gauge(
+            "warden_cluster_reconcile_failed",
+            "1 when the cluster's newest reconcile failed (its error is on the cluster's page)",
+            CLUSTER_LABELS,
+        ),
+        "pending": gauge(
+            "warden_cluster_pending_grants",
+            "Grants the newest reconcile could not put in force there (e.g. a missing namespace)",
+            CLUSTER_LABELS,
+        ),
+        "api_calls": gauge(
+            "warden_cluster_reconcile_api_calls",
+            "Kubernetes API calls of the cluster's newest reconcile",
+            CLUSTER_LABELS,
+        ),
+        "finished": gauge(
+            "warden_cluster_last_reconcile_timestamp_seconds",
+            "Unix time the cluster's newest reconcile finished",
+            CLUSTER_LABELS,
+        ),
+    }
+    for run in runs.values():
+        labels = [run.cluster.name, run.cluster.environment, run.cluster.tier]
+        families["duration"].add_metric(labels, float(run.duration_s or 0.0))
+        families["drift"].add_metric(labels, float(run.drift))
+        families["failed"].add_metric(labels, 1.0 if run.status == "failed" else 0.0)
+        families["pending"].add_metric(labels, float(len(run.pending or {})))
+        families["api_calls"].add_metric(labels, float(run.api_calls))
+        if run.finished_at is not None:
+            families["finished"].add_metric(labels, run.finished_at.timestamp())
+    yield from families.values()
+
+
+@state_metrics
+def clusters_by_state() -> Iterator[Metric]:
+    counts = dict(
+        Cluster.objects.values_list("state")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("state", "n")
+    )
+    family = gauge("warden_clusters", "Registered clusters by state", ["state"])
+    for state in ClusterState.values:
+        family.add_metric([state], float(counts.get(state, 0)))
+    yield family
+
+
+def count_reconcile(sender: Any, instance: ReconcileRun, created: bool, **kwargs: Any) -> None:
+    """Count a recorded (not dry-run) reconcile in this process once its transaction commits."""
+    if not created or instance.dry_run or instance.status == "running":
+        return
+    written = {
+        "created": instance.created,
+        "updated": instance.updated,
+        "recreated": instance.recreated,
+        "deleted": instance.deleted,
+    }
+    transaction.on_commit(
+        lambda: metrics.observe_reconcile(instance.status, instance.duration_s, written)
+    )

@@ -1,0 +1,3 @@
+"""The machine side's fixtures for these tests: operator, catalogue, people, kubesim clusters."""
+
+from tests.clusters.conftest import catalogue, make_cluster, operator, people  # noqa: F401
