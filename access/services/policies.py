@@ -107,6 +107,10 @@ def save_policy(
         if policy.pk:
             current = ApprovalPolicy.objects.select_for_update().get(pk=policy.pk)
             before = policy_facts(current)
+        # The unique constraint treats "any role" (NULL) as one value on PostgreSQL 15+ only:
+        # ask first, and keep the constraint for the race.
+        if _other_at_same_place(policy) is not None:
+            raise ValidationError(_taken(policy))
         try:
             with transaction.atomic():
                 policy.save()
@@ -128,14 +132,18 @@ def delete_policy(policy: ApprovalPolicy, *, actor: Any, reason: str = "") -> No
         policy.delete()
 
 
-def _taken(policy: ApprovalPolicy) -> str:
-    other = (
+def _other_at_same_place(policy: ApprovalPolicy) -> ApprovalPolicy | None:
+    return (
         ApprovalPolicy.objects.filter(
             environment=policy.environment, tier=policy.tier, role=policy.role
         )
         .exclude(pk=policy.pk)
         .first()
     )
+
+
+def _taken(policy: ApprovalPolicy) -> str:
+    other = _other_at_same_place(policy)
     where = describe_where(policy)
     name = f" (“{other.name}”)" if other is not None else ""
     return f"A policy for {where} exists already{name}: change that one instead."

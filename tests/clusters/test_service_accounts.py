@@ -364,7 +364,9 @@ def test_every_step_of_a_rotation_is_audited(make_cluster, people):
     serviceaccounts.request_rotation(account, reason="routine")
     serviceaccounts.rotate_account(account.pk)
 
-    events = AuditEvent.objects.filter(object_id=str(account.pk)).order_by("seq")
+    events = AuditEvent.objects.filter(
+        object_type="clusters.managedserviceaccount", object_id=str(account.pk)
+    ).order_by("seq")
     assert [e.action for e in events] == [
         "serviceaccount.declared",
         "serviceaccount.target_added",
