@@ -123,7 +123,7 @@ class ScopeField(forms.CharField):
     """A list of names typed as text (commas or spaces)."""
 
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        return split_words(super().to_python(value))
+        return split_words(super().to_python(value) or "")
 
 
 class RequestForm(forms.Form):

@@ -129,7 +129,7 @@ def access_of(person: Person) -> list[HeldAccess]:
     held = []
     for grant in grants:
         request = getattr(grant, "request", None)
-        if grant.team_id:
+        if grant.team is not None:
             via = f"team {grant.team.name}"
         elif request is not None:
             via = f"request #{request.pk}"

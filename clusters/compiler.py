@@ -200,8 +200,8 @@ def compile_cluster(
                 f"role {grant.role!r} is not available in {cluster.environment}/{cluster.tier}"
             )
             continue
-        subjects = _subjects(grant, cluster, directory)
-        if not subjects:
+        grant_subjects = _subjects(grant, cluster, directory)
+        if not grant_subjects:
             continue
         targets = _binding_namespaces(grant, definition, existing_namespaces, state)
         if targets is None:
@@ -209,7 +209,7 @@ def compile_cluster(
         if not definition.cluster_role:
             managed_roles.add(role.name)
         for namespace in targets:
-            for subject in subjects:
+            for subject in grant_subjects:
                 bindings[(role.name, namespace)][subject].add(grant.id)
     for account in sorted(service_accounts, key=lambda a: a.id):
         if account.reaches(cluster):

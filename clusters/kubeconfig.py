@@ -38,7 +38,7 @@ def parse_kubeconfig(text: str, context: str = "") -> ClusterAccess:
     if not isinstance(doc, dict) or doc.get("kind", "Config") != "Config":
         raise KubeconfigError("This is not a kubeconfig (expected `kind: Config`)")
     name = context or doc.get("current-context") or ""
-    contexts = {c.get("name"): c.get("context") or {} for c in _list(doc, "contexts")}
+    contexts = {str(c.get("name")): c.get("context") or {} for c in _list(doc, "contexts")}
     if not name:
         if len(contexts) != 1:
             raise KubeconfigError(

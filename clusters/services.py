@@ -89,8 +89,8 @@ def grant_spec(grant: Grant) -> GrantSpec:
     return GrantSpec(
         id=grant.pk,
         role=grant.role.name,
-        team=grant.team.name if grant.team_id else None,
-        person=grant.person.username if grant.person_id else None,
+        team=grant.team.name if grant.team is not None else None,
+        person=grant.person.username if grant.person is not None else None,
         environments=tuple(grant.environments or ()),
         tiers=tuple(grant.tiers or ()),
         clusters=tuple(grant.clusters or ()),

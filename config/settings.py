@@ -310,7 +310,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 LDAP_SCHEMA = env.str("LDAP_SCHEMA", default="openldap")
 if LDAP_SCHEMA not in ("openldap", "ad"):
     raise ImproperlyConfigured(f"LDAP_SCHEMA={LDAP_SCHEMA!r}: use 'openldap' or 'ad'")
-_SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
+_ALL_SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
     "openldap": {
         "USER_FILTER": "(objectClass=inetOrgPerson)",
         "USERNAME_ATTR": "uid",
@@ -329,7 +329,8 @@ _SCHEMA_DEFAULTS: dict[str, dict[str, str]] = {
         "GROUP_OWNER_ATTR": "managedBy",
         "GROUP_FILTER": "(objectClass=group)",
     },
-}[LDAP_SCHEMA]
+}
+_SCHEMA_DEFAULTS = _ALL_SCHEMA_DEFAULTS[LDAP_SCHEMA]
 
 WARDEN_DIRECTORY: dict[str, Any] = {
     "URI": env.str("LDAP_URI", default=""),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,7 +43,7 @@ class KubeSim(KubeSimServer):
 
     def write_kubeconfig(self, path: str | Path, clusters: list[str] | None = None) -> Path:
         names = clusters or sorted(self.clusters)
-        doc = {
+        doc: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Config",
             "preferences": {},
@@ -56,11 +57,11 @@ class KubeSim(KubeSimServer):
             entry: dict[str, object] = {"server": cluster.server_url}
             if cluster.ca_cert_pem:
                 entry["certificate-authority-data"] = base64.b64encode(cluster.ca_cert_pem).decode()
-            doc["clusters"].append({"name": name, "cluster": entry})  # type: ignore[attr-defined]
-            doc["users"].append({"name": f"{name}-admin", "user": {"token": cluster.admin_token}})  # type: ignore[attr-defined]
+            doc["clusters"].append({"name": name, "cluster": entry})
+            doc["users"].append({"name": f"{name}-admin", "user": {"token": cluster.admin_token}})
             doc["contexts"].append(
                 {"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}
-            )  # type: ignore[attr-defined]
+            )
         target = Path(path)
         target.write_text(yaml.safe_dump(doc, sort_keys=False))
         target.chmod(0o600)

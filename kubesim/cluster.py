@@ -134,7 +134,7 @@ class SimCluster:
 
     # --- controllers ------------------------------------------------------------------------
 
-    def _controllers(self, plural: str, event: str, obj: dict[str, Any]) -> None:
+    def _controllers(self, plural: str, event: str, obj: dict[str, Any] | None) -> None:
         if plural == "clusterroles":
             rbac.aggregate(self.store)
 
@@ -549,7 +549,7 @@ class SimCluster:
                     f'Secret "{obj["metadata"].get("name")}" is invalid: metadata.annotations[kubernetes.io/service-account.name]: Not found',
                 )
             token, _ = self.issue_token(
-                namespace, sa_name, 0, None, legacy_secret=obj["metadata"].get("name", "")
+                namespace, str(sa_name), 0, None, legacy_secret=obj["metadata"].get("name", "")
             )
             obj = copy.deepcopy(obj)
             obj["metadata"].setdefault("annotations", {})["kubernetes.io/service-account.uid"] = sa[

@@ -241,10 +241,10 @@ def parse_label_selector(text: str) -> Callable[[dict[str, str]], bool]:
         part = part.strip()
         if "!=" in part:
             key, value = (s.strip() for s in part.split("!=", 1))
-            tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
+            tests.append(_label_test(key, "!=", value))
         elif "==" in part or ("=" in part and " in " not in part and "notin" not in part):
             key, value = (s.strip() for s in part.replace("==", "=").split("=", 1))
-            tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
+            tests.append(_label_test(key, "=", value))
         else:
             match = _SET_EXPR.match(part)
             if not match:
@@ -256,14 +256,36 @@ def parse_label_selector(text: str) -> Callable[[dict[str, str]], bool]:
             negate, key, op, values = match.groups()
             options = {v.strip() for v in (values or "").split(",") if v.strip()}
             if op == "in":
-                tests.append(lambda labels, k=key, o=options: labels.get(k) in o)
+                tests.append(_label_test(key, "in", options))
             elif op == "notin":
-                tests.append(lambda labels, k=key, o=options: labels.get(k) not in o)
+                tests.append(_label_test(key, "notin", options))
             elif negate:
-                tests.append(lambda labels, k=key: k not in labels)
+                tests.append(_label_test(key, "!exists"))
             else:
-                tests.append(lambda labels, k=key: k in labels)
+                tests.append(_label_test(key, "exists"))
     return lambda labels: all(test(labels) for test in tests)
+
+
+def _label_test(
+    key: str, op: str, operand: str | set[str] | None = None
+) -> Callable[[dict[str, str]], bool]:
+    """One requirement of a label selector, bound to its key, operator and value(s)."""
+
+    def test(labels: dict[str, str]) -> bool:
+        have = labels.get(key)
+        if op == "=":
+            return have == operand
+        if op == "!=":
+            return have != operand
+        if op == "in":
+            return have in (operand or set())
+        if op == "notin":
+            return have not in (operand or set())
+        if op == "exists":
+            return have is not None
+        return have is None
+
+    return test
 
 
 def _split_selector(text: str) -> list[str]:

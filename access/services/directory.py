@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -39,7 +38,7 @@ COUNTERS = (
 def sync_directory(
     *,
     trigger: str = SyncTrigger.SCHEDULE,
-    requested_by: AbstractBaseUser | None = None,
+    requested_by: Any = None,
     confirms: DirectorySync | None = None,
     config: DirectoryConfig | None = None,
 ) -> DirectorySync:
@@ -113,7 +112,7 @@ def _audit_sync(run: DirectorySync, syncer: DirectorySyncer, actor: Any) -> None
     )
 
 
-def confirm_blocked_sync(run: DirectorySync, operator: AbstractBaseUser) -> DirectorySync:
+def confirm_blocked_sync(run: DirectorySync, operator: Any) -> DirectorySync:
     """An operator says the directory is right: sync again, allowing what the blocked run saw."""
     if run.status != SyncStatus.BLOCKED:
         raise ValidationError("Only a sync blocked by the safety guard can be confirmed.")

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -31,7 +30,9 @@ RULE_FIELDS = ("apiGroups", "resources", "resourceNames", "nonResourceURLs", "ve
 def grant_facts(grant: Grant) -> dict[str, Any]:
     """What a grant is, for the audit trail and the plan page."""
     return {
-        "subject": f"team:{grant.team.name}" if grant.team_id else f"person:{grant.person}",
+        "subject": f"team:{grant.team.name}"
+        if grant.team is not None
+        else f"person:{grant.person}",
         "role": grant.role.name,
         "environments": grant.environments,
         "tiers": grant.tiers,
@@ -95,7 +96,7 @@ def grant_access(
     role: Role,
     team: Team | None = None,
     person: Person | None = None,
-    actor: AbstractBaseUser | None = None,
+    actor: Any = None,
     reason: str = "",
     source: str = GrantSource.STANDING,
     starts_at: datetime | None = None,
@@ -135,7 +136,7 @@ def grant_access(
 def revoke_grant(
     grant: Grant,
     *,
-    actor: AbstractBaseUser | None = None,
+    actor: Any = None,
     reason: str = "",
     action: str = "grant.revoked",
 ) -> Grant:
@@ -286,7 +287,7 @@ def set_role_definition(
     *,
     environment: str = "",
     tier: str = "",
-    actor: AbstractBaseUser | None = None,
+    actor: Any = None,
     reason: str = "",
     **fields: Any,
 ) -> RoleDefinition:
@@ -323,7 +324,7 @@ def set_role_definition(
 
 
 def remove_role_definition(
-    definition: RoleDefinition, *, actor: AbstractBaseUser | None = None, reason: str = ""
+    definition: RoleDefinition, *, actor: Any = None, reason: str = ""
 ) -> None:
     with transaction.atomic():
         role = definition.role

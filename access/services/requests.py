@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -265,7 +264,7 @@ def _duplicates(
             for r in preview.clusters
         )
         if covered:
-            via = f"team {grant.team.name}" if grant.team_id else "you personally"
+            via = f"team {grant.team.name}" if grant.team is not None else "you personally"
             until_text = (
                 f"until {grant.expires_at:%Y-%m-%d %H:%M} UTC" if grant.expires_at else "standing"
             )
@@ -361,7 +360,7 @@ def submit_request(
     duration: timedelta | None = None,
     ticket: str = "",
     break_glass: bool = False,
-    actor: AbstractBaseUser | None = None,
+    actor: Any = None,
     extends: AccessRequest | None = None,
     **scope: Any,
 ) -> AccessRequest:

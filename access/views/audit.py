@@ -60,7 +60,7 @@ def filtered(form: AuditFilterForm) -> QuerySet[AuditEvent]:
 
 @login_required
 @never_cache
-def audit_log(request: HttpRequest) -> HttpResponse:
+def audit_log(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     require_operator(request.user)
     form = AuditFilterForm(request.GET or None)
     events = filtered(form) if request.GET else AuditEvent.objects.order_by("-seq")

@@ -214,7 +214,7 @@ def request_approve(request: HttpRequest, pk: int) -> HttpResponse:
     reached = [r.cluster for r in selectors.inbox_rows([req])[0].clusters]
     form = DecisionForm(request.POST, clusters=reached)
     if not form.is_valid():
-        messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
+        messages.error(request, " ".join(str(m) for ms in form.errors.values() for m in ms))
         return redirect("request-detail", pk=pk)
     data = form.cleaned_data
     return _act(
@@ -291,7 +291,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     page = Paginator(pending, PAGE_SIZE).get_page(request.GET.get("page"))
     selectors.count_approvals(page.object_list)
     decided = (
-        Approval.objects.filter(approver=request.user)
+        Approval.objects.filter(approver_id=request.user.pk)
         .select_related("request__requester", "request__role")
         .order_by("-created_at", "-id")
     )
