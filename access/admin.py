@@ -24,6 +24,7 @@ from access.models import (
     Team,
     TeamOwner,
 )
+from access.services.catalogue import ROLE_FIELDS, policy_facts
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -155,7 +156,7 @@ class RoleAdmin(admin.ModelAdmin):
 
     list_display = ["name", "display_name", "rank"]
     inlines = [RoleDefinitionInline]
-    FIELDS = ["name", "display_name", "description", "rank"]
+    FIELDS = ROLE_FIELDS
 
     def save_model(self, request: HttpRequest, obj: Role, form: Any, change: bool) -> None:
         with transaction.atomic():
@@ -201,24 +202,10 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):
     ]
     list_filter = ["environment", "tier", "break_glass_allowed"]
     filter_horizontal = ["approver_teams"]
-    FIELDS = [
-        "name",
-        "environment",
-        "tier",
-        "role_id",
-        "approvals_required",
-        "manager_may_approve",
-        "self_approval_forbidden",
-        "max_duration",
-        "default_duration",
-        "break_glass_allowed",
-        "break_glass_duration",
-    ]
 
     def _snapshot(self, policy: ApprovalPolicy) -> dict[str, Any]:
-        facts = _facts(policy, self.FIELDS)
-        facts["approver_teams"] = sorted(policy.approver_teams.values_list("name", flat=True))
-        return facts
+        # The same facts the API and access as code record (access/services/catalogue.py).
+        return policy_facts(policy)
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         with transaction.atomic():

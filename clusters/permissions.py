@@ -20,3 +20,9 @@ def get_source_for_operator(user: Any, pk: int) -> DiscoverySource:
     """The discovery source, for an operator; 403 for anyone else."""
     require_operator(user)
     return get_object_or_404(DiscoverySource, pk=pk)
+
+
+def get_cluster_named_for_operator(user: Any, name: str) -> Cluster:
+    """The cluster by name, for an operator; 403 for anyone else (before the 404)."""
+    require_operator(user)
+    return get_object_or_404(Cluster, name=name)

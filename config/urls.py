@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from access import views as access_views
 
@@ -15,6 +16,10 @@ urlpatterns = [
     # Before admin.site.urls: the admin logs in through Warden's own login page.
     path("admin/login/", access_views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
+    # The REST API, its OpenAPI 3 schema, and Swagger UI served from Warden's own static files.
+    path("api/v1/", include("access.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("clusters.urls")),
     path("", include("access.urls")),
 ]
