@@ -370,6 +370,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "access.api.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "EnvironmentEnum": "access.choices.Environment",
         "TierEnum": "access.choices.Tier",

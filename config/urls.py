@@ -23,3 +23,5 @@ urlpatterns = [
     path("", include("clusters.urls")),
     path("", include("access.urls")),
 ]
+
+handler404 = "access.api.exceptions.not_found"

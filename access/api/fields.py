@@ -40,3 +40,12 @@ class StringMapField(serializers.DictField):
     """A mapping of strings (labels, a cluster selector)."""
 
     child = serializers.CharField(max_length=253, allow_blank=True)
+
+
+class NameField(serializers.SlugRelatedField):
+    """An object named by its name (a role, a team, a person), never by its id."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("does_not_exist", slug_name=self.slug_field, value="(a NUL character)")
+        return super().to_internal_value(data)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from access.api.fields import HumanDurationField, StringMapField
+from access.api.fields import HumanDurationField, NameField, StringMapField
 from access.choices import Environment, RoleScope, Tier
 from access.models import (
     AccessRequest,
@@ -40,7 +40,7 @@ def _choices(choices: Any, **kwargs: Any) -> serializers.ListField:
 
 
 class PersonSerializer(serializers.ModelSerializer):
-    manager = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    manager = NameField(slug_field="username", read_only=True, allow_null=True)
     teams = serializers.SerializerMethodField()
 
     class Meta:
@@ -53,7 +53,7 @@ class PersonSerializer(serializers.ModelSerializer):
 
 
 class TeamSerializer(serializers.ModelSerializer):
-    owners = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
+    owners = NameField(slug_field="username", many=True, read_only=True)
     members = serializers.SerializerMethodField()
 
     class Meta:
@@ -149,10 +149,10 @@ class ClusterPlanSerializer(serializers.Serializer):
 
 
 class ApprovalPolicySerializer(serializers.ModelSerializer):
-    role = serializers.SlugRelatedField(
+    role = NameField(
         slug_field="name", queryset=Role.objects.all(), allow_null=True, required=False
     )
-    approver_teams = serializers.SlugRelatedField(
+    approver_teams = NameField(
         slug_field="name",
         many=True,
         queryset=Team.objects.filter(is_active=True),
@@ -190,10 +190,10 @@ class ApprovalPolicySerializer(serializers.ModelSerializer):
 
 
 class GrantSerializer(serializers.ModelSerializer):
-    team = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    person = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    role = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    team = NameField(slug_field="name", read_only=True, allow_null=True)
+    person = NameField(slug_field="username", read_only=True, allow_null=True)
+    role = NameField(slug_field="name", read_only=True)
+    created_by = NameField(slug_field="username", read_only=True, allow_null=True)
     cluster_selector = StringMapField(read_only=True)
     environments = _names(read_only=True)
     tiers = _names(read_only=True)
@@ -236,13 +236,13 @@ class GrantSerializer(serializers.ModelSerializer):
 class GrantCreateSerializer(serializers.Serializer):
     """A standing grant to a team or one person (exactly one of the two)."""
 
-    team = serializers.SlugRelatedField(
+    team = NameField(
         slug_field="name", queryset=Team.objects.filter(is_active=True), required=False
     )
-    person = serializers.SlugRelatedField(
+    person = NameField(
         slug_field="username", queryset=Person.objects.filter(is_active=True), required=False
     )
-    role = serializers.SlugRelatedField(slug_field="name", queryset=Role.objects.all())
+    role = NameField(slug_field="name", queryset=Role.objects.all())
     environments = _choices(Environment.choices, required=False, default=list)
     tiers = _choices(Tier.choices, required=False, default=list)
     clusters = _names(required=False, default=list)
@@ -298,7 +298,7 @@ class ReachSerializer(serializers.Serializer):
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
-    approver = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    approver = NameField(slug_field="username", read_only=True)
     narrowed = serializers.DictField(read_only=True)
 
     class Meta:
@@ -307,9 +307,9 @@ class ApprovalSerializer(serializers.ModelSerializer):
 
 
 class AccessRequestSerializer(serializers.ModelSerializer):
-    requester = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    role = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    approver_teams = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    requester = NameField(slug_field="username", read_only=True)
+    role = NameField(slug_field="name", read_only=True)
+    approver_teams = NameField(slug_field="name", many=True, read_only=True)
     approvals = ApprovalSerializer(many=True, read_only=True)
     duration = HumanDurationField(read_only=True)
     environments = _names(read_only=True)
@@ -352,7 +352,7 @@ class AccessRequestSerializer(serializers.ModelSerializer):
 class AccessRequestCreateSerializer(serializers.Serializer):
     """Ask for a role over a scope for a while, with a reason."""
 
-    role = serializers.SlugRelatedField(slug_field="name", queryset=Role.objects.all())
+    role = NameField(slug_field="name", queryset=Role.objects.all())
     environments = _choices(Environment.choices, required=False, default=list)
     tiers = _choices(Tier.choices, required=False, default=list)
     clusters = _names(required=False, default=list)
@@ -494,8 +494,8 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 
 class ReviewCampaignSerializer(serializers.ModelSerializer):
-    started_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    closed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    started_by = NameField(slug_field="username", read_only=True, allow_null=True)
+    closed_by = NameField(slug_field="username", read_only=True, allow_null=True)
     environments = _choices(Environment.choices, required=False, default=list)
 
     class Meta:
@@ -518,7 +518,7 @@ class ReviewCampaignSerializer(serializers.ModelSerializer):
 class ReviewItemSerializer(serializers.ModelSerializer):
     grant = GrantSerializer(read_only=True)
     campaign = serializers.PrimaryKeyRelatedField(read_only=True)
-    decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    decided_by = NameField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = ReviewItem
@@ -603,7 +603,7 @@ class ExplanationSerializer(serializers.Serializer):
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    owner = NameField(slug_field="username", read_only=True)
 
     class Meta:
         model = ApiToken

@@ -121,6 +121,8 @@ class MyClustersView(APIView):
 class PersonViewSet(viewsets.ReadOnlyModelViewSet):
     """People mirrored from the directory (read-only: the directory is the truth)."""
 
+    lookup_value_regex = r"[0-9]+"
+
     serializer_class = s.PersonSerializer
     filterset_class = filters.PersonFilter
 
@@ -136,6 +138,8 @@ class PersonViewSet(viewsets.ReadOnlyModelViewSet):
 
 class TeamViewSet(viewsets.ReadOnlyModelViewSet):
     """Teams (directory groups) with their effective members and their owners (leads)."""
+
+    lookup_value_regex = r"[0-9]+"
 
     serializer_class = s.TeamSerializer
     filterset_class = filters.TeamFilter
@@ -258,6 +262,8 @@ def _wants_plan(request: Request) -> bool:
 class ApprovalPolicyViewSet(viewsets.ModelViewSet):
     """Who approves where (operators); every change is audited like the admin's."""
 
+    lookup_value_regex = r"[0-9]+"
+
     serializer_class = s.ApprovalPolicySerializer
     permission_classes = [IsAuthenticated, IsOperator]
     filterset_fields = ["environment", "tier"]
@@ -302,6 +308,8 @@ class ApprovalPolicyViewSet(viewsets.ModelViewSet):
 
 class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Operators see and change every grant; everyone else sees the grants they hold."""
+
+    lookup_value_regex = r"[0-9]+"
 
     serializer_class = s.GrantSerializer
     filterset_class = filters.GrantFilter
@@ -365,6 +373,8 @@ class AccessRequestViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     """Requests a user may see: their own, those they may decide or decided; operators all."""
+
+    lookup_value_regex = r"[0-9]+"
 
     serializer_class = s.AccessRequestSerializer
     filterset_class = filters.AccessRequestFilter
@@ -505,6 +515,8 @@ def _with_details(queryset: QuerySet[AccessRequest]) -> QuerySet[AccessRequest]:
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """The audit trail (operators), newest first; filter by action prefix, actor, object, time."""
 
+    lookup_value_regex = r"[0-9]+"
+
     serializer_class = s.AuditEventSerializer
     permission_classes = [IsAuthenticated, IsOperator]
     filterset_class = filters.AuditEventFilter
@@ -530,6 +542,8 @@ class ReviewCampaignViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
     """Access-review campaigns (operators): start, follow, close."""
+
+    lookup_value_regex = r"[0-9]+"
 
     serializer_class = s.ReviewCampaignSerializer
     permission_classes = [IsAuthenticated, IsOperator]
@@ -564,6 +578,8 @@ class ReviewCampaignViewSet(
 
 class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The review items I decide (as a lead; operators also those nobody leads)."""
+
+    lookup_value_regex = r"[0-9]+"
 
     serializer_class = s.ReviewItemSerializer
     filterset_class = filters.ReviewItemFilter
@@ -639,6 +655,8 @@ class ApiTokenViewSet(
     viewsets.GenericViewSet,
 ):
     """My personal API tokens (operators see everyone's); DELETE revokes one."""
+
+    lookup_value_regex = r"[0-9]+"
 
     serializer_class = s.ApiTokenSerializer
     filterset_fields: list[str] = []

@@ -8,12 +8,18 @@ from rest_framework import serializers
 
 from access.api.fields import StringMapField
 from access.choices import Environment, Tier
+from clusters.choices import ReconcileStatus
 from clusters.models import Cluster, ReconcileRun
 
 
 class ClusterSerializer(serializers.ModelSerializer):
     labels = StringMapField(read_only=True)
-    discovered_by = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    last_reconcile_status = serializers.ChoiceField(
+        choices=[("", "never reconciled"), *ReconcileStatus.choices],
+        read_only=True,
+        allow_blank=True,
+    )
+    discovered_by = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Cluster

@@ -143,6 +143,8 @@ class ReconcileRunFilter(filters.FilterSet):
 class ReconcileRunViewSet(viewsets.ReadOnlyModelViewSet):
     """Every reconcile of every cluster (operators), newest first."""
 
+    lookup_value_regex = r"[0-9]+"
+
     serializer_class = s.ReconcileRunSerializer
     permission_classes = [IsAuthenticated, IsOperator]
     filterset_class = ReconcileRunFilter
