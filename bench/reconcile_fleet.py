@@ -154,7 +154,7 @@ def measure(args: argparse.Namespace, base: str) -> dict:
     from access.localslapd import LocalSlapd, base_ldif, ssha
     from access.models import Grant, Role, RoleDefinition, Team
     from access.services import grant_access, sync_directory
-    from clusters.models import Cluster, ClusterLock, ReconcileRun
+    from clusters.models import Cluster, ReconcileRun
     from clusters.tasks import reconcile_fleet_task
 
     listing = control(base, "GET", "/_kubesim/clusters")["clusters"]
@@ -173,7 +173,6 @@ def measure(args: argparse.Namespace, base: str) -> dict:
             )
         )
     Cluster.objects.bulk_create(clusters, batch_size=500)
-    ClusterLock.objects.bulk_create([ClusterLock(cluster=c) for c in Cluster.objects.all()])
     log(f"registered {len(clusters)} clusters")
 
     # a directory with the team whose member will leave

@@ -46,3 +46,47 @@ class DiscoveryStatus(models.TextChoices):
 class DiscoveryTrigger(models.TextChoices):
     SCHEDULE = "schedule", "Schedule"
     OPERATOR = "operator", "Operator"
+
+
+class AccountState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    # Its tokens are revoked and its ServiceAccount and bindings leave every cluster.
+    RETIRED = "retired", "Retired"
+
+
+class GenerationState(models.TextChoices):
+    # Being issued and delivered; the previous generation is still the one in use.
+    PENDING = "pending", "Being issued"
+    ACTIVE = "active", "Active"
+    # Superseded: still valid until its grace period ends, so consumers can switch.
+    GRACE = "grace", "In grace period"
+    REVOKED = "revoked", "Revoked"
+    # Given up before it was delivered (the account was retired); its tokens are revoked.
+    ABANDONED = "abandoned", "Abandoned"
+
+
+class DeliveryKind(models.TextChoices):
+    SECRET = "secret", "Kubernetes Secret"
+    WEBHOOK = "webhook", "Webhook (external secret store)"
+
+
+class RotationStatus(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class RotationTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Schedule"
+    OPERATOR = "operator", "Requested by a person"
+    DECLARED = "declared", "First token of a new account"
+    RECREATED = "recreated", "The ServiceAccount was recreated"
+    RETIRE = "retire", "Account retired"
+
+
+class LegacyTokenState(models.TextChoices):
+    FOUND = "found", "Found"
+    # The account it serves is now managed by Warden with rotated tokens.
+    MIGRATED = "migrated", "Migrated to managed rotation"
+    DELETED = "deleted", "Deleted by an operator"
+    # Not seen at the last scan: removed by someone else.
+    GONE = "gone", "Gone"

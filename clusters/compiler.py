@@ -5,6 +5,10 @@ loaded, and the plan view feeds it the same with one change applied, so both sho
 
 Object count is kept low on purpose: one binding per (role, namespace) holds every subject that
 role reaches there, instead of a binding per person.
+
+Managed service accounts go through the same function: each one that reaches a cluster becomes a
+ServiceAccount object there plus one binding per (role, namespace) naming it, so drift repair,
+ownership labels and the diff treat machines exactly as people.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "warden"
 ROLE_LABEL = "warden.io/role"
 GRANTS_ANNOTATION = "warden.io/grants"
+# On a ServiceAccount Warden manages and on its bindings: the ManagedServiceAccount's id.
+SERVICE_ACCOUNT_ANNOTATION = "warden.io/service-account"
+OWNER_TEAM_ANNOTATION = "warden.io/owner-team"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC_API = f"{RBAC_GROUP}/v1"
 # The label selector the reconciler lists with: it sees only what Warden owns.
@@ -113,6 +120,33 @@ class GrantSpec:
 
 
 @dataclass(frozen=True)
+class ServiceAccountSpec:
+    """A managed service account: a ServiceAccount on every cluster it reaches, bound to roles.
+
+    `namespaces` says where its roles apply (names or patterns); () means its own namespace for
+    namespaced roles and the whole cluster for cluster-wide ones. It reaches the clusters named,
+    or those whose labels match the selector; one of the two is always given.
+    """
+
+    id: int
+    name: str
+    namespace: str
+    roles: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()
+    selector: tuple[tuple[str, str], ...] = ()
+    owner_team: str = ""
+
+    def reaches(self, cluster: ClusterSpec) -> bool:
+        if not self.clusters and not self.selector:
+            return False  # never "the whole fleet" by omission
+        labels = dict(cluster.labels)
+        return (not self.clusters or cluster.name in self.clusters) and all(
+            labels.get(key) == value for key, value in self.selector
+        )
+
+
+@dataclass(frozen=True)
 class DirectorySnapshot:
     """Active people, and each team's active (effective) members, by name."""
 
@@ -133,6 +167,10 @@ class DesiredState:
     carriers: dict[int, set[ObjectKey]] = field(default_factory=lambda: defaultdict(set))
     # grant id -> why it is not (fully) in force here
     pending: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # managed service account id -> why it is not (fully) in force here
+    account_pending: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # managed service account id -> the ServiceAccount object that stands for it here
+    accounts: dict[int, ObjectKey] = field(default_factory=dict)
 
 
 def compile_cluster(
@@ -142,8 +180,9 @@ def compile_cluster(
     directory: DirectorySnapshot,
     namespaces: Iterable[str],
     now: datetime,
+    service_accounts: Iterable[ServiceAccountSpec] = (),
 ) -> DesiredState:
-    """The exact RBAC objects `cluster` must hold for these grants, now."""
+    """The exact RBAC objects `cluster` must hold for these grants and service accounts, now."""
     state = DesiredState()
     existing_namespaces = sorted(set(namespaces))
     # (role, namespace or "") -> subject -> grant ids
@@ -172,6 +211,11 @@ def compile_cluster(
         for namespace in targets:
             for subject in subjects:
                 bindings[(role.name, namespace)][subject].add(grant.id)
+    for account in sorted(service_accounts, key=lambda a: a.id):
+        if account.reaches(cluster):
+            managed_roles |= _add_service_account(
+                state, account, cluster, roles, existing_namespaces
+            )
     for role_name in sorted(managed_roles):
         _add_managed_cluster_role(state, roles[role_name], cluster)
     for (role_name, namespace), subjects in sorted(bindings.items()):
@@ -206,27 +250,125 @@ def _binding_namespaces(
     state: DesiredState,
 ) -> list[str] | None:
     """Namespaces to bind in ("" = cluster-wide), or None when the grant cannot apply here."""
-    if not grant.namespaces:
+    reasons: list[str] = []
+    chosen = _scope_namespaces(grant.namespaces, definition, existing, reasons)
+    if reasons:
+        state.pending[grant.id].extend(reasons)
+    return chosen
+
+
+def _scope_namespaces(
+    wanted_namespaces: tuple[str, ...],
+    definition: RoleDefinitionSpec,
+    existing: list[str],
+    pending: list[str],
+) -> list[str] | None:
+    """Namespaces to bind in ("" = cluster-wide), or None; reasons for gaps go to `pending`."""
+    if not wanted_namespaces:
         if definition.cluster_wide and not definition.namespaces:
             return [""]
         if not definition.namespaces:
-            state.pending[grant.id].append("the role needs namespaces and the grant names none")
+            pending.append("the role needs namespaces and the grant names none")
             return None
         chosen = [ns for ns in existing if _matches(ns, definition.namespaces)]
     else:
         chosen = []
-        for wanted in grant.namespaces:
+        for wanted in wanted_namespaces:
             found = [ns for ns in existing if fnmatch.fnmatchcase(ns, wanted)]
             if not found and not _is_pattern(wanted):
                 # It may be created later; the next reconcile after that binds it.
-                state.pending[grant.id].append(f"namespace {wanted!r} does not exist yet")
+                pending.append(f"namespace {wanted!r} does not exist yet")
             chosen.extend(found)
         if definition.namespaces:
             outside = [ns for ns in chosen if not _matches(ns, definition.namespaces)]
             for ns in outside:
-                state.pending[grant.id].append(f"the role does not reach namespace {ns!r} here")
+                pending.append(f"the role does not reach namespace {ns!r} here")
             chosen = [ns for ns in chosen if ns not in outside]
     return sorted(set(chosen))
+
+
+def service_account_binding_name(account: ServiceAccountSpec, role: str) -> str:
+    # Colons cannot occur in namespace, account or role names, so the name is unambiguous
+    # (RBAC object names are path segments: system:controller:... uses the same style).
+    return f"warden-sa:{account.namespace}:{account.name}:{role}"
+
+
+def _add_service_account(
+    state: DesiredState,
+    account: ServiceAccountSpec,
+    cluster: ClusterSpec,
+    roles: Mapping[str, RoleSpec],
+    existing: list[str],
+) -> set[str]:
+    """The ServiceAccount and its bindings; returns the roles needing Warden's ClusterRole."""
+    pending: list[str] = []
+    needs_role = _add_account_objects(state, account, cluster, roles, existing, pending)
+    if pending:
+        state.account_pending[account.id].extend(pending)
+    return needs_role
+
+
+def _add_account_objects(
+    state: DesiredState,
+    account: ServiceAccountSpec,
+    cluster: ClusterSpec,
+    roles: Mapping[str, RoleSpec],
+    existing: list[str],
+    pending: list[str],
+) -> set[str]:
+    if account.namespace not in existing:
+        # Warden does not create namespaces; the next reconcile after one appears writes it.
+        pending.append(f"namespace {account.namespace!r} does not exist yet")
+        return set()
+    key: ObjectKey = ("ServiceAccount", account.namespace, account.name)
+    state.objects[key] = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": account.name,
+            "namespace": account.namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+            "annotations": {
+                SERVICE_ACCOUNT_ANNOTATION: str(account.id),
+                OWNER_TEAM_ANNOTATION: account.owner_team,
+            },
+        },
+        # Its tokens are for machines outside the cluster; no pod mounts one by accident.
+        "automountServiceAccountToken": False,
+    }
+    state.accounts[account.id] = key
+    needs_role: set[str] = set()
+    subject = {"kind": "ServiceAccount", "name": account.name, "namespace": account.namespace}
+    for role_name in sorted(set(account.roles)):
+        role = roles.get(role_name)
+        definition = role.definition_for(cluster) if role else None
+        if role is None or definition is None:
+            pending.append(
+                f"role {role_name!r} is not available in {cluster.environment}/{cluster.tier}"
+            )
+            continue
+        wanted = account.namespaces
+        if not wanted and not (definition.cluster_wide and not definition.namespaces):
+            wanted = (account.namespace,)
+        targets = _scope_namespaces(wanted, definition, existing, pending)
+        if not targets:
+            continue
+        if not definition.cluster_role:
+            needs_role.add(role.name)
+        cluster_role = definition.cluster_role or role.managed_cluster_role_name
+        name = service_account_binding_name(account, role.name)
+        for namespace in targets:
+            kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+            metadata = _metadata(name, namespace, role.name, ())
+            metadata["annotations"] = {SERVICE_ACCOUNT_ANNOTATION: str(account.id)}
+            state.objects[(kind, namespace, name)] = {
+                "apiVersion": RBAC_API,
+                "kind": kind,
+                "metadata": metadata,
+                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cluster_role},
+                "subjects": [dict(subject)],
+            }
+    return needs_role
 
 
 def _matches(namespace: str, patterns: Iterable[str]) -> bool:

@@ -36,6 +36,15 @@ PATHS = {
     "Secret": ("/api/v1", "secrets", True),
 }
 LIST_PAGE = 500
+AUTHENTICATION = "/apis/authentication.k8s.io/v1"
+
+# API calls made by the current thread, across clients: a rotation counts its own calls even
+# when worker threads share one pooled client per cluster.
+_thread_calls = threading.local()
+
+
+def calls_in_this_thread() -> int:
+    return int(getattr(_thread_calls, "n", 0))
 
 
 class KubeError(Exception):
@@ -110,6 +119,7 @@ class KubeClient:
         self, method: str, path: str, query: Mapping[str, Any] | None, body: Any, content_type: str
     ) -> dict[str, Any]:
         self.calls += 1
+        _thread_calls.n = calls_in_this_thread() + 1
         query_params = [(k, v) for k, v in (query or {}).items() if v not in (None, "")]
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
@@ -153,10 +163,10 @@ class KubeClient:
         return out
 
     def list(
-        self, kind: str, label_selector: str = "", namespace: str = ""
+        self, kind: str, label_selector: str = "", namespace: str = "", field_selector: str = ""
     ) -> Iterator[dict[str, Any]]:
         """Every object of a kind (all namespaces unless one is named), a page at a time."""
-        return self._list_path(self.path(kind, namespace), label_selector)
+        return self._list_path(self.path(kind, namespace), label_selector, field_selector)
 
     def custom_path(self, group: str, version: str, plural: str, namespace: str = "") -> str:
         """The path of a custom resource collection (e.g. Cluster API's clusters)."""
@@ -171,10 +181,17 @@ class KubeClient:
         """Every custom object of a kind (all namespaces unless one is named), paginated."""
         return self._list_path(self.custom_path(group, version, plural, namespace), label_selector)
 
-    def _list_path(self, path: str, label_selector: str = "") -> Iterator[dict[str, Any]]:
+    def _list_path(
+        self, path: str, label_selector: str = "", field_selector: str = ""
+    ) -> Iterator[dict[str, Any]]:
         token = ""
         while True:
-            query = {"labelSelector": label_selector, "limit": LIST_PAGE, "continue": token}
+            query = {
+                "labelSelector": label_selector,
+                "fieldSelector": field_selector,
+                "limit": LIST_PAGE,
+                "continue": token,
+            }
             try:
                 page = self.request("GET", path, query)
             except KubeError as exc:
@@ -217,10 +234,13 @@ class KubeClient:
         namespace: str = "",
         resource_version: str = "",
         dry_run: bool = False,
+        uid: str = "",
     ) -> None:
+        """Delete; with resource_version or uid, only the very object Warden read or made."""
         body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
-        if resource_version:
-            body["preconditions"] = {"resourceVersion": resource_version}
+        preconditions = {"resourceVersion": resource_version, "uid": uid}
+        if resource_version or uid:
+            body["preconditions"] = {k: v for k, v in preconditions.items() if v}
         if dry_run:
             body["dryRun"] = ["All"]
         self.request("DELETE", self.path(kind, namespace, name), None, body)
@@ -250,6 +270,49 @@ class KubeClient:
             "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", None, review
         )
         return bool((answer.get("status") or {}).get("allowed"))
+
+    def request_token(
+        self,
+        namespace: str,
+        service_account: str,
+        expiration_seconds: int,
+        bound_secret: Mapping[str, str],
+    ) -> tuple[str, str]:
+        """TokenRequest for a ServiceAccount, bound to a Secret: (token, expirationTimestamp).
+
+        Deleting the bound Secret revokes the token. The API server may shorten the lifetime
+        (--service-account-max-token-expiration); the answer's timestamp is the truth.
+        """
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": int(expiration_seconds),
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "name": bound_secret["name"],
+                    "uid": bound_secret["uid"],
+                },
+            },
+        }
+        path = self.path("ServiceAccount", namespace, service_account) + "/token"
+        answer = self.request("POST", path, None, body)
+        status = answer.get("status") or {}
+        token = str(status.get("token") or "")
+        if not token:
+            raise KubeError(0, "NoToken", "the API server answered the TokenRequest with no token")
+        return token, str(status.get("expirationTimestamp") or "")
+
+    def review_token(self, token: str) -> dict[str, Any]:
+        """TokenReview: the API server's verdict on a bearer token (`authenticated`, `user`)."""
+        review = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        answer = self.request("POST", f"{AUTHENTICATION}/tokenreviews", None, review)
+        return dict(answer.get("status") or {})
 
     def version(self) -> dict[str, Any]:
         return self.request("GET", "/version")

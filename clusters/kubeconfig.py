@@ -126,3 +126,41 @@ def list_contexts(text: str) -> tuple[list[str], str]:
     if not names:
         raise KubeconfigError("The kubeconfig has no contexts")
     return names, str(doc.get("current-context") or "")
+
+
+@dataclass(frozen=True)
+class KubeconfigEntry:
+    """One cluster of a kubeconfig Warden hands out: where it is and the token to use there."""
+
+    cluster: str
+    server: str
+    ca_pem: str
+    token: str
+
+
+def build_kubeconfig(user: str, entries: list[KubeconfigEntry], namespace: str = "") -> str:
+    """A ready kubeconfig with one context per cluster (the first is current)."""
+    doc: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "current-context": entries[0].cluster if entries else "",
+        "clusters": [],
+        "users": [],
+        "contexts": [],
+    }
+    for entry in entries:
+        cluster: dict[str, Any] = {"server": entry.server}
+        if entry.ca_pem:
+            cluster["certificate-authority-data"] = base64.b64encode(entry.ca_pem.encode()).decode()
+        user_name = f"{user}@{entry.cluster}"
+        doc["clusters"].append({"name": entry.cluster, "cluster": cluster})
+        doc["users"].append({"name": user_name, "user": {"token": entry.token}})
+        context = {"cluster": entry.cluster, "user": user_name}
+        if namespace:
+            context["namespace"] = namespace
+        doc["contexts"].append({"name": entry.cluster, "context": context})
+    # libyaml's emitter when there is one: the pure-Python one costs more than a rotation's
+    # API calls (measured with bench/rotation.py).
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return str(yaml.dump(doc, Dumper=dumper, sort_keys=False))

@@ -1,20 +1,38 @@
-"""The cluster fleet and the record of each reconcile."""
+"""The cluster fleet, the record of each reconcile, and the service accounts machines use."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Q
 
 from access.choices import Environment, Tier
+from access.models import Role, Team
 from clusters.choices import (
+    AccountState,
     ClusterState,
+    DeliveryKind,
     DiscoveryKind,
     DiscoveryStatus,
     DiscoveryTrigger,
+    GenerationState,
+    LegacyTokenState,
     ReconcileStatus,
     ReconcileTrigger,
+    RotationStatus,
+    RotationTrigger,
 )
-from clusters.compiler import ClusterSpec
+from clusters.compiler import ClusterSpec, ServiceAccountSpec
 from clusters.crypto import EncryptedTextField
+
+dns_label = RegexValidator(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    "Use lower-case letters, digits and '-', starting and ending with a letter or digit "
+    "(a Kubernetes DNS label).",
+)
 
 
 class Cluster(models.Model):
@@ -115,15 +133,6 @@ class ReconcileRun(models.Model):
         return f"reconcile #{self.pk} {self.cluster_id} {self.status}"
 
 
-class ClusterLock(models.Model):
-    """One row per cluster, held locked by the worker reconciling it (survives crashes)."""
-
-    cluster = models.OneToOneField(Cluster, on_delete=models.CASCADE, related_name="lock")
-
-    def __str__(self) -> str:
-        return f"lock of cluster {self.cluster_id}"
-
-
 class DiscoverySource(models.Model):
     """A place Warden finds clusters in and registers them from: Cluster API, or a folder."""
 
@@ -192,3 +201,223 @@ class DiscoveryRun(models.Model):
 
     def __str__(self) -> str:
         return f"discovery #{self.pk} {self.source_id} {self.status}"
+
+
+class ManagedServiceAccount(models.Model):
+    """A ServiceAccount machines use, kept on its clusters by Warden, with rotated tokens."""
+
+    name = models.CharField(max_length=48, validators=[dns_label])
+    namespace = models.CharField(max_length=63, validators=[dns_label])
+    description = models.TextField(blank=True)
+    owner_team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="service_accounts")
+    # Bindings come from the role catalogue, as for people.
+    roles = models.ManyToManyField(Role, blank=True, related_name="service_accounts")
+    # Where the roles apply (names or patterns); empty = its own namespace (cluster-wide roles:
+    # the whole cluster).
+    namespaces = models.JSONField(default=list, blank=True)
+    # The clusters it lives on: these names, and/or those whose labels match the selector.
+    clusters = models.JSONField(default=list, blank=True)
+    cluster_selector = models.JSONField(default=dict, blank=True)
+    rotation_period = models.DurationField(default=timedelta(days=30))
+    # How long the previous token stays valid after a new one is delivered.
+    grace_period = models.DurationField(default=timedelta(days=2))
+    # The expirationSeconds Warden asks for: at least rotation period + grace period.
+    token_lifetime = models.DurationField(default=timedelta(days=35))
+    # Show each new token once to the owner team as a ready kubeconfig.
+    show_to_owner = models.BooleanField(default=True)
+    state = models.CharField(
+        max_length=16, choices=AccountState.choices, default=AccountState.ACTIVE
+    )
+    next_rotation_at = models.DateTimeField(null=True, blank=True)
+    rotation_requested_at = models.DateTimeField(null=True, blank=True)
+    rotation_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_rotated_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # The rotation lease: whoever set lease_id holds the account until lease_until. Claimed
+    # with a conditional UPDATE, so a worker that dies simply lets it expire.
+    lease_id = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # Took over a ServiceAccount that existed before (legacy-token migration).
+    adopted = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["namespace", "name", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["namespace", "name"],
+                condition=Q(state="active"),
+                name="msa_active_name_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "next_rotation_at"], name="msa_due")]
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def spec(self, role_names: tuple[str, ...] | None = None) -> ServiceAccountSpec:
+        if role_names is None:
+            role_names = tuple(sorted(role.name for role in self.roles.all()))
+        return ServiceAccountSpec(
+            id=self.pk,
+            name=self.name,
+            namespace=self.namespace,
+            roles=role_names,
+            namespaces=tuple(self.namespaces or ()),
+            clusters=tuple(self.clusters or ()),
+            selector=tuple(sorted((self.cluster_selector or {}).items())),
+            owner_team=self.owner_team.name if self.owner_team_id else "",
+        )
+
+
+class TokenGeneration(models.Model):
+    """One generation of an account's tokens: a token per cluster, issued, delivered, revoked.
+
+    Each token is bound to a Secret Warden creates for the generation on that cluster, so
+    deleting that Secret revokes it. Token values are kept (encrypted) only as long as Warden
+    still has to hand them over: until delivered and, if asked, shown once.
+    """
+
+    account = models.ForeignKey(
+        ManagedServiceAccount, on_delete=models.CASCADE, related_name="generations"
+    )
+    number = models.PositiveIntegerField()
+    state = models.CharField(
+        max_length=16, choices=GenerationState.choices, default=GenerationState.PENDING
+    )
+    trigger = models.CharField(max_length=16, choices=RotationTrigger.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    grace_until = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # The earliest expiry among its tokens, as the API servers answered.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # cluster name -> {"secret", "uid", "expires_at", "server"}; never the token itself.
+    issued = models.JSONField(default=dict, blank=True)
+    # cluster name -> token, encrypted as one value; emptied once nobody needs it any more.
+    sealed_tokens = EncryptedTextField(blank=True)
+    # ids of the delivery targets that have this generation.
+    delivered = models.JSONField(default=list, blank=True)
+    # cluster names where its bound Secret is deleted.
+    revoked_on = models.JSONField(default=list, blank=True)
+    reveal_pending = models.BooleanField(default=False)
+    revealed_at = models.DateTimeField(null=True, blank=True)
+    revealed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "number"], name="generation_unique"),
+        ]
+        indexes = [models.Index(fields=["state", "grace_until"], name="generation_grace")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} generation {self.number} ({self.state})"
+
+
+class DeliveryTarget(models.Model):
+    """Where an account's new tokens go: a Secret on a consumer cluster, or a webhook."""
+
+    account = models.ForeignKey(
+        ManagedServiceAccount, on_delete=models.CASCADE, related_name="targets"
+    )
+    kind = models.CharField(max_length=16, choices=DeliveryKind.choices)
+    # kind=secret: the consumer's cluster, namespace and Secret name.
+    cluster = models.ForeignKey(
+        Cluster, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    namespace = models.CharField(max_length=63, blank=True, validators=[dns_label])
+    secret_name = models.CharField(max_length=253, blank=True)
+    # kind=webhook: an HTTPS endpoint, the CA it is signed by (blank: system CAs), and the
+    # key the body is signed with (HMAC-SHA256).
+    url = models.URLField(max_length=500, blank=True)
+    ca_bundle = models.TextField(blank=True)
+    signing_key = EncryptedTextField(blank=True)
+    # The resourceVersion of the Secret as Warden last wrote it: the next write is conditional
+    # on it, so it costs one call and never overwrites a Secret someone else changed.
+    resource_version = models.CharField(max_length=64, blank=True)
+    last_generation = models.PositiveIntegerField(null=True, blank=True)
+    last_delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        if self.kind == DeliveryKind.SECRET:
+            cluster = self.cluster.name if self.cluster is not None else "?"
+            return f"Secret {cluster}/{self.namespace}/{self.secret_name}"
+        return f"webhook {self.url}"
+
+
+class RotationRun(models.Model):
+    """One rotation attempt of one account: what it did, what it cost, and why it failed."""
+
+    account = models.ForeignKey(
+        ManagedServiceAccount, on_delete=models.CASCADE, related_name="rotations"
+    )
+    generation = models.ForeignKey(
+        TokenGeneration, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    trigger = models.CharField(max_length=16, choices=RotationTrigger.choices)
+    status = models.CharField(max_length=16, choices=RotationStatus.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    duration_s = models.FloatField(default=0)
+    api_calls = models.PositiveIntegerField(default=0)
+    steps = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["account", "-started_at"], name="rotation_account_time")]
+
+    def __str__(self) -> str:
+        return f"rotation #{self.pk} of {self.account_id} {self.status}"
+
+
+class LegacyToken(models.Model):
+    """A long-lived `kubernetes.io/service-account-token` Secret found on a cluster (reported)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="legacy_tokens")
+    namespace = models.CharField(max_length=63)
+    name = models.CharField(max_length=253)
+    uid = models.CharField(max_length=64)
+    service_account = models.CharField(max_length=253, blank=True)
+    # creationTimestamp of the Secret: the token is as old as that, and never expires.
+    created_in_cluster = models.DateTimeField(null=True, blank=True)
+    # kubernetes.io/legacy-token-last-used (Kubernetes >= 1.29 tracks it), if present.
+    last_used = models.CharField(max_length=32, blank=True)
+    # Who owns it, as far as the cluster says (managed-by / owner / team labels).
+    owner = models.CharField(max_length=255, blank=True)
+    state = models.CharField(
+        max_length=16, choices=LegacyTokenState.choices, default=LegacyTokenState.FOUND
+    )
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField()
+    migrated_to = models.ForeignKey(
+        ManagedServiceAccount, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["cluster__name", "namespace", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["cluster", "uid"], name="legacytoken_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cluster_id}:{self.namespace}/{self.name}"

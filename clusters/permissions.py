@@ -1,13 +1,37 @@
-"""Authorization of the machine side: the cluster registry and discovery are operators' work."""
+"""Authorization of the machine side.
+
+The cluster registry and discovery are operators' work. Service accounts: operators may do
+everything; members of an account's owner team may see it, change it (within policy: only the
+roles SERVICE_ACCOUNT_SELF_SERVICE_ROLES lists), rotate it and see its new token once. Everyone
+else does not learn that it exists (404).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
-from access.permissions import require_operator
-from clusters.models import Cluster, DiscoverySource
+from access.models import Role, Team
+from access.permissions import is_operator, require_operator
+from clusters.models import Cluster, DiscoverySource, ManagedServiceAccount, TokenGeneration
+
+__all__ = [
+    "accounts_visible_to",
+    "check_may_declare",
+    "get_account_for_user",
+    "get_cluster_for_operator",
+    "get_generation_to_reveal",
+    "get_source_for_operator",
+    "is_operator",
+    "require_operator",
+    "teams_user_may_own",
+]
 
 
 def get_cluster_for_operator(user: Any, pk: int) -> Cluster:
@@ -26,3 +50,62 @@ def get_cluster_named_for_operator(user: Any, name: str) -> Cluster:
     """The cluster by name, for an operator; 403 for anyone else (before the 404)."""
     require_operator(user)
     return get_object_or_404(Cluster, name=name)
+
+
+def _person(user: Any) -> Any:
+    # RelatedObjectDoesNotExist is an AttributeError: a local account has no Person.
+    person = getattr(user, "person", None)
+    return person if person is not None and person.is_active else None
+
+
+def teams_user_may_own(user: Any) -> QuerySet[Team]:
+    """Teams that may own the accounts this user declares: theirs, or any for operators."""
+    teams = Team.objects.filter(is_active=True)
+    if is_operator(user):
+        return teams
+    person = _person(user)
+    if person is None:
+        return teams.none()
+    return teams.filter(memberships__person=person).distinct()
+
+
+def accounts_visible_to(user: Any) -> QuerySet[ManagedServiceAccount]:
+    accounts = ManagedServiceAccount.objects.select_related("owner_team")
+    if is_operator(user):
+        return accounts
+    person = _person(user)
+    if person is None or not user.is_authenticated:
+        return accounts.none()
+    return accounts.filter(owner_team__memberships__person=person).distinct()
+
+
+def get_account_for_user(user: Any, pk: int) -> ManagedServiceAccount:
+    """The account, if this user is an operator or in its owner team; 404 otherwise."""
+    account = accounts_visible_to(user).filter(pk=pk).first()
+    if account is None:
+        raise Http404("No such service account.")
+    return account
+
+
+def check_may_declare(user: Any, team: Team, roles: Iterable[Role]) -> None:
+    """Operators declare anything; a team member only for their team, with self-service roles."""
+    if is_operator(user):
+        return
+    if not teams_user_may_own(user).filter(pk=team.pk).exists():
+        raise PermissionDenied(f"Only members of {team.name} (or operators) may do this.")
+    allowed = set(settings.SERVICE_ACCOUNT_SELF_SERVICE_ROLES)
+    beyond = sorted(role.name for role in roles if role.name not in allowed)
+    if beyond:
+        raise PermissionDenied(
+            "Only operators may give a service account these roles: " + ", ".join(beyond)
+        )
+
+
+def get_generation_to_reveal(
+    user: Any, account: ManagedServiceAccount, number: int
+) -> TokenGeneration:
+    """A generation of an account the user may manage (the caller fetched the account)."""
+    generation = account.generations.filter(number=number).first()
+    if generation is None:
+        raise Http404("No such generation.")
+    return generation

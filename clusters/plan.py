@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.compiler import ObjectKey, normalize_rule
+from clusters.compiler import MANAGED_BY_LABEL, ObjectKey, normalize_rule
 
 COMPARED_METADATA = ("labels", "annotations")
 
@@ -48,7 +48,11 @@ def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "metadata": {name: dict(metadata.get(name) or {}) for name in COMPARED_METADATA},
     }
-    if obj.get("kind") == "ClusterRole":
+    if obj.get("kind") == "ServiceAccount":
+        # Warden decides only its own marks on a ServiceAccount: one adopted from a legacy
+        # token keeps its other labels, annotations, secrets and pull secrets as they are.
+        out["metadata"] = warden_marks(metadata)
+    elif obj.get("kind") == "ClusterRole":
         out["rules"] = sorted((normalize_rule(rule) for rule in obj.get("rules") or []), key=repr)
         # A role Warden aggregates is not one it writes rules for.
         out["aggregationRule"] = obj.get("aggregationRule")
@@ -61,6 +65,16 @@ def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
             ),
         )
     return out
+
+
+def warden_marks(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The labels and annotations that are Warden's own (managed-by, warden.io/...)."""
+    labels = metadata.get("labels") or {}
+    annotations = metadata.get("annotations") or {}
+    return {
+        "labels": {k: v for k, v in labels.items() if k == MANAGED_BY_LABEL},
+        "annotations": {k: v for k, v in annotations.items() if k.startswith("warden.io/")},
+    }
 
 
 def diff(

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from clusters.compiler import (
+    MANAGED_BY_LABEL,
     MANAGED_SELECTOR,
     ClusterSpec,
     DesiredState,
@@ -25,13 +26,17 @@ from clusters.compiler import (
     GrantSpec,
     ObjectKey,
     RoleSpec,
+    ServiceAccountSpec,
     compile_cluster,
 )
 from clusters.k8s import KubeClient, KubeError
-from clusters.plan import Plan, diff, object_key
+from clusters.plan import Plan, diff, object_key, warden_marks
 
 logger = logging.getLogger(__name__)
 MANAGED_KINDS = ("ClusterRole", "ClusterRoleBinding", "RoleBinding")
+# Listed only where managed service accounts are, or were at the last run (to remove them), so a
+# cluster that never had one pays no extra LIST per reconcile.
+ACCOUNT_KIND = "ServiceAccount"
 CONFLICT_RETRIES = 3
 
 
@@ -43,6 +48,7 @@ class Inputs:
     roles: Mapping[str, RoleSpec]
     directory: DirectorySnapshot
     now: datetime
+    service_accounts: list[ServiceAccountSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +82,8 @@ def key_text(key: ObjectKey) -> str:
 
 
 def needs_namespaces(cluster: ClusterSpec, inputs: Inputs) -> bool:
+    if any(account.reaches(cluster) for account in inputs.service_accounts):
+        return True  # an account's own namespace must exist before its ServiceAccount can
     for grant in inputs.grants:
         if not grant.reaches(cluster):
             continue
@@ -86,9 +94,20 @@ def needs_namespaces(cluster: ClusterSpec, inputs: Inputs) -> bool:
     return False
 
 
-def read_actual(client: KubeClient) -> dict[ObjectKey, dict[str, Any]]:
+def managed_kinds(
+    cluster: ClusterSpec, inputs: Inputs, last_desired: Mapping[str, str]
+) -> tuple[str, ...]:
+    """The kinds to list here: ServiceAccounts only where Warden manages (or managed) some."""
+    has_accounts = any(account.reaches(cluster) for account in inputs.service_accounts)
+    had_accounts = any(key.startswith(f"{ACCOUNT_KIND}/") for key in last_desired)
+    return (*MANAGED_KINDS, ACCOUNT_KIND) if has_accounts or had_accounts else MANAGED_KINDS
+
+
+def read_actual(
+    client: KubeClient, kinds: tuple[str, ...] = MANAGED_KINDS
+) -> dict[ObjectKey, dict[str, Any]]:
     actual: dict[ObjectKey, dict[str, Any]] = {}
-    for kind in MANAGED_KINDS:
+    for kind in kinds:
         for obj in client.list(kind, label_selector=MANAGED_SELECTOR):
             obj.setdefault("kind", kind)
             actual[object_key(obj)] = obj
@@ -107,9 +126,15 @@ def reconcile(
     namespaces: list[str] = []
     if needs_namespaces(cluster, inputs):
         namespaces = [ns["metadata"]["name"] for ns in client.list("Namespace")]
-    actual = read_actual(client)
+    actual = read_actual(client, managed_kinds(cluster, inputs, last_desired or {}))
     desired = compile_cluster(
-        cluster, inputs.grants, inputs.roles, inputs.directory, namespaces, inputs.now
+        cluster,
+        inputs.grants,
+        inputs.roles,
+        inputs.directory,
+        namespaces,
+        inputs.now,
+        inputs.service_accounts,
     )
     plan = diff(desired.objects, actual)
     outcome = Outcome(plan=plan, desired=desired, actual=actual)
@@ -222,12 +247,29 @@ def _update(
             return
         body = dict(obj)
         body["metadata"] = {**meta, "resourceVersion": _rv(current)}
+        if kind == ACCOUNT_KIND:
+            body = _merge_marks(current, meta)
         try:
             client.replace(body)
             return
         except KubeError as exc:
             if exc.status != 409 or attempt == CONFLICT_RETRIES - 1:
                 raise
+
+
+def _merge_marks(current: Mapping[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as it is, with Warden's own labels and annotations set (and stale ones gone)."""
+    body = dict(current)
+    have = dict(current.get("metadata") or {})
+    marks = warden_marks(meta)
+    labels = {k: v for k, v in (have.get("labels") or {}).items() if k != MANAGED_BY_LABEL}
+    annotations = {
+        k: v for k, v in (have.get("annotations") or {}).items() if not k.startswith("warden.io/")
+    }
+    have["labels"] = {**labels, **marks["labels"]}
+    have["annotations"] = {**annotations, **marks["annotations"]}
+    body["metadata"] = have
+    return body
 
 
 def _recreate(client: KubeClient, obj: Mapping[str, Any], have: Mapping[str, Any]) -> None:

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from access import audit
 from access.models import Grant, Membership, Person, Role, Team
-from clusters import crypto, k8s
-from clusters.choices import ClusterState, ReconcileStatus, ReconcileTrigger
+from clusters import crypto, k8s, locks
+from clusters.choices import AccountState, ClusterState, ReconcileStatus, ReconcileTrigger
 from clusters.compiler import (
     ClusterSpec,
     DesiredState,
@@ -27,9 +28,10 @@ from clusters.compiler import (
     GrantSpec,
     RoleDefinitionSpec,
     RoleSpec,
+    ServiceAccountSpec,
 )
 from clusters.k8s import Endpoint, KubeError, Unreachable
-from clusters.models import Cluster, ClusterLock, ReconcileRun
+from clusters.models import Cluster, ManagedServiceAccount, ReconcileRun
 from clusters.plan import object_key
 from clusters.reconcile import Inputs, Outcome, key_text, reconcile, shadow_access
 
@@ -65,9 +67,21 @@ def role_specs() -> dict[str, RoleSpec]:
     }
 
 
+SPEC_FIELDS = (
+    "name",
+    "environment",
+    "tier",
+    "labels",
+    "user_prefix",
+    "group_prefix",
+    "bind_groups",
+)
+
+
 def live_cluster_specs() -> list[ClusterSpec]:
-    """What the compiler knows of every cluster that is not retired."""
-    return [c.spec() for c in live_clusters()]
+    """What the compiler knows of every cluster that is not retired (no credentials read)."""
+    clusters = Cluster.objects.exclude(state=ClusterState.RETIRED).only(*SPEC_FIELDS)
+    return [c.spec() for c in clusters.order_by("name")]
 
 
 def grant_spec(grant: Grant) -> GrantSpec:
@@ -103,7 +117,7 @@ def load_inputs(
         grant_spec(g) for g in Grant.objects.in_force(now).select_related("role", "team", "person")
     ]
     grants += list(extra_grants)
-    specs = [c.spec() for c in (live_clusters() if clusters is None else clusters)]
+    specs = live_cluster_specs() if clusters is None else [c.spec() for c in clusters]
     grants = [g for g in grants if any(g.reaches(spec) for spec in specs)]
     team_names = {g.team for g in grants if g.team}
     usernames = {g.person for g in grants if g.person}
@@ -128,22 +142,56 @@ def load_inputs(
         active_people=active_people,
         active_teams=active_teams,
     )
-    return Inputs(grants=grants, roles=role_specs(), directory=directory, now=now)
+    return Inputs(
+        grants=grants,
+        roles=role_specs(),
+        directory=directory,
+        now=now,
+        service_accounts=account_specs(specs),
+    )
+
+
+def account_specs(clusters: list[ClusterSpec]) -> list[ServiceAccountSpec]:
+    """Active managed service accounts that reach any of these clusters."""
+    accounts = ManagedServiceAccount.objects.filter(state=AccountState.ACTIVE).select_related(
+        "owner_team"
+    )
+    if connection.features.supports_json_field_contains and clusters:
+        # Only accounts naming one of these clusters, or chosen by selector alone: a reconcile
+        # of one cluster does not read the whole fleet's accounts (JSON containment, indexed
+        # by nothing but still done by the database).
+        named = Q(clusters=[])
+        for cluster in clusters:
+            named |= Q(clusters__contains=[cluster.name])
+        accounts = accounts.filter(named)
+    accounts_list = list(accounts)
+    roles: dict[int, list[str]] = defaultdict(list)
+    through = ManagedServiceAccount.roles.through.objects.filter(
+        managedserviceaccount_id__in=[a.pk for a in accounts_list]
+    ).values_list("managedserviceaccount_id", "role__name")
+    for account_id, role_name in through:
+        roles[account_id].append(role_name)
+    out = []
+    for account in accounts_list:
+        spec = account.spec(role_names=tuple(sorted(roles.get(account.pk, ()))))
+        if any(spec.reaches(cluster) for cluster in clusters):
+            out.append(spec)
+    return out
 
 
 def reconcile_cluster(
     cluster_id: int, trigger: str = ReconcileTrigger.SCHEDULE, dry_run: bool = False
 ) -> ReconcileRun | None:
-    """Reconcile one cluster under its lock; None when another worker holds it (normal)."""
-    ClusterLock.objects.get_or_create(cluster_id=cluster_id)
-    with transaction.atomic():
-        locked = ClusterLock.objects.select_for_update(skip_locked=True).filter(
-            cluster_id=cluster_id
-        )
-        if not list(locked.values_list("id", flat=True)):
+    """Reconcile one cluster under its lock; None when another worker holds it (normal).
+
+    No transaction is held while the cluster is called: the lock is not a row lock (see
+    clusters/locks.py), and the run is recorded in one short transaction at the end.
+    """
+    with locks.cluster_lock(cluster_id) as held:
+        if not held:
             return None
-        cluster = Cluster.objects.get(pk=cluster_id)
-        if cluster.state == ClusterState.RETIRED:
+        cluster = Cluster.objects.filter(pk=cluster_id).first()
+        if cluster is None or cluster.state == ClusterState.RETIRED:
             return None
         return _reconcile_locked(cluster, trigger, dry_run)
 
@@ -177,27 +225,38 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
         run.created, run.updated = outcome.created, outcome.updated
         run.recreated, run.deleted, run.drift = outcome.recreated, outcome.deleted, outcome.drift
         run.pending = {str(k): v for k, v in outcome.desired.pending.items()}
+        # Service accounts' reasons under "sa:<id>", apart from grant ids.
+        run.pending.update({f"sa:{k}": v for k, v in outcome.desired.account_pending.items()})
         run.grants_in_force = outcome.in_force
         run.desired_digests = outcome.desired_digests
+    else:
+        # Nothing was compiled: Warden's intent is what it was, and the next run must still
+        # know which kinds it owned here (e.g. ServiceAccounts to remove).
+        run.desired_digests = last or {}
     run.api_calls = client.calls - calls_before
     run.finished_at = timezone.now()
     run.duration_s = round(time.monotonic() - started, 3)
-    run.save()
-    if not dry_run and outcome is not None:
-        _audit_writes(cluster, run, outcome)
-    if not dry_run:
-        cluster.last_reconcile_at = run.finished_at
-        cluster.last_reconcile_status = run.status
-        cluster.last_error = run.error
-        cluster.save(
-            update_fields=[
-                "state",
-                "last_reconcile_at",
-                "last_reconcile_status",
-                "last_error",
-                "updated_at",
-            ]
-        )
+    with transaction.atomic():
+        run.save()
+        if not dry_run and outcome is not None:
+            _audit_writes(cluster, run, outcome)
+            if outcome.plan.create:
+                from clusters.serviceaccounts import after_reconcile
+
+                after_reconcile(cluster, [object_key(obj) for obj in outcome.plan.create])
+        if not dry_run:
+            cluster.last_reconcile_at = run.finished_at
+            cluster.last_reconcile_status = run.status
+            cluster.last_error = run.error
+            cluster.save(
+                update_fields=[
+                    "state",
+                    "last_reconcile_at",
+                    "last_reconcile_status",
+                    "last_error",
+                    "updated_at",
+                ]
+            )
     return run
 
 
@@ -458,7 +517,6 @@ def register_cluster(
     try:
         with transaction.atomic():
             cluster.save()
-            ClusterLock.objects.get_or_create(cluster=cluster)
             audit.record(
                 "cluster.updated" if existing else "cluster.registered",
                 actor=actor,
@@ -568,6 +626,9 @@ def _queue_on_commit(cluster_id: int, trigger: str) -> None:
     transaction.on_commit(lambda: reconcile_cluster_task.delay(cluster_id, trigger))
 
 
+RETIRE_LOCK_WAIT_S = 30.0
+
+
 def retire_cluster(
     cluster: Cluster, *, remove_owned: bool = True, actor: Any = None, reason: str = ""
 ) -> ReconcileRun | None:
@@ -580,9 +641,12 @@ def retire_cluster(
         raise ValidationError(f"Cluster {cluster.name} is already retired")
     run = None
     if remove_owned:
-        with transaction.atomic():
-            ClusterLock.objects.get_or_create(cluster=cluster)
-            ClusterLock.objects.select_for_update().filter(cluster=cluster).first()
+        # Wait for a reconcile under way to finish, so that it does not write after the removal.
+        with locks.cluster_lock(cluster.pk, wait_s=RETIRE_LOCK_WAIT_S) as held:
+            if not held:
+                raise ValidationError(
+                    f"{cluster.name} is being reconciled right now; try again in a minute."
+                )
             run = _remove_owned(cluster)
         if run.status != ReconcileStatus.SUCCEEDED:
             raise ValidationError(
@@ -611,14 +675,14 @@ def retire_cluster(
 
 def _remove_owned(cluster: Cluster) -> ReconcileRun:
     from clusters.plan import Plan
-    from clusters.reconcile import Outcome, apply, read_actual
+    from clusters.reconcile import ACCOUNT_KIND, MANAGED_KINDS, Outcome, apply, read_actual
 
     started = time.monotonic()
     run = ReconcileRun(cluster=cluster, trigger=ReconcileTrigger.RETIRE)
     client = k8s.client_for(endpoint_for(cluster))
     calls_before = client.calls
     try:
-        actual = read_actual(client)
+        actual = read_actual(client, (*MANAGED_KINDS, ACCOUNT_KIND))
         plan = Plan(delete=sorted(actual))
         outcome = Outcome(plan=plan, desired=DesiredState())
         apply(client, plan, actual, outcome)

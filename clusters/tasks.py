@@ -1,13 +1,18 @@
-"""Celery tasks of the machine side: thin callers of clusters.services, fanned out per cluster."""
+"""Celery tasks of the machine side: thin callers of the services, fanned out per cluster or
+account."""
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from clusters import services
-from clusters.choices import ClusterState, DiscoveryTrigger, ReconcileTrigger
+from clusters import serviceaccounts, services
+from clusters.choices import ClusterState, DiscoveryTrigger, ReconcileTrigger, RotationStatus
 from clusters.k8s import KubeError
 from clusters.models import Cluster, DiscoverySource
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -78,4 +83,61 @@ def discover_all_task() -> int:
     ids = list(DiscoverySource.objects.filter(enabled=True).values_list("id", flat=True))
     for source_id in ids:
         discover_source_task.delay(source_id, DiscoveryTrigger.SCHEDULE)
+    return len(ids)
+
+
+class RotationRetry(Exception):
+    """A rotation attempt failed (recorded on its RotationRun); the task tries again later."""
+
+
+@shared_task(
+    name="clusters.tasks.rotate_service_account_task",
+    acks_late=True,
+    autoretry_for=(RotationRetry, OSError),
+    retry_backoff=30,
+    retry_backoff_max=900,
+    retry_jitter=True,
+    max_retries=6,
+)
+def rotate_service_account_task(account_id: int) -> int | None:
+    """Do what one account's tokens need now. Safe to run twice at once: the second finds the
+    rotation lease held and does nothing; a failure leaves the old token valid and retries."""
+    run = serviceaccounts.rotate_account(account_id)
+    if run is not None and run.status == RotationStatus.FAILED:
+        raise RotationRetry(f"rotation #{run.pk} of service account {account_id} failed")
+    return run.pk if run else None
+
+
+@shared_task(name="clusters.tasks.rotate_due_service_accounts_task", acks_late=True)
+def rotate_due_service_accounts_task() -> int:
+    """Fan out one rotation task per account with something due; returns how many."""
+    ids = serviceaccounts.due_account_ids()
+    for account_id in ids:
+        rotate_service_account_task.delay(account_id)
+    return len(ids)
+
+
+@shared_task(
+    name="clusters.tasks.scan_legacy_tokens_task",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def scan_legacy_tokens_task(cluster_id: int) -> int:
+    """Record the legacy token Secrets of one cluster (report only); -1 when the cluster did
+    not answer (the last report stays as it was; the next scan tries again)."""
+    try:
+        return serviceaccounts.scan_legacy_tokens(cluster_id)
+    except KubeError as exc:
+        logger.warning("legacy-token scan of cluster %s failed: %s", cluster_id, exc)
+        return -1
+
+
+@shared_task(name="clusters.tasks.scan_fleet_legacy_tokens_task", acks_late=True)
+def scan_fleet_legacy_tokens_task() -> int:
+    """Fan out one legacy-token scan per live cluster; returns how many."""
+    ids = list(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
+    for cluster_id in ids:
+        scan_legacy_tokens_task.delay(cluster_id)
     return len(ids)

@@ -1,10 +1,12 @@
-"""URLs of the machine side's pages: the fleet (`fleet-*`), clusters and discovery (`cluster-*`)."""
+"""URLs of the machine side's pages: the fleet (`fleet-*`), clusters and discovery (`cluster-*`),
+service accounts (`sa-*`)."""
 
 from __future__ import annotations
 
 from django.urls import path
 
 from clusters import views
+from clusters.views import service_accounts
 
 urlpatterns = [
     path("clusters/", views.fleet_overview, name="fleet-overview"),
@@ -29,5 +31,34 @@ urlpatterns = [
     ),
     path(
         "clusters/discovery/<int:pk>/run", views.discovery_source_run, name="cluster-discovery-run"
+    ),
+    path("service-accounts/", service_accounts.account_list, name="sa-list"),
+    path("service-accounts/new", service_accounts.account_create, name="sa-create"),
+    path("service-accounts/legacy/", service_accounts.legacy_list, name="sa-legacy"),
+    path("service-accounts/legacy/scan", service_accounts.legacy_scan, name="sa-legacy-scan"),
+    path(
+        "service-accounts/legacy/<int:pk>/migrate",
+        service_accounts.legacy_migrate,
+        name="sa-legacy-migrate",
+    ),
+    path(
+        "service-accounts/legacy/<int:pk>/delete",
+        service_accounts.legacy_delete,
+        name="sa-legacy-delete",
+    ),
+    path("service-accounts/<int:pk>/", service_accounts.account_detail, name="sa-detail"),
+    path("service-accounts/<int:pk>/edit", service_accounts.account_edit, name="sa-edit"),
+    path("service-accounts/<int:pk>/rotate", service_accounts.account_rotate, name="sa-rotate"),
+    path("service-accounts/<int:pk>/retire", service_accounts.account_retire, name="sa-retire"),
+    path("service-accounts/<int:pk>/targets", service_accounts.target_add, name="sa-target-add"),
+    path(
+        "service-accounts/<int:pk>/targets/<int:target_id>/remove",
+        service_accounts.target_remove,
+        name="sa-target-remove",
+    ),
+    path(
+        "service-accounts/<int:pk>/generations/<int:number>/token",
+        service_accounts.reveal,
+        name="sa-reveal",
     ),
 ]

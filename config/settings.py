@@ -216,6 +216,22 @@ DISCOVERY_MINUTES = env.int("DISCOVERY_MINUTES", default=10)
 REVIEW_REMINDER_HOUR = env.int("REVIEW_REMINDER_HOUR", default=8)
 if not 0 <= REVIEW_REMINDER_HOUR <= 23:
     raise ImproperlyConfigured("REVIEW_REMINDER_HOUR must be an hour of the day, 0 to 23")
+# Service accounts: how often beat looks for rotations and grace periods that are due, how long
+# a worker's claim on one account's rotation lasts if it dies mid-way, and how often every
+# cluster is searched for long-lived (legacy) token Secrets.
+SERVICE_ACCOUNT_ROTATION_MINUTES = env.int("SERVICE_ACCOUNT_ROTATION_MINUTES", default=5)
+SERVICE_ACCOUNT_LEASE_SECONDS = env.int("SERVICE_ACCOUNT_LEASE_SECONDS", default=300)
+LEGACY_TOKEN_SCAN_HOURS = env.int("LEGACY_TOKEN_SCAN_HOURS", default=24)
+# Roles a team member (not an operator) may give the service accounts their team owns.
+SERVICE_ACCOUNT_SELF_SERVICE_ROLES = env.list(
+    "SERVICE_ACCOUNT_SELF_SERVICE_ROLES", default=["viewer", "developer"]
+)
+if not 1 <= SERVICE_ACCOUNT_ROTATION_MINUTES <= 59:
+    raise ImproperlyConfigured("SERVICE_ACCOUNT_ROTATION_MINUTES must be between 1 and 59")
+if SERVICE_ACCOUNT_LEASE_SECONDS < 30:
+    raise ImproperlyConfigured("SERVICE_ACCOUNT_LEASE_SECONDS must be at least 30")
+if not 1 <= LEGACY_TOKEN_SCAN_HOURS <= 24:
+    raise ImproperlyConfigured("LEGACY_TOKEN_SCAN_HOURS must be between 1 and 24")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Every cluster's RBAC back to the declared state (drift repair, expiry, leavers).
     "fleet-reconcile": {
@@ -242,6 +258,17 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "cluster-discovery": {
         "task": "clusters.tasks.discover_all_task",
         "schedule": crontab(minute=f"*/{DISCOVERY_MINUTES}"),
+    },
+    # Service-account tokens: fan out one rotation task per account whose rotation is due, was
+    # requested, was left half-done, or whose previous token's grace period has ended.
+    "service-account-rotation": {
+        "task": "clusters.tasks.rotate_due_service_accounts_task",
+        "schedule": crontab(minute=f"*/{SERVICE_ACCOUNT_ROTATION_MINUTES}"),
+    },
+    # Find long-lived kubernetes.io/service-account-token Secrets on every cluster (report only).
+    "legacy-token-scan": {
+        "task": "clusters.tasks.scan_fleet_legacy_tokens_task",
+        "schedule": crontab(minute=41, hour=f"*/{LEGACY_TOKEN_SCAN_HOURS}"),
     },
     # Mirror people and teams from the directory; leavers lose access one sync + reconcile later.
     "directory-sync": {

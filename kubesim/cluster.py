@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from kubesim import patch as patching
 from kubesim import rbac
@@ -22,6 +22,8 @@ from kubesim.rbac import Attributes, UserInfo
 from kubesim.store import ApiError, Kind, Store, builtin_kinds
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+# The claim a legacy (Secret-held) token names its Secret by, as kube-controller-manager sets it.
+LEGACY_SECRET_CLAIM = "kubernetes.io/serviceaccount/secret.name"
 
 
 class Drop(Exception):
@@ -167,6 +169,14 @@ class SimCluster:
         sa = self.store.peek("serviceaccounts", ns, sa_name)
         if sa is None or sa["metadata"]["uid"] != claims.get("sa_uid"):
             return None
+        legacy = claims.get(LEGACY_SECRET_CLAIM)
+        if legacy:
+            # A legacy token is valid only while its Secret exists and still holds it
+            # (kube-apiserver's legacy token lookup): deleting the Secret revokes it.
+            secret = self.store.peek("secrets", ns, legacy)
+            held = ((secret or {}).get("data") or {}).get("token", "")
+            if secret is None or base64.b64decode(held).decode() != token:
+                return None
         bound = claims.get("secret")
         if bound:
             secret = self.store.peek("secrets", ns, bound["name"])
@@ -178,7 +188,12 @@ class SimCluster:
         )
 
     def issue_token(
-        self, namespace: str, sa_name: str, seconds: int, bound: dict[str, Any] | None
+        self,
+        namespace: str,
+        sa_name: str,
+        seconds: int,
+        bound: dict[str, Any] | None,
+        legacy_secret: str = "",
     ) -> tuple[str, str]:
         sa = self.store.peek("serviceaccounts", namespace, sa_name)
         if sa is None:
@@ -197,6 +212,8 @@ class SimCluster:
         }
         if seconds:
             claims["exp"] = int(time.time()) + seconds
+        if legacy_secret:
+            claims[LEGACY_SECRET_CLAIM] = legacy_secret
         if bound:
             if bound.get("kind") != "Secret":
                 raise ApiError(
@@ -261,7 +278,8 @@ class SimCluster:
 
     def _count(self, method: str, path: str, params: dict[str, str]) -> tuple[str, str]:
         """Count the request as (verb, resource) — e.g. ("list", "rolebindings")."""
-        segments = [s for s in path.split("/") if s]
+        # The API server decodes each path segment (clients send ':' as %3A, e.g. system:...).
+        segments = [unquote(s) for s in path.split("/") if s]
         if not segments or segments[0] not in ("api", "apis"):
             verb, resource = "get", "/" + "/".join(segments)
         else:
@@ -289,7 +307,8 @@ class SimCluster:
         self, method: str, path: str, params: dict[str, str], headers: dict[str, str], body: bytes
     ) -> Response:
         user = self._user(headers)
-        segments = [s for s in path.split("/") if s]
+        # The API server decodes each path segment (clients send ':' as %3A, e.g. system:...).
+        segments = [unquote(s) for s in path.split("/") if s]
         if (
             not segments
             or segments[0] not in ("api", "apis")
@@ -371,9 +390,14 @@ class SimCluster:
             return Response(200, self.store.update(kind, namespace, name, patched, dry_run))
         if verb == "delete":
             options = self._json(body) if body else {}
-            rv = ((options.get("preconditions") or {}).get("resourceVersion")) or ""
+            preconditions = options.get("preconditions") or {}
             gone = self.store.delete(
-                kind, namespace, name, rv, dry_run or options.get("dryRun") == ["All"]
+                kind,
+                namespace,
+                name,
+                preconditions.get("resourceVersion") or "",
+                dry_run or options.get("dryRun") == ["All"],
+                preconditions.get("uid") or "",
             )
             return Response(200, gone)
         if verb == "deletecollection":
@@ -489,7 +513,9 @@ class SimCluster:
                     "Invalid",
                     f'Secret "{obj["metadata"].get("name")}" is invalid: metadata.annotations[kubernetes.io/service-account.name]: Not found',
                 )
-            token, _ = self.issue_token(namespace, sa_name, 0, None)
+            token, _ = self.issue_token(
+                namespace, sa_name, 0, None, legacy_secret=obj["metadata"].get("name", "")
+            )
             obj = copy.deepcopy(obj)
             obj["metadata"].setdefault("annotations", {})["kubernetes.io/service-account.uid"] = sa[
                 "metadata"

@@ -452,12 +452,20 @@ class Store:
         name: str,
         precondition_rv: str = "",
         dry_run: bool = False,
+        precondition_uid: str = "",
     ) -> dict[str, Any]:
         with self.lock:
             key = (namespace if kind.namespaced else "", name)
             old = self.objects[kind.plural].get(key)
             if old is None:
                 raise not_found(kind, name)
+            if precondition_uid and precondition_uid != old["metadata"]["uid"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {kind.qualified} "{name}": Precondition failed: UID in precondition: {precondition_uid}, UID in object meta: {old["metadata"]["uid"]}',
+                    _details(kind, name),
+                )
             if precondition_rv and precondition_rv != old["metadata"]["resourceVersion"]:
                 raise ApiError(
                     409,

@@ -8,13 +8,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from access import permissions, selectors
-from access.choices import Decision
 from access.forms import DecisionForm, RequestForm
 from access.models import AccessRequest, Approval, Person, Role
 from access.services import requests
@@ -248,10 +246,10 @@ def inbox(request: HttpRequest) -> HttpResponse:
         permissions.inbox_for(request.user)
         .select_related("requester", "role")
         .prefetch_related("approver_teams")
-        .annotate(approval_count=Count("approvals", filter=Q(approvals__decision=Decision.APPROVE)))
         .order_by("created_at", "id")
     )
     page = Paginator(pending, PAGE_SIZE).get_page(request.GET.get("page"))
+    selectors.count_approvals(page.object_list)
     decided = (
         Approval.objects.filter(approver=request.user)
         .select_related("request__requester", "request__role")

@@ -321,3 +321,41 @@ def test_a_reconcile_that_writes_is_audited(make_cluster, catalogue, people):
     assert event.object_id == str(cluster.pk)
     assert event.after["created"] == 1
     assert event.after["objects"] == {"create": ["ClusterRoleBinding//warden-viewer"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_reconciles_at_once_after_a_revoke_lose_no_delete(
+    make_cluster, catalogue, people, rbac
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL (CI runs it)")
+    cluster, sim = make_cluster()
+    grant = Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
+    kept = Grant.objects.create(
+        person=people["bob"], role=catalogue["developer"], namespaces=["default"]
+    )
+    services.reconcile_cluster(cluster.pk)
+    Grant.objects.filter(pk=grant.pk).update(revoked_at=timezone.now())
+    barrier = threading.Barrier(2)
+    results = []
+
+    def work():
+        try:
+            barrier.wait()
+            results.append(services.reconcile_cluster(cluster.pk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # whichever ran second (or was skipped), one more pass finds nothing left to do
+    final = services.reconcile_cluster(cluster.pk)
+
+    assert "warden-viewer" not in rbac.bindings(sim)
+    assert rbac.subjects(sim, "warden-developer", "default") == ["bob"]
+    assert sum(r.deleted for r in results if r) == 1
+    assert (final.created, final.updated, final.deleted) == (0, 0, 0)
+    assert kept.pk in final.grants_in_force
