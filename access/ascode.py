@@ -1,7 +1,8 @@
 """Access as code: Warden's declared state as one YAML file, exported and applied.
 
 The file holds the role catalogue (with what each role becomes per environment and tier), the
-approval policies, the standing grants and the clusters' metadata; it names things by name,
+approval policies, the standing grants, the clusters' metadata and the managed service accounts
+(not their delivery targets, which hold webhook signing keys); it names things by name,
 never by id, in a stable order, so that a change reads well in a git diff.
 
 `export()` writes what Warden holds; `load()` reads a file, checking every entry and naming the
@@ -13,7 +14,8 @@ the clusters it reaches reconcile after the commit.
 What "removed from the file" means: by default nothing is taken away. Roles, definitions,
 policies and standing grants that Warden has and the file lacks are listed and kept. With
 `prune=True` the file is the whole truth for these: standing grants not in the file are
-revoked, definitions of the file's roles and policies not in the file are deleted. Roles
+revoked, definitions of the file's roles and policies not in the file are deleted, service
+accounts not in the file are retired (their tokens revoked). Roles
 themselves are never deleted (grants and requests refer to them), and clusters are never
 registered nor retired by a file: their credentials are not in it, and retiring is a fleet
 operation with its own page.
@@ -51,10 +53,11 @@ from clusters.choices import ClusterState
 from clusters.models import Cluster
 
 VERSION = 1
-SECTIONS = ("roles", "policies", "grants", "clusters")
+SECTIONS = ("roles", "policies", "grants", "clusters", "service_accounts")
 ENV_ORDER = {"": 0, **{e: i + 1 for i, e in enumerate(Environment.values)}}
 HEADER = (
-    "# Warden access as code: roles, approval policies, standing grants and cluster metadata.\n"
+    "# Warden access as code: roles, approval policies, standing grants, cluster metadata and\n"
+    "# managed service accounts.\n"
     "# Review changes in git, then: manage.py warden apply -f <this file> --dry-run\n"
     "# (see README.md, 'Access as code'). Names, not ids; durations as 30m, 4h, 7d.\n"
 )
@@ -87,6 +90,20 @@ GRANT_KEYS = (
     "starts_at",
     "expires_at",
     "reason",
+)
+SERVICE_ACCOUNT_KEYS = (
+    "name",
+    "namespace",
+    "description",
+    "owner_team",
+    "roles",
+    "namespaces",
+    "clusters",
+    "cluster_selector",
+    "rotation_period",
+    "grace_period",
+    "token_lifetime",
+    "show_to_owner",
 )
 CLUSTER_KEYS = (
     "name",
@@ -186,6 +203,7 @@ class Declared:
     # Grants have no name: identical grants may be declared more than once.
     grants: list[Item] = field(default_factory=list)
     clusters: dict[tuple[Any, ...], Item] = field(default_factory=dict)
+    service_accounts: dict[tuple[Any, ...], Item] = field(default_factory=dict)
     # Sections the file has: a section it lacks is not managed by it (nothing pruned there).
     sections: set[str] = field(default_factory=set)
     digest: str = ""
@@ -216,6 +234,8 @@ def describe(kind: str, data: Mapping[str, Any]) -> str:
         if data.get("expires_at"):
             parts.append(f"until {data['expires_at']}")
         return " ".join(parts)
+    if kind == "service_account":
+        return f"service account {data['namespace']}/{data['name']}"
     return f"cluster {data['name']}"
 
 
@@ -315,7 +335,36 @@ def current() -> Declared:
             "bind_groups": c.bind_groups,
         }
         state.clusters[(c.name,)] = Item("cluster", (c.name,), data)
+    for account in _active_accounts():
+        data = {
+            "name": account.name,
+            "namespace": account.namespace,
+            "description": account.description,
+            "owner_team": account.owner_team.name,
+            "roles": sorted(r.name for r in account.roles.all()),
+            "namespaces": sorted(account.namespaces or []),
+            "clusters": sorted(account.clusters or []),
+            "cluster_selector": dict(sorted((account.cluster_selector or {}).items())),
+            "rotation_period": durations.format(account.rotation_period),
+            "grace_period": durations.format(account.grace_period),
+            "token_lifetime": durations.format(account.token_lifetime),
+            "show_to_owner": account.show_to_owner,
+        }
+        key = (account.namespace, account.name)
+        state.service_accounts[key] = Item("service_account", key, data, pk=account.pk)
     return state
+
+
+def _active_accounts() -> Iterable[Any]:
+    from clusters.choices import AccountState
+    from clusters.models import ManagedServiceAccount
+
+    return (
+        ManagedServiceAccount.objects.filter(state=AccountState.ACTIVE)
+        .select_related("owner_team")
+        .prefetch_related("roles")
+        .order_by("namespace", "name")
+    )
 
 
 def _standing_grants() -> Iterable[Grant]:
@@ -376,6 +425,14 @@ CLUSTER_DEFAULTS: dict[str, Any] = {
     "bind_groups": True,
 }
 ROLE_DEFAULTS: dict[str, Any] = {"description": ""}
+SERVICE_ACCOUNT_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "roles": [],
+    "namespaces": [],
+    "clusters": [],
+    "cluster_selector": {},
+    "show_to_owner": True,
+}
 
 
 def _definition_order(item: Item) -> tuple[Any, ...]:
@@ -427,12 +484,17 @@ def document(state: Declared) -> dict[str, Any]:
         _compact(c.data, CLUSTER_DEFAULTS)
         for c in sorted(state.clusters.values(), key=lambda i: i.data["name"])
     ]
+    accounts = [
+        _compact(a.data, SERVICE_ACCOUNT_DEFAULTS)
+        for a in sorted(state.service_accounts.values(), key=lambda i: i.key)
+    ]
     return {
         "version": VERSION,
         "roles": roles,
         "policies": policies,
         "grants": grants,
         "clusters": clusters,
+        "service_accounts": accounts,
     }
 
 
@@ -602,6 +664,8 @@ def load(text: str, filename: str = "<file>") -> Declared:
         _load_grant(check, state, entry, known_roles)
     for entry in sections.get("clusters", []):
         _load_cluster(check, state, entry)
+    for entry in sections.get("service_accounts", []):
+        _load_service_account(check, state, entry, known_roles)
     if check.problems:
         raise AsCodeError(check.problems)
     return state
@@ -783,6 +847,42 @@ def _load_cluster(check: _Checker, state: Declared, entry: Any) -> None:
     state.clusters[(name,)] = Item("cluster", (name,), data, entry.line)
 
 
+def _load_service_account(check: _Checker, state: Declared, entry: Any, roles: set[str]) -> None:
+    where = f"service account {entry.get('name', '?')}" if isinstance(entry, dict) else "account"
+    if not check.keys(entry, SERVICE_ACCOUNT_KEYS, where, _line(entry)):
+        return
+    data = {
+        "name": check.text(entry, "name", where, required=True),
+        "namespace": check.text(entry, "namespace", where, required=True),
+        "description": check.text(entry, "description", where),
+        "owner_team": check.text(entry, "owner_team", where, required=True),
+        "roles": check.names(entry, "roles", where),
+        "namespaces": check.names(entry, "namespaces", where),
+        "clusters": check.names(entry, "clusters", where),
+        "cluster_selector": check.mapping(entry, "cluster_selector", where),
+        "rotation_period": check.duration(entry, "rotation_period", where, required=True),
+        "grace_period": check.duration(entry, "grace_period", where, required=True),
+        "token_lifetime": check.duration(entry, "token_lifetime", where, required=True),
+        "show_to_owner": check.flag(entry, "show_to_owner", where, True),
+    }
+    where = f"service account {data['namespace']}/{data['name']}"
+    if data["owner_team"]:
+        _teams_exist(check, entry, where, [data["owner_team"]], "owner_team")
+    for role in data["roles"]:
+        if role not in roles:
+            check.at(check.line_of(entry, "roles"), where, f"no role named {role!r}")
+    try:
+        clean_scope(namespaces=data["namespaces"], cluster_selector=data["cluster_selector"])
+    except ValidationError as exc:
+        for message in exc.messages:
+            check.at(entry.line, where, message)
+    key = (data["namespace"], data["name"])
+    if key in state.service_accounts:
+        check.at(entry.line, where, "this account is written twice")
+        return
+    state.service_accounts[key] = Item("service_account", key, data, entry.line)
+
+
 # --- diff -----------------------------------------------------------------------------------
 
 
@@ -885,7 +985,22 @@ def diff(wanted: Declared, have: Declared, *, prune: bool = False) -> Diff:
                 # Never retired by a file: listed so that the reader knows it is not declared.
                 result.changes.append(Change("keep", "cluster", item))
     _compare_grants(result, wanted, have, prune)
-    order = {"role": 0, "definition": 1, "policy": 2, "cluster": 3, "grant": 4}
+    _compare_keyed(
+        result,
+        "service_account",
+        wanted.service_accounts,
+        have.service_accounts,
+        prune,
+        "service_accounts" in wanted.sections,
+    )
+    order = {
+        "role": 0,
+        "definition": 1,
+        "policy": 2,
+        "cluster": 3,
+        "grant": 4,
+        "service_account": 5,
+    }
     actions = {"remove": 0, "change": 1, "add": 2, "keep": 3}
     result.changes.sort(key=lambda c: (order[c.kind], actions[c.action], c.item.label))
     return result
@@ -1093,6 +1208,8 @@ def _apply_one(change: Change, actor: Any) -> None:
             ca_bundle=cluster.ca_bundle,
             reason=reason,
         )
+    elif change.kind == "service_account":
+        _apply_service_account(change, actor, reason)
     elif change.kind == "grant":
         if change.action == "remove":
             revoke_grant(Grant.objects.get(pk=change.item.pk), actor=actor, reason=reason)
@@ -1113,6 +1230,40 @@ def _apply_one(change: Change, actor: Any) -> None:
             cluster_selector=data["cluster_selector"],
             namespaces=data["namespaces"],
         )
+
+
+def _apply_service_account(change: Change, actor: Any, reason: str) -> None:
+    from clusters import serviceaccounts
+    from clusters.choices import AccountState
+    from clusters.models import ManagedServiceAccount
+
+    data = change.item.data
+    existing = ManagedServiceAccount.objects.filter(
+        state=AccountState.ACTIVE, namespace=data["namespace"], name=data["name"]
+    ).first()
+    if change.action == "remove":
+        if existing is not None:
+            serviceaccounts.retire_service_account(existing, actor=actor, reason=reason)
+        return
+    serviceaccounts.declare_service_account(
+        serviceaccounts.AccountInput(
+            name=data["name"],
+            namespace=data["namespace"],
+            description=data["description"],
+            owner_team=Team.objects.get(is_active=True, name=data["owner_team"]),
+            roles=list(Role.objects.filter(name__in=data["roles"])),
+            namespaces=data["namespaces"],
+            clusters=data["clusters"],
+            cluster_selector=data["cluster_selector"],
+            rotation_period=durations.parse(data["rotation_period"]),
+            grace_period=durations.parse(data["grace_period"]),
+            token_lifetime=durations.parse(data["token_lifetime"]),
+            show_to_owner=data["show_to_owner"],
+        ),
+        actor=actor,
+        account=existing,
+        reason=reason,
+    )
 
 
 def _apply_policy(change: Change, actor: Any, reason: str) -> None:

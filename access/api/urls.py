@@ -6,6 +6,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from access.api import views
+from clusters.api import service_accounts
 from clusters.api import views as cluster_views
 
 router = DefaultRouter()
@@ -20,6 +21,9 @@ router.register("review-campaigns", views.ReviewCampaignViewSet, basename="api-c
 router.register("review-items", views.ReviewItemViewSet, basename="api-review-item")
 router.register("tokens", views.ApiTokenViewSet, basename="api-token")
 router.register("clusters", cluster_views.ClusterViewSet, basename="api-cluster")
+router.register(
+    "service-accounts", service_accounts.ServiceAccountViewSet, basename="api-service-account"
+)
 router.register("reconcile-runs", cluster_views.ReconcileRunViewSet, basename="api-reconcile-run")
 
 urlpatterns = [

@@ -244,3 +244,62 @@ def test_the_dry_run_shows_each_clusters_rbac_plan(company, make_cluster, tmp_pa
     assert f"  {cluster.name}:" in out
     assert "create RoleBinding default/warden-developer (roleRef edit; + Group:payments)" in out
     assert not Grant.objects.exists()
+
+
+def test_service_accounts_are_declared_exported_and_retired_by_the_file(company, fleet, tmp_path):
+    doc = yaml.safe_load(ascode.export())
+    doc["service_accounts"] = [
+        {
+            "name": "deployer",
+            "namespace": "payments",
+            "owner_team": "payments",
+            "roles": ["developer"],
+            "clusters": ["staging-1"],
+            "rotation_period": "30d",
+            "grace_period": "2d",
+            "token_lifetime": "35d",
+        }
+    ]
+    path = tmp_path / "warden.yaml"
+    path.write_text(ascode.dump(doc))
+
+    out = run("apply", "-f", str(path), "--no-plan")
+
+    assert "+ service account payments/deployer" in out
+    exported = yaml.safe_load(run("export"))["service_accounts"]
+    assert exported == doc["service_accounts"]
+    assert "No change" in run("apply", "-f", str(path), "--no-plan")
+    assert "serviceaccount.declared" in events()
+
+    doc["service_accounts"] = []
+    path.write_text(ascode.dump(doc))
+    assert "- service account payments/deployer" in run(
+        "apply", "-f", str(path), "--no-plan", "--prune"
+    )
+    assert yaml.safe_load(run("export"))["service_accounts"] == []
+    assert "serviceaccount.retired" in events()
+
+
+def test_a_service_account_with_a_short_lifetime_is_refused_with_its_line(company, fleet, tmp_path):
+    doc = {
+        "version": 1,
+        "service_accounts": [
+            {
+                "name": "deployer",
+                "namespace": "payments",
+                "owner_team": "payments",
+                "clusters": ["staging-1"],
+                "rotation_period": "30d",
+                "grace_period": "2d",
+                "token_lifetime": "1d",
+            }
+        ],
+    }
+    path = tmp_path / "warden.yaml"
+    path.write_text(ascode.dump(doc))
+
+    with pytest.raises(CommandError) as caught:
+        run("apply", "-f", str(path), "--no-plan")
+
+    # The header comment takes four lines: the entry starts on line 7.
+    assert f"{path}:7: service account payments/deployer: The token lifetime" in str(caught.value)

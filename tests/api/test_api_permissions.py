@@ -83,6 +83,7 @@ EVERYONE_GETS = [
     "/api/v1/requests/inbox/",
     "/api/v1/review-items/",
     "/api/v1/tokens/",
+    "/api/v1/service-accounts/",
 ]
 
 

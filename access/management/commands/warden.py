@@ -18,7 +18,8 @@ from access import ascode
 
 
 class Command(BaseCommand):
-    help = "Access as code: export Warden's roles, policies, standing grants and clusters as "
+    help = "Access as code: export Warden's roles, policies, standing grants, clusters and "
+    help += "service accounts as "
     help += "YAML, or apply such a file (diff and per-cluster plan shown first)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,7 +35,8 @@ class Command(BaseCommand):
             "--prune",
             action="store_true",
             help="also remove what the file lacks: revoke standing grants, delete role "
-            "definitions and policies (roles and clusters are never removed)",
+            "definitions and policies, retire service accounts (roles and clusters are never "
+            "removed)",
         )
         apply.add_argument(
             "--no-plan", action="store_true", help="do not read the clusters for the RBAC plan"
