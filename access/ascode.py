@@ -267,7 +267,7 @@ def current() -> Declared:
     """What Warden holds now, in the file's terms."""
     state = Declared(source="Warden", sections=set(SECTIONS))
     for role in Role.objects.prefetch_related("definitions").order_by("rank", "name"):
-        data = {
+        data: dict[str, Any] = {
             "name": role.name,
             "display_name": role.display_name,
             "description": role.description,
@@ -287,7 +287,7 @@ def current() -> Declared:
                     "allowed": d.allowed,
                 },
             )
-            key = (role.name, d.environment, d.tier)
+            key: tuple[Any, ...] = (role.name, d.environment, d.tier)
             state.definitions[key] = Item("definition", key, values)
     policies = ApprovalPolicy.objects.select_related("role").prefetch_related("approver_teams")
     for p in policies:
@@ -311,8 +311,8 @@ def current() -> Declared:
         state.policies[key] = Item("policy", key, data, pk=p.pk)
     for g in _standing_grants():
         data = {
-            "team": g.team.name if g.team_id else "",
-            "person": g.person.username if g.person_id else "",
+            "team": g.team.name if g.team is not None else "",
+            "person": g.person.username if g.person is not None else "",
             "role": g.role.name,
             "environments": sorted(g.environments or []),
             "tiers": sorted(g.tiers or []),
@@ -680,7 +680,7 @@ def _load_role(check: _Checker, state: Declared, entry: Any) -> None:
     if not check.keys(entry, ROLE_KEYS, where, _line(entry)):
         return
     name = check.text(entry, "name", where, required=True)
-    data = {
+    data: dict[str, Any] = {
         "name": name,
         "display_name": check.text(entry, "display_name", where, default=name.title()),
         "description": check.text(entry, "description", where),
@@ -733,7 +733,7 @@ def _load_policy(check: _Checker, state: Declared, entry: Any, roles: set[str]) 
     where = f"policy {entry.get('name', '?')!r}" if isinstance(entry, dict) else "policy"
     if not check.keys(entry, POLICY_KEYS, where, _line(entry)):
         return
-    data = {
+    data: dict[str, Any] = {
         "name": check.text(entry, "name", where, required=True),
         "environment": check.text(entry, "environment", where),
         "tier": check.text(entry, "tier", where),
@@ -797,7 +797,7 @@ def _load_grant(check: _Checker, state: Declared, entry: Any, roles: set[str]) -
         for message in exc.messages:
             check.at(entry.line, where, message)
         return
-    data = {
+    data: dict[str, Any] = {
         "team": team,
         "person": person,
         "role": role,
@@ -815,7 +815,7 @@ def _load_cluster(check: _Checker, state: Declared, entry: Any) -> None:
     if not check.keys(entry, CLUSTER_KEYS, where, _line(entry)):
         return
     name = check.text(entry, "name", where, required=True)
-    data = {
+    data: dict[str, Any] = {
         "name": name,
         "environment": check.text(entry, "environment", where, required=True),
         "tier": check.text(entry, "tier", where, required=True),
@@ -851,7 +851,7 @@ def _load_service_account(check: _Checker, state: Declared, entry: Any, roles: s
     where = f"service account {entry.get('name', '?')}" if isinstance(entry, dict) else "account"
     if not check.keys(entry, SERVICE_ACCOUNT_KEYS, where, _line(entry)):
         return
-    data = {
+    data: dict[str, Any] = {
         "name": check.text(entry, "name", where, required=True),
         "namespace": check.text(entry, "namespace", where, required=True),
         "description": check.text(entry, "description", where),
@@ -1087,10 +1087,10 @@ def rbac_plan(changes: Diff, wanted: Declared) -> list[Any]:
                 and (name, d.environment, d.tier) not in removed_defs
             ]
         roles[name] = RoleSpec(name, tuple(defs))
-    change = planning.Change(add=tuple(add), remove=remove, roles=roles)
+    fleet_change = planning.Change(add=tuple(add), remove=remove, roles=roles)
     moved = {c.item.data["name"]: c.item.data for c in changes.of("change") if c.kind == "cluster"}
     base = load_inputs(None).grants
-    affected = {c.name for c in planning.affected_clusters(change, base)} | set(moved)
+    affected = {c.name for c in planning.affected_clusters(fleet_change, base)} | set(moved)
     targets = []
     for cluster in live_clusters():
         if cluster.name not in affected:
@@ -1104,7 +1104,7 @@ def rbac_plan(changes: Diff, wanted: Declared) -> list[Any]:
         targets.append(cluster)
     if not targets:
         return []
-    return planning.plan_change(change, clusters=targets)
+    return planning.plan_change(fleet_change, clusters=targets)
 
 
 def plan_text(plans: list[Any]) -> str:
@@ -1212,6 +1212,7 @@ def _apply_one(change: Change, actor: Any) -> None:
         _apply_service_account(change, actor, reason)
     elif change.kind == "grant":
         if change.action == "remove":
+            assert change.item.pk is not None  # a grant Warden holds
             revoke_grant(Grant.objects.get(pk=change.item.pk), actor=actor, reason=reason)
             return
         grant_access(
