@@ -9,7 +9,9 @@ from access.api import views
 from clusters.api import service_accounts
 from clusters.api import views as cluster_views
 
+# No ".json" suffix routes: one URL per thing (and the CSRF walk of tests builds every route).
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("people", views.PersonViewSet, basename="api-person")
 router.register("teams", views.TeamViewSet, basename="api-team")
 router.register("roles", views.RoleViewSet, basename="api-role")
