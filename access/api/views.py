@@ -181,7 +181,7 @@ class RoleViewSet(
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
     serializer_class = s.RoleSerializer
     queryset = Role.objects.prefetch_related("definitions").order_by("rank", "name")
-    filterset_fields: list[str] = []
+    filterset_fields = ["name"]
 
     def get_permissions(self) -> list[Any]:
         if self.action in ("list", "retrieve"):
@@ -659,7 +659,7 @@ class ApiTokenViewSet(
     lookup_value_regex = r"[0-9]+"
 
     serializer_class = s.ApiTokenSerializer
-    filterset_fields: list[str] = []
+    filterset_fields = ["name"]
 
     def get_queryset(self) -> QuerySet[Any]:
         return permissions.api_tokens_visible_to(self.request.user).order_by("-created_at", "-id")
