@@ -27,6 +27,7 @@ from access.models import (
     TeamOwner,
 )
 from access.services import policies
+from access.services.catalogue import ROLE_FIELDS
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -158,7 +159,7 @@ class RoleAdmin(admin.ModelAdmin):
 
     list_display = ["name", "display_name", "rank"]
     inlines = [RoleDefinitionInline]
-    FIELDS = ["name", "display_name", "description", "rank"]
+    FIELDS = ROLE_FIELDS
 
     def save_model(self, request: HttpRequest, obj: Role, form: Any, change: bool) -> None:
         with transaction.atomic():

@@ -616,3 +616,37 @@ class ReviewItem(models.Model):
 
     def __str__(self) -> str:
         return f"review of grant #{self.grant_id} in {self.campaign_id}"
+
+
+class ApiToken(models.Model):
+    """A personal API token: automation and the `warden` command line act as its owner with it.
+
+    The token is shown once when it is made; Warden keeps only its SHA-256 digest (the secret is
+    32 random bytes, so a fast digest is as good as a slow one) and a public key id to find it.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    # Public part of the token (wdn_<key_id>_<secret>): finds the row, shown to tell tokens apart.
+    key_id = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    # Written at most once a minute per token, so a busy script costs no write per request.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="apitoken_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (wdn_{self.key_id}_…)"
+
+    def is_usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and self.expires_at > now

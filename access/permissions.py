@@ -8,11 +8,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
+from rest_framework.permissions import BasePermission
 
 from access import leads
 from access.choices import CampaignState
 from access.models import (
     AccessRequest,
+    ApiToken,
     Approval,
     Grant,
     Membership,
@@ -32,6 +34,15 @@ def require_operator(user: Any) -> AbstractBaseUser:
     if not is_operator(user):
         raise PermissionDenied("Only Warden operators may do this.")
     return cast(AbstractBaseUser, user)
+
+
+class IsOperator(BasePermission):
+    """The API's form of `is_operator`: 403 for anyone else (401 when not logged in)."""
+
+    message = "Only Warden operators may do this."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return is_operator(request.user)
 
 
 # --- access requests --------------------------------------------------------------------------
@@ -165,3 +176,57 @@ def get_campaign_for_operator(user: Any, pk: int) -> ReviewCampaign:
     if campaign is None:
         raise Http404("No such campaign.")
     return campaign
+
+
+# --- grants -------------------------------------------------------------------------------------
+
+
+def grants_visible_to(user: Any) -> QuerySet[Grant]:
+    """Grants a user may see: operators all; everyone else those they hold (personally or
+    through one of their active teams)."""
+    grants = Grant.objects.all()
+    if is_operator(user):
+        return grants
+    person = person_of(user)
+    if person is None:
+        return grants.none()
+    teams = Membership.objects.filter(person=person, team__is_active=True).values("team_id")
+    return grants.filter(Q(person=person) | Q(team_id__in=teams))
+
+
+def get_grant_for_viewer(user: Any, pk: int) -> Grant:
+    """The grant if this user may see it; 404 otherwise (its existence is not revealed)."""
+    grant = grants_visible_to(user).select_related("role", "team", "person").filter(pk=pk).first()
+    if grant is None:
+        raise Http404("No such grant.")
+    return grant
+
+
+def get_grant_for_operator(user: Any, pk: int) -> Grant:
+    """A grant to change, for operators only (403 for anyone else, before any 404)."""
+    require_operator(user)
+    grant = Grant.objects.select_related("role", "team", "person").filter(pk=pk).first()
+    if grant is None:
+        raise Http404("No such grant.")
+    return grant
+
+
+# --- personal API tokens ------------------------------------------------------------------------
+
+
+def api_tokens_visible_to(user: Any) -> QuerySet[ApiToken]:
+    """A person sees their own tokens; operators see everyone's (to revoke one that leaked)."""
+    tokens = ApiToken.objects.select_related("owner")
+    if is_operator(user):
+        return tokens
+    if not getattr(user, "is_authenticated", False):
+        return tokens.none()
+    return tokens.filter(owner_id=user.pk)
+
+
+def get_api_token_for_owner(user: Any, pk: int) -> ApiToken:
+    """A token its owner (or an operator) may revoke; 404 for anyone else."""
+    token = api_tokens_visible_to(user).filter(pk=pk).first()
+    if token is None:
+        raise Http404("No such token.")
+    return token

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
@@ -26,7 +27,7 @@ from access.models import (
 )
 from access.services.requests import Reach, reach_of
 from access.whocan import WhoCanAnswer, who_can
-from clusters.choices import ReconcileStatus
+from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import ClusterSpec, DirectorySnapshot
 from clusters.models import Cluster, ReconcileRun
 from clusters.services import live_cluster_specs, role_specs
@@ -541,3 +542,53 @@ def cluster_picker(
     return ClusterPicker(
         clusters=rows, more=max(total - len(shown), 0), search=search, matching=total
     )
+
+
+@dataclass(frozen=True)
+class ReachableCluster:
+    """A live cluster where a person holds access: what a kubeconfig entry for it needs."""
+
+    cluster: Cluster
+    # Where the person holds access there; empty = cluster-wide somewhere.
+    namespaces: tuple[str, ...]
+    username: str
+    user_exec: dict[str, Any] | None
+
+
+def reachable_clusters(person: Person) -> list[ReachableCluster]:
+    """The live clusters the person's grants in force reach, by name, with their namespaces."""
+    where: dict[str, set[str]] = {}
+    cluster_wide: set[str] = set()
+    for held in access_of(person):
+        for reach in held.clusters:
+            where.setdefault(reach.cluster, set()).update(reach.namespaces)
+            if not reach.namespaces:
+                cluster_wide.add(reach.cluster)
+    clusters = Cluster.objects.filter(name__in=where).exclude(state=ClusterState.RETIRED)
+    return [
+        ReachableCluster(
+            cluster=cluster,
+            namespaces=() if cluster.name in cluster_wide else tuple(sorted(where[cluster.name])),
+            username=f"{cluster.user_prefix}{person.username}",
+            user_exec=kubeconfig_user_exec(cluster.name, person.username),
+        )
+        for cluster in clusters.order_by("name")
+    ]
+
+
+def kubeconfig_user_exec(cluster: str, username: str) -> dict[str, Any] | None:
+    """WARDEN_KUBECONFIG_USER_EXEC with {cluster} and {username} filled in (None when unset)."""
+    template = settings.WARDEN_KUBECONFIG_USER_EXEC
+    if not template:
+        return None
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{cluster}", cluster).replace("{username}", username)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    return cast(dict[str, Any], fill(template))

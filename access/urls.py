@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from access import review_views, views
-from access.views import audit, catalogue, operators, policies, requests
+from access.views import audit, catalogue, operators, policies, requests, tokens
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -29,6 +29,9 @@ urlpatterns = [
     path("requests/<int:pk>/review", requests.request_review, name="request-review"),
     path("inbox/", requests.inbox, name="inbox"),
     path("inbox/bulk", requests.inbox_bulk, name="inbox-bulk"),
+    # personal API tokens
+    path("tokens/", tokens.token_list, name="api-tokens"),
+    path("tokens/<int:pk>/revoke", tokens.token_revoke, name="api-token-revoke"),
     # operators
     path("audit/", audit.audit_log, name="audit"),
     path("grants/", catalogue.grant_list, name="grant-list"),

@@ -46,6 +46,12 @@ def get_source_for_operator(user: Any, pk: int) -> DiscoverySource:
     return get_object_or_404(DiscoverySource, pk=pk)
 
 
+def get_cluster_named_for_operator(user: Any, name: str) -> Cluster:
+    """The cluster by name, for an operator; 403 for anyone else (before the 404)."""
+    require_operator(user)
+    return get_object_or_404(Cluster, name=name)
+
+
 def _person(user: Any) -> Any:
     # RelatedObjectDoesNotExist is an AttributeError: a local account has no Person.
     person = getattr(user, "person", None)

@@ -69,6 +69,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "access",
     "clusters",
@@ -390,14 +393,72 @@ except (ValueError, KeyError, ImproperlyConfigured) as exc:
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="warden@localhost")
 
 # --- REST framework ---------------------------------------------------------------------------
+# /api/v1/: personal API tokens (Authorization: Bearer wdn_...) for automation and the `warden`
+# command line, and the browser's session (with CSRF) for the docs page and scripts in pages.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.api.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "access.api.pagination.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "access.api.exceptions.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "PAGE_SIZE": 50,
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Warden API",
+    "DESCRIPTION": (
+        "Kubernetes access from the company directory: roles, policies, grants, access "
+        "requests and approvals, clusters, reviews and the audit trail. Authenticate with a "
+        "personal API token (`Authorization: Bearer wdn_...`, made on the API tokens page or "
+        "with `manage.py create_api_token`) or, from a browser, with your session."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "access.api.schema.add_error_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "EnvironmentEnum": "access.choices.Environment",
+        "TierEnum": "access.choices.Tier",
+        "ReconcileStatusEnum": "clusters.choices.ReconcileStatus",
+        "RequestStateEnum": "access.choices.RequestState",
+        "ClusterStateEnum": "clusters.choices.ClusterState",
+    },
+    # Swagger UI's files come from drf-spectacular-sidecar, served by Warden (CSP: 'self').
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# `warden kubeconfig` writes this as the user stanza of the clusters it adds: a kubeconfig
+# `exec` credential plugin, as JSON or YAML (e.g. kubelogin for the clusters' OIDC issuer).
+# "{cluster}" and "{username}" in its strings are replaced. Empty: the user adds credentials.
+try:
+    import yaml as _yaml
+
+    WARDEN_KUBECONFIG_USER_EXEC: dict[str, Any] | None = (
+        _yaml.safe_load(env.str("WARDEN_KUBECONFIG_USER_EXEC", default="")) or None
+    )
+except _yaml.YAMLError as exc:
+    raise ImproperlyConfigured(f"WARDEN_KUBECONFIG_USER_EXEC is not JSON or YAML: {exc}") from exc
+if WARDEN_KUBECONFIG_USER_EXEC is not None and not (
+    isinstance(WARDEN_KUBECONFIG_USER_EXEC, dict) and WARDEN_KUBECONFIG_USER_EXEC.get("command")
+):
+    raise ImproperlyConfigured(
+        "WARDEN_KUBECONFIG_USER_EXEC must be a kubeconfig exec stanza with at least a command, "
+        'e.g. {"apiVersion": "client.authentication.k8s.io/v1", "command": "kubectl", '
+        '"args": ["oidc-login", "get-token", "--oidc-issuer-url=https://sso.example.com"]}'
+    )
 
 # --- Logging ----------------------------------------------------------------------------------
 # One line per record on stderr: LOG_FORMAT=json for log collectors (an object per line with the

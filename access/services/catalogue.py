@@ -1,0 +1,86 @@
+"""Roles (names, descriptions, rank) and approval policies: saved and deleted, always audited.
+
+What a role becomes in Kubernetes is `set_role_definition` (access/services/grants.py); these
+are the rest of the catalogue, used by the REST API and access as code (the admin site records
+the same audit events with the same facts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+
+from access import audit
+from access.models import ApprovalPolicy, Role, Team
+from access.services import policies
+
+ROLE_FIELDS = ["name", "display_name", "description", "rank"]
+
+
+def role_facts(role: Role) -> dict[str, Any]:
+    return {name: getattr(role, name) for name in ROLE_FIELDS}
+
+
+def save_role(
+    role: Role | None,
+    *,
+    name: str,
+    display_name: str,
+    description: str = "",
+    rank: int = 100,
+    actor: Any = None,
+    reason: str = "",
+) -> Role:
+    """Create a role (role=None) or change one's name, display name, description or rank."""
+    with transaction.atomic():
+        if role is not None:
+            role = Role.objects.select_for_update().get(pk=role.pk)
+        before = role_facts(role) if role is not None else None
+        role = role or Role()
+        role.name, role.display_name = name, display_name
+        role.description, role.rank = description, rank
+        role.full_clean()
+        after = role_facts(role)
+        if after == before:
+            return role
+        role.save()
+        audit.record("role.saved", actor=actor, obj=role, before=before, after=after, reason=reason)
+    return role
+
+
+def save_policy(
+    policy: ApprovalPolicy | None,
+    *,
+    name: str,
+    max_duration: timedelta,
+    default_duration: timedelta,
+    environment: str = "",
+    tier: str = "",
+    role: Role | None = None,
+    approvals_required: int = 1,
+    approver_teams: Iterable[Team] = (),
+    manager_may_approve: bool = False,
+    self_approval_forbidden: bool = True,
+    break_glass_allowed: bool = False,
+    break_glass_duration: timedelta | None = None,
+    actor: Any = None,
+    reason: str = "",
+) -> ApprovalPolicy:
+    """Create (policy=None) or change an approval policy from named values (the API and access
+    as code); the checks and the audit are access.services.policies', as for the pages."""
+    policy = policy or ApprovalPolicy()
+    policy.name, policy.environment, policy.tier, policy.role = name, environment, tier, role
+    policy.approvals_required = approvals_required
+    policy.manager_may_approve = manager_may_approve
+    policy.self_approval_forbidden = self_approval_forbidden
+    policy.max_duration, policy.default_duration = max_duration, default_duration
+    policy.break_glass_allowed = break_glass_allowed
+    policy.break_glass_duration = break_glass_duration
+    return policies.save_policy(policy, approver_teams=approver_teams, actor=actor, reason=reason)
+
+
+delete_policy = policies.delete_policy
+policy_facts = policies.policy_facts
