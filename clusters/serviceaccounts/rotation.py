@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from access import audit
 from clusters import k8s, services
+from clusters.bulk import update_rows
 from clusters.choices import (
     AccountState,
     ClusterState,
@@ -535,13 +536,13 @@ def _record(attempts: list[_Attempt], activate: bool) -> None:
                 generations.setdefault(tuple(sorted(set(fields))), []).append(generation)
             events += _progress_events(attempt, activates, previous, now)
         if targets:
-            DeliveryTarget.objects.bulk_update(
+            update_rows(
                 targets,
                 ["resource_version", "last_generation", "last_delivered_at", "last_error"],
             )
         _save_superseded(superseded)
         for fields, group in generations.items():
-            TokenGeneration.objects.bulk_update(group, list(fields))
+            update_rows(group, fields)
         _save_rotated(rotated, now)
         # Audit last, so the chain's head row is locked only for the end of the transaction.
         audit.record_many(events)
@@ -849,11 +850,11 @@ def _record_revocations(revocations: list[_Revocation]) -> None:
                     )
                 )
         if finished:
-            TokenGeneration.objects.bulk_update(
+            update_rows(
                 finished, ["revoked_on", "state", "revoked_at", "sealed_tokens", "reveal_pending"]
             )
         if partial:
-            TokenGeneration.objects.bulk_update(partial, ["revoked_on"])
+            update_rows(partial, ["revoked_on"])
         audit.record_many(events)
     for revocation in revocations:
         attempt, generation = revocation.attempt, revocation.generation
