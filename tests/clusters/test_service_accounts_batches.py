@@ -3,9 +3,12 @@ events and failures, and a batch costs the same four API calls per rotation."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from access import audit
@@ -38,8 +41,9 @@ def fleet(make_cluster, owner, per_cluster: int = 2, clusters: int = 2):
                 grace=timedelta(0),
             )
             made.append((account, sim))
-    runs = serviceaccounts.rotate_accounts([a.pk for a, _ in made])
-    assert {r.status for r in runs.values()} == {RotationStatus.SUCCEEDED}
+    # (in a test whose transactions commit, declaring already queued each first rotation)
+    serviceaccounts.rotate_accounts([a.pk for a, _ in made])
+    assert [active(a).number for a, _ in made] == [1] * len(made)
     return made
 
 
@@ -183,3 +187,45 @@ def test_a_retired_account_in_a_batch_is_revoked_while_the_others_rotate(make_cl
     assert not leaving.generations.filter(state=GenerationState.ACTIVE).exists()
     assert active(staying).number == 2
     assert audit.verify().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_outlasts_its_lease_keeps_renewing_it(make_cluster, people, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent readers need PostgreSQL (CI runs it)")
+    # given: a two-second lease, and a slow cluster: the batch takes longer than that
+    settings.SERVICE_ACCOUNT_LEASE_SECONDS = 2
+    accounts = fleet(make_cluster, people["payments"], per_cluster=4, clusters=1)
+    sim = accounts[0][1]
+    last = accounts[-1][0]
+    ManagedServiceAccount.objects.update(next_rotation_at=timezone.now())
+    sim.faults.latency_s = 0.3  # issuing alone takes 8 calls: 2.4 s
+    finished = threading.Event()
+    lapses = []
+
+    def watch() -> None:
+        # what another worker's claim would see: a lease still held but run out
+        try:
+            while not finished.is_set():
+                lease_id, until = ManagedServiceAccount.objects.values_list(
+                    "lease_id", "lease_until"
+                ).get(pk=last.pk)
+                if lease_id and until < timezone.now():
+                    lapses.append(until)
+                time.sleep(0.05)
+        finally:
+            connection.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        runs = serviceaccounts.rotate_accounts([a.pk for a, _ in accounts])
+    finally:
+        finished.set()
+        watcher.join()
+        sim.faults.latency_s = 0
+
+    # then: the last account's lease never ran out while the batch held it, and all rotated
+    assert lapses == []
+    assert {r.status for r in runs.values()} == {RotationStatus.SUCCEEDED}
+    assert active(last).number == 2
