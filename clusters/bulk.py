@@ -9,6 +9,7 @@ the primary key instead; elsewhere it is bulk_update().
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from django.db import connections, models, router
 
@@ -28,13 +29,17 @@ def update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
         return
     meta = model._meta
     assert meta.pk is not None
-    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+    columns: list[models.Field[Any, Any]] = [meta.pk]
+    for name in fields:
+        column = meta.get_field(name)
+        assert isinstance(column, models.Field) and column.concrete, f"{name} is not a column"
+        columns.append(column)
     quote = connection.ops.quote_name
     # Each value cast to its column's type: a VALUES list has no types of its own.
     row = "(" + ", ".join(f"%s::{column.db_type(connection)}" for column in columns) + ")"
-    assignments = ", ".join(f"{quote(c.column)} = v.{quote(c.column)}" for c in columns[1:])
-    names = ", ".join(quote(c.column) for c in columns)
-    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    names = [quote(str(c.column)) for c in columns]
+    assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
+    table, pk = quote(meta.db_table), names[0]
     with connection.cursor() as cursor:
         for start in range(0, len(objs), CHUNK):
             chunk = objs[start : start + CHUNK]
@@ -45,7 +50,7 @@ def update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
             ]
             cursor.execute(
                 f"UPDATE {table} SET {assignments} "  # noqa: S608 - names from the model
-                f"FROM (VALUES {', '.join([row] * len(chunk))}) AS v ({names}) "
+                f"FROM (VALUES {', '.join([row] * len(chunk))}) AS v ({', '.join(names)}) "
                 f"WHERE {table}.{pk} = v.{pk}",
                 params,
             )

@@ -541,8 +541,8 @@ def _record(attempts: list[_Attempt], activate: bool) -> None:
                 ["resource_version", "last_generation", "last_delivered_at", "last_error"],
             )
         _save_superseded(superseded)
-        for fields, group in generations.items():
-            update_rows(group, fields)
+        for written, group in generations.items():
+            update_rows(group, written)
         _save_rotated(rotated, now)
         # Audit last, so the chain's head row is locked only for the end of the transaction.
         audit.record_many(events)
