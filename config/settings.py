@@ -218,7 +218,7 @@ if not 0 <= REVIEW_REMINDER_HOUR <= 23:
 # connections), how long a worker's claim on an account's rotation lasts if it dies mid-way,
 # and how often every cluster is searched for long-lived (legacy) token Secrets.
 SERVICE_ACCOUNT_ROTATION_MINUTES = env.int("SERVICE_ACCOUNT_ROTATION_MINUTES", default=5)
-SERVICE_ACCOUNT_ROTATION_BATCH = env.int("SERVICE_ACCOUNT_ROTATION_BATCH", default=50)
+SERVICE_ACCOUNT_ROTATION_BATCH = env.int("SERVICE_ACCOUNT_ROTATION_BATCH", default=100)
 SERVICE_ACCOUNT_LEASE_SECONDS = env.int("SERVICE_ACCOUNT_LEASE_SECONDS", default=300)
 LEGACY_TOKEN_SCAN_HOURS = env.int("LEGACY_TOKEN_SCAN_HOURS", default=24)
 # Roles a team member (not an operator) may give the service accounts their team owns.
