@@ -229,3 +229,34 @@ def test_a_batch_that_outlasts_its_lease_keeps_renewing_it(make_cluster, people,
     assert lapses == []
     assert {r.status for r in runs.values()} == {RotationStatus.SUCCEEDED}
     assert active(last).number == 2
+
+
+def test_a_surprise_in_one_accounts_rotation_fails_that_account_alone(
+    make_cluster, people, monkeypatch, caplog
+):
+    from clusters import k8s
+
+    # given: the Kubernetes door breaks in an unforeseen way for one account only
+    accounts = fleet(make_cluster, people["payments"], per_cluster=2, clusters=1)
+    (doomed, sim), (fine, _) = accounts
+    ManagedServiceAccount.objects.update(next_rotation_at=timezone.now())
+    request_token = k8s.KubeClient.request_token
+
+    def breaks_for_one(self, namespace, service_account, *args, **kwargs):
+        if service_account == doomed.name:
+            raise RuntimeError("a bug")
+        return request_token(self, namespace, service_account, *args, **kwargs)
+
+    monkeypatch.setattr(k8s.KubeClient, "request_token", breaks_for_one)
+
+    runs = serviceaccounts.rotate_accounts([doomed.pk, fine.pk])
+
+    # then: the other account rotated; this one failed, said so, and kept its token
+    assert runs[fine.pk].status == RotationStatus.SUCCEEDED
+    assert runs[doomed.pk].status == RotationStatus.FAILED
+    assert runs[doomed.pk].error == "unexpected error; see the worker log"
+    assert "RuntimeError: a bug" in caplog.text
+    assert active(doomed).number == 1
+    assert authenticated_as(sim, token_of(doomed, sim)) == subject(doomed.name)
+    doomed.refresh_from_db()
+    assert not doomed.lease_id  # given back: the retry need not wait for it
