@@ -14,9 +14,9 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -97,6 +97,22 @@ def _head() -> AuditChain:
         return AuditChain.objects.select_for_update().get(name=CHAIN)
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One event for record_many(): the arguments record() takes, kept for later."""
+
+    action: str
+    actor: Any = None
+    actor_name: str = ""
+    obj: models.Model | None = None
+    object_type: str = ""
+    object_id: Any = ""
+    object_repr: str = ""
+    before: Any = None
+    after: Any = None
+    reason: str = ""
+
+
 def record(
     action: str,
     *,
@@ -111,33 +127,69 @@ def record(
     reason: str = "",
 ) -> AuditEvent:
     """Append one event. Inside the caller's transaction: the event exists iff the change does."""
+    entry = Entry(
+        action,
+        actor=actor,
+        actor_name=actor_name,
+        obj=obj,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr,
+        before=before,
+        after=after,
+        reason=reason,
+    )
+    return record_many([entry])[0]
+
+
+def record_many(entries: Iterable[Entry]) -> list[AuditEvent]:
+    """Append events in the order given, as record() would one by one, under one lock of the
+    chain's head: one INSERT and one head update however many there are (a batch of rotations
+    audits its steps this way). Inside the caller's transaction, like record()."""
+    entries = list(entries)
+    if not entries:
+        return []
+    request_id = current_request_id.get()
+    with transaction.atomic():
+        head = _head()
+        now = timezone.now()
+        seq, prev_hash = head.last_seq, head.last_hash
+        events = []
+        for entry in entries:
+            seq += 1
+            event = _event(entry, seq, now, request_id, prev_hash)
+            event.hash = prev_hash = compute_hash(event)
+            events.append(event)
+        AuditEvent.objects.bulk_create(events)
+        head.last_seq, head.last_hash = seq, prev_hash
+        head.save(update_fields=["last_seq", "last_hash"])
+    return events
+
+
+def _event(entry: Entry, seq: int, now: datetime, request_id: str, prev_hash: str) -> AuditEvent:
+    """The event for one entry at its place in the chain (its hash still to be computed)."""
+    obj = entry.obj
+    object_type, object_id, object_repr = entry.object_type, entry.object_id, entry.object_repr
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or obj.pk
         object_repr = object_repr or str(obj)
-    user = actor if getattr(actor, "is_authenticated", False) else None
-    with transaction.atomic():
-        head = _head()
-        event = AuditEvent(
-            seq=head.last_seq + 1,
-            created_at=timezone.now(),
-            actor_id=user.pk if user is not None else None,
-            actor_name=actor_name or (user.get_username() if user is not None else SYSTEM),
-            action=action,
-            object_type=object_type,
-            object_id=str(object_id or ""),
-            object_repr=object_repr[:255],
-            before=_plain(before),
-            after=_plain(after),
-            reason=reason,
-            request_id=current_request_id.get(),
-            prev_hash=head.last_hash,
-        )
-        event.hash = compute_hash(event)
-        event.save(force_insert=True)
-        head.last_seq, head.last_hash = event.seq, event.hash
-        head.save(update_fields=["last_seq", "last_hash"])
-    return event
+    user = entry.actor if getattr(entry.actor, "is_authenticated", False) else None
+    return AuditEvent(
+        seq=seq,
+        created_at=now,
+        actor_id=user.pk if user is not None else None,
+        actor_name=entry.actor_name or (user.get_username() if user is not None else SYSTEM),
+        action=entry.action,
+        object_type=object_type,
+        object_id=str(object_id or ""),
+        object_repr=object_repr[:255],
+        before=_plain(entry.before),
+        after=_plain(entry.after),
+        reason=entry.reason,
+        request_id=request_id,
+        prev_hash=prev_hash,
+    )
 
 
 @dataclass

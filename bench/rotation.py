@@ -9,7 +9,8 @@ fanned out by the same beat task production runs. Measured:
   batch_s             a full rotation of every account: issue N+1, deliver, activate, revoke N
   calls_per_rotation  API calls per rotation in that batch, counted by kubesim
   cpu_ms_per_rotation CPU the workers and kubesim spent per rotation (what a shared machine's
-                      wall time hides)
+                      wall time hides); also split into kubesim's and the workers', and the
+                      CPU of the PostgreSQL backends serving the workers
 Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL; defaults: the local ones).
 Runs alone: `.venv/bin/python bench/rotation.py [--accounts 10000 --clusters 500]`; the last
 line is JSON.
@@ -31,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/requests.py would shadow the requests package the kubernetes client imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
 
@@ -166,6 +169,30 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def database_cpu() -> dict[int, float]:
+    """CPU time so far of each PostgreSQL backend serving the bench's database (the workers'
+    connections), by pid; {} on another database or when the backends cannot be read."""
+    import psutil
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = [row[0] for row in cursor.fetchall()]
+    found = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        found[pid] = times.user + times.system
+    return found
+
+
 def measure(args: argparse.Namespace, base: str, pids: list[int]) -> dict:
     from datetime import timedelta
 
@@ -284,18 +311,31 @@ def measure(args: argparse.Namespace, base: str, pids: list[int]) -> dict:
     log("rotation of every account (issue, deliver, activate, revoke the previous one)")
     ManagedServiceAccount.objects.update(next_rotation_at=timezone.now())
     cpu_before = cpu_seconds(pids)
-    rotate_due_service_accounts_task.delay()
-    batch_s = wait_until(
-        lambda: (
+    sim_cpu_before = cpu_seconds(pids[:1])  # pids[0] is kubesim, the others the workers
+    db_cpu_before = database_cpu()
+    # Celery closes a task's database connection when it ends, so backends come and go:
+    # sample them as the batch runs (CPU a backend spends after its last sample is missed).
+    db_cpu_seen = dict(db_cpu_before)
+
+    def batch_done() -> bool:
+        db_cpu_seen.update(database_cpu())
+        return (
             done(2) >= total
             and TokenGeneration.objects.filter(number=1, state=GenerationState.REVOKED).count()
             >= total
-        ),
+        )
+
+    rotate_due_service_accounts_task.delay()
+    batch_s = wait_until(
+        batch_done,
         1800,
         "the rotation batch",
         lambda: f"  {done(2)} / {total} rotated, {failures() - failed_before} failed attempts",
     )
     cpu_s = cpu_seconds(pids) - cpu_before
+    sim_cpu_s = cpu_seconds(pids[:1]) - sim_cpu_before
+    db_cpu_seen.update(database_cpu())
+    db_cpu_s = sum(t - db_cpu_before.get(pid, 0.0) for pid, t in db_cpu_seen.items())
     with ThreadPoolExecutor(16) as pool:
         counters = list(
             pool.map(
@@ -330,6 +370,12 @@ def measure(args: argparse.Namespace, base: str, pids: list[int]) -> dict:
         # on a shared machine, wall time says more about the neighbours than about Warden.
         "batch_cpu_s": round(cpu_s, 1),
         "cpu_ms_per_rotation": round(cpu_s / total * 1000, 2),
+        # of which kubesim's (the emulated API servers) and the workers' (Warden)
+        "kubesim_cpu_ms_per_rotation": round(sim_cpu_s / total * 1000, 2),
+        "worker_cpu_ms_per_rotation": round((cpu_s - sim_cpu_s) / total * 1000, 2),
+        # PostgreSQL's backends serving the workers, sampled (not in cpu_ms_per_rotation;
+        # a lower bound: a backend's CPU after its last sample is missed)
+        "database_cpu_ms_per_rotation": round(db_cpu_s / total * 1000, 2),
         "rotation_p50_s": p50,
         "rotation_p99_s": p99,
         "failed_attempts": failures() - failed_before,

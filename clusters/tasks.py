@@ -1,11 +1,12 @@
 """Celery tasks of the machine side: thin callers of the services, fanned out per cluster or
-account."""
+account (service-account rotation: per batch of accounts, and per account on demand)."""
 
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from clusters import serviceaccounts, services
 from clusters.choices import ClusterState, DiscoveryTrigger, ReconcileTrigger, RotationStatus
@@ -118,13 +119,40 @@ def rotate_service_account_task(account_id: int) -> int | None:
     return run.pk if run else None
 
 
+# How long an account whose attempt failed in a batch waits before its own task tries again
+# (then that task's back-off applies).
+RETRY_FAILED_ROTATION_S = 30
+
+
+@shared_task(
+    name="clusters.tasks.rotate_service_accounts_task",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def rotate_service_accounts_task(account_ids: list[int]) -> int:
+    """Do what a batch of accounts' tokens need now; returns how many had something done.
+
+    Safe to run twice at once: an account whose lease another worker holds is skipped. An
+    account whose attempt failed (the old token stays valid) is retried by its own task."""
+    runs = serviceaccounts.rotate_accounts(account_ids)
+    for account_id, run in sorted(runs.items()):
+        if run.status == RotationStatus.FAILED:
+            rotate_service_account_task.apply_async(
+                (account_id,), countdown=RETRY_FAILED_ROTATION_S
+            )
+    return len(runs)
+
+
 @shared_task(name="clusters.tasks.rotate_due_service_accounts_task", acks_late=True)
 def rotate_due_service_accounts_task() -> int:
-    """Fan out one rotation task per account with something due; returns how many."""
-    ids = serviceaccounts.due_account_ids()
-    for account_id in ids:
-        rotate_service_account_task.delay(account_id)
-    return len(ids)
+    """Fan out the accounts with something due, SERVICE_ACCOUNT_ROTATION_BATCH per task
+    (accounts on the same clusters together); returns how many accounts."""
+    batches = serviceaccounts.due_batches(settings.SERVICE_ACCOUNT_ROTATION_BATCH)
+    for account_ids in batches:
+        rotate_service_accounts_task.delay(account_ids)
+    return sum(len(batch) for batch in batches)
 
 
 @shared_task(

@@ -241,10 +241,12 @@ DISCOVERY_MINUTES = env.int("DISCOVERY_MINUTES", default=10)
 REVIEW_REMINDER_HOUR = env.int("REVIEW_REMINDER_HOUR", default=8)
 if not 0 <= REVIEW_REMINDER_HOUR <= 23:
     raise ImproperlyConfigured("REVIEW_REMINDER_HOUR must be an hour of the day, 0 to 23")
-# Service accounts: how often beat looks for rotations and grace periods that are due, how long
-# a worker's claim on one account's rotation lasts if it dies mid-way, and how often every
-# cluster is searched for long-lived (legacy) token Secrets.
+# Service accounts: how often beat looks for rotations and grace periods that are due, how many
+# due accounts one Celery task rotates together (sharing its queries, audit lock and cluster
+# connections), how long a worker's claim on an account's rotation lasts if it dies mid-way,
+# and how often every cluster is searched for long-lived (legacy) token Secrets.
 SERVICE_ACCOUNT_ROTATION_MINUTES = env.int("SERVICE_ACCOUNT_ROTATION_MINUTES", default=5)
+SERVICE_ACCOUNT_ROTATION_BATCH = env.int("SERVICE_ACCOUNT_ROTATION_BATCH", default=100)
 SERVICE_ACCOUNT_LEASE_SECONDS = env.int("SERVICE_ACCOUNT_LEASE_SECONDS", default=300)
 LEGACY_TOKEN_SCAN_HOURS = env.int("LEGACY_TOKEN_SCAN_HOURS", default=24)
 # Roles a team member (not an operator) may give the service accounts their team owns.
@@ -253,6 +255,8 @@ SERVICE_ACCOUNT_SELF_SERVICE_ROLES = env.list(
 )
 if not 1 <= SERVICE_ACCOUNT_ROTATION_MINUTES <= 59:
     raise ImproperlyConfigured("SERVICE_ACCOUNT_ROTATION_MINUTES must be between 1 and 59")
+if not 1 <= SERVICE_ACCOUNT_ROTATION_BATCH <= 1000:
+    raise ImproperlyConfigured("SERVICE_ACCOUNT_ROTATION_BATCH must be between 1 and 1000")
 if SERVICE_ACCOUNT_LEASE_SECONDS < 30:
     raise ImproperlyConfigured("SERVICE_ACCOUNT_LEASE_SECONDS must be at least 30")
 if not 1 <= LEGACY_TOKEN_SCAN_HOURS <= 24:

@@ -11,6 +11,11 @@ lease_until), claimed with one conditional UPDATE and renewed at every step. A w
 holds nothing: its lease runs out and the next attempt resumes the unfinished generation. Every
 write checks the lease is still ours, so a worker that lost it cannot record anything.
 
+Beat's rotations run in batches (rotate_accounts): the accounts of a batch are claimed, read and
+recorded together (one UPDATE, one query per table, one transaction and one audit-chain lock
+per step), while each keeps its own lease, generation, run and audit events, and fails alone.
+rotate_account (on demand) is a batch of one.
+
 Token values exist in memory while they are handed over and, encrypted, in
 TokenGeneration.sealed_tokens until every target has them and the owner has seen them (when
 asked to be shown). They are never logged, never put in an audit event, never shown twice.
@@ -43,9 +48,11 @@ from clusters.serviceaccounts.rotation import (
     bound_secret_name,
     claim,
     due_account_ids,
+    due_batches,
     release,
     reveal,
     rotate_account,
+    rotate_accounts,
 )
 
 __all__ = [
@@ -62,6 +69,7 @@ __all__ = [
     "delete_legacy_token",
     "delivery",
     "due_account_ids",
+    "due_batches",
     "kubeconfig_for",
     "legacy",
     "migrate_legacy_token",
@@ -73,6 +81,7 @@ __all__ = [
     "retire_service_account",
     "reveal",
     "rotate_account",
+    "rotate_accounts",
     "rotation",
     "scan_legacy_tokens",
 ]

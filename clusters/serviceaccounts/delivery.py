@@ -39,9 +39,6 @@ logger = logging.getLogger(__name__)
 GENERATION_LABEL = "warden.io/token-generation"
 
 
-GENERATION_LABEL = "warden.io/token-generation"
-
-
 @dataclass
 class _Progress:
     """What this attempt did on the clusters and targets, before it is written down."""
@@ -85,9 +82,7 @@ def _deliver(attempt: _Attempt, generation: TokenGeneration, progress: _Progress
     """Hand the generation to every target that does not have it yet; one failing target does
     not stop the others (they get it now; the failed one on the retry)."""
     account = attempt.account
-    targets = [
-        t for t in account.targets.select_related("cluster") if t.pk not in generation.delivered
-    ]
+    targets = [t for t in attempt.targets() if t.pk not in generation.delivered]
     if not targets:
         return
     tokens = progress.tokens

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,8 +20,10 @@ from django.utils import timezone
 
 from access import audit
 from clusters import k8s, services
+from clusters.bulk import update_rows
 from clusters.choices import (
     AccountState,
+    ClusterState,
     DeliveryKind,
     GenerationState,
     ReconcileTrigger,
@@ -29,9 +31,10 @@ from clusters.choices import (
     RotationTrigger,
 )
 from clusters.compiler import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_ACCOUNT_ANNOTATION
-from clusters.k8s import KubeError
+from clusters.k8s import KubeError, Unreachable
 from clusters.models import (
     Cluster,
+    DeliveryTarget,
     ManagedServiceAccount,
     RotationRun,
     TokenGeneration,
@@ -81,54 +84,81 @@ def lease_duration() -> timedelta:
 def claim(account_id: int) -> str | None:
     """Take the account's rotation lease if nobody holds a live one; returns its id or None."""
     lease = uuid.uuid4().hex
+    return lease if _claim_many([account_id], lease) else None
+
+
+def _claim_many(account_ids: Iterable[int], lease: str) -> int:
+    """Take the lease of every account here that nobody holds (one conditional UPDATE);
+    returns how many were taken."""
     now = timezone.now()
-    taken = (
-        ManagedServiceAccount.objects.filter(pk=account_id)
+    return (
+        ManagedServiceAccount.objects.filter(pk__in=list(account_ids))
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
         .update(lease_id=lease, lease_until=now + lease_duration())
     )
-    return lease if taken else None
-
-
-def _hold(account_id: int, lease: str) -> None:
-    """Renew our lease, inside the caller's transaction (locking the row until it commits)."""
-    renewed = ManagedServiceAccount.objects.filter(pk=account_id, lease_id=lease).update(
-        lease_until=timezone.now() + lease_duration()
-    )
-    if not renewed:
-        raise LeaseLost(f"the rotation lease of service account {account_id} was taken over")
 
 
 def release(account_id: int, lease: str) -> None:
-    ManagedServiceAccount.objects.filter(pk=account_id, lease_id=lease).update(
+    _release_many([account_id], lease)
+
+
+def _release_many(account_ids: Iterable[int], lease: str) -> None:
+    ManagedServiceAccount.objects.filter(pk__in=list(account_ids), lease_id=lease).update(
         lease_id="", lease_until=None
     )
 
 
-@dataclass
+@dataclass(eq=False)
+class _Batch:
+    """What the attempts rotated together share: when their lease was last renewed, and the
+    clusters that did not answer (not asked again by the others)."""
+
+    held_at: float = field(default_factory=time.monotonic)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(eq=False)  # compared (and hashed) by identity
 class _Attempt:
-    """What one rotation attempt did, for its RotationRun."""
+    """What one rotation attempt of one account did, for its RotationRun."""
 
     account: ManagedServiceAccount
     lease: str
     started_at: datetime
     started: float
-    calls_before: int
     steps: list[str] = field(default_factory=list)
     generation: TokenGeneration | None = None
     trigger: str = ""
     # The account's pending, active and in-grace generations, read once and kept up to date
     # in memory as this attempt changes them (it holds the lease: nobody else does).
     live: list[TokenGeneration] = field(default_factory=list)
-    # Set once the lease is given back (by _finish, in the transaction recording the run).
-    released: list[bool] = field(default_factory=list)
+    batch: _Batch = field(default_factory=_Batch)
+    api_calls: int = 0
+    # Why this attempt failed ("" while it has not); its run says so and the token in force
+    # stays as it was.
+    failure: str = ""
+    # Another worker took the lease over: this attempt records nothing more.
+    lost: bool = False
+    released: bool = False
+    progress: _Progress = field(default_factory=_Progress)
     _clusters: list[Cluster] | None = None
+    _targets: list[DeliveryTarget] | None = None
 
     def clusters(self) -> list[Cluster]:
         """The clusters the account reaches, read once per attempt."""
         if self._clusters is None:
             self._clusters = reached_clusters(self.account)
         return self._clusters
+
+    def targets(self) -> list[DeliveryTarget]:
+        """The account's delivery targets, read once per attempt."""
+        if self._targets is None:
+            self._targets = list(self.account.targets.select_related("cluster"))
+        return self._targets
+
+    @property
+    def going(self) -> bool:
+        """Still under way: neither failed nor taken over."""
+        return not (self.failure or self.lost)
 
 
 def rotate_account(
@@ -142,62 +172,121 @@ def rotate_account(
     revoke everything. Failures are recorded on the returned run (status failed), never lose the
     generation in force, and are retried by the caller (the Celery task) and by beat.
     """
-    lease = claim(account_id)
-    if lease is None:
-        logger.info("service account %s: another worker holds its rotation", account_id)
-        return None
-    released: list[bool] = []
+    runs = rotate_accounts([account_id], trigger=trigger, actor=actor, force=force)
+    return runs.get(account_id)
+
+
+def rotate_accounts(
+    account_ids: Iterable[int], *, trigger: str = "", actor: Any = None, force: bool = False
+) -> dict[int, RotationRun]:
+    """What rotate_account() does, for many accounts at once: the run of each account that
+    had something to do, by account id (absent: nothing due, or another worker holds it).
+
+    Each account keeps its own lease, generation, run and audit events, and one account's
+    failure is only its own; what the batch shares is the work around them: one claim, one
+    read of the accounts, generations, clusters and targets, and one transaction (and one
+    audit lock) per step for all of them. The Kubernetes calls are the same four per rotation.
+    """
+    ids = sorted(set(account_ids))
+    lease = uuid.uuid4().hex
+    if not ids or not _claim_many(ids, lease):
+        logger.info("service accounts %s: nothing to claim (another worker holds them)", ids)
+        return {}
+    attempts: list[_Attempt] = []
     try:
-        return _rotate_claimed(account_id, lease, trigger, actor, force, released)
+        attempts = _load(ids, lease, trigger)
+        return _rotate_claimed(attempts, actor, force)
     finally:
-        if not released:  # _finish gives the lease back with the run it records
-            release(account_id, lease)
+        # _finish gives the leases back with the runs it records; this is for the unexpected
+        # (a database error, a bug): nobody waits for a lease to run out.
+        if not attempts or not all(a.released for a in attempts):
+            _release_many(ids, lease)
 
 
-def _rotate_claimed(
-    account_id: int, lease: str, trigger: str, actor: Any, force: bool, released: list[bool]
-) -> RotationRun | None:
-    account = ManagedServiceAccount.objects.select_related("owner_team").get(pk=account_id)
-    attempt = _Attempt(
-        account=account,
-        lease=lease,
-        started_at=timezone.now(),
-        started=time.monotonic(),
-        calls_before=k8s.calls_in_this_thread(),
-        trigger=trigger,
-        released=released,
+def _load(ids: list[int], lease: str, trigger: str) -> list[_Attempt]:
+    """The claimed accounts with what their rotation reads: live generations, reached
+    clusters and delivery targets, in one query each however many accounts there are."""
+    accounts = list(
+        ManagedServiceAccount.objects.select_related("owner_team")
+        .filter(pk__in=ids, lease_id=lease)
+        .order_by("pk")
     )
-    attempt.live = list(account.generations.filter(state__in=LIVE_GENERATIONS))
-    try:
-        if account.state == AccountState.RETIRED:
-            attempt.trigger = RotationTrigger.RETIRE
-            if not _revoke_generations(attempt, everything=True):
-                return None
-            _remove_delivered_secrets(attempt)
-            return _finish(attempt, RotationStatus.SUCCEEDED)
-        pending = [g for g in attempt.live if g.state == GenerationState.PENDING]
-        generation = pending[-1] if pending else None
-        if generation is not None:
-            attempt.steps.append(f"resumed generation {generation.number}, left unfinished")
-        elif force or _due(account, timezone.now()):
-            generation = _start_generation(attempt, actor)
-        if generation is not None:
-            attempt.generation = generation
-            attempt.trigger = attempt.trigger or generation.trigger
-            _advance(attempt, generation)
-        revoked = _revoke_generations(attempt)
-        if generation is None and not revoked:
-            return None
-        return _finish(attempt, RotationStatus.SUCCEEDED)
-    except LeaseLost:
-        logger.warning(
-            "service account %s: lease lost mid-rotation; the new holder goes on", account_id
+    live: dict[int, list[TokenGeneration]] = {a.pk: [] for a in accounts}
+    for generation in TokenGeneration.objects.filter(
+        account_id__in=list(live), state__in=LIVE_GENERATIONS
+    ):
+        live[generation.account_id].append(generation)
+    reached = _reached_clusters_of(accounts)
+    clusters = {c.pk: c for cs in reached.values() for c in cs}
+    targets: dict[int, list[DeliveryTarget]] = {a.pk: [] for a in accounts}
+    found = list(DeliveryTarget.objects.filter(account_id__in=list(targets)))
+    missing = {t.cluster_id for t in found if t.cluster_id and t.cluster_id not in clusters}
+    if missing:  # consumers on clusters the accounts themselves do not reach
+        clusters.update({c.pk: c for c in Cluster.objects.filter(pk__in=missing)})
+    for target in found:
+        if target.cluster_id:
+            target.cluster = clusters[target.cluster_id]
+        targets[target.account_id].append(target)
+    now, started = timezone.now(), time.monotonic()
+    batch = _Batch(held_at=started)
+    attempts = []
+    for account in accounts:
+        attempt = _Attempt(
+            account=account,
+            lease=lease,
+            started_at=now,
+            started=started,
+            trigger=trigger,
+            live=live[account.pk],
+            batch=batch,
         )
-        return None
-    except RotationFailed as exc:
-        return _finish(attempt, RotationStatus.FAILED, str(exc))
-    except (KubeError, WebhookError) as exc:
-        return _finish(attempt, RotationStatus.FAILED, str(exc))
+        attempt._clusters, attempt._targets = reached[account.pk], targets[account.pk]
+        attempts.append(attempt)
+    return attempts
+
+
+def _reached_clusters_of(accounts: list[ManagedServiceAccount]) -> dict[int, list[Cluster]]:
+    """reached_clusters() of each account, with one read of the clusters for all."""
+    specs = {a.pk: a.spec(role_names=()) for a in accounts}
+    live = Cluster.objects.exclude(state=ClusterState.RETIRED).order_by("name")
+    if all(spec.clusters for spec in specs.values()):
+        live = live.filter(name__in={name for spec in specs.values() for name in spec.clusters})
+    clusters = [(cluster, cluster.spec()) for cluster in live]
+    return {
+        pk: [cluster for cluster, facts in clusters if spec.reaches(facts)]
+        for pk, spec in specs.items()
+    }
+
+
+def _rotate_claimed(attempts: list[_Attempt], actor: Any, force: bool) -> dict[int, RotationRun]:
+    retired = [a for a in attempts if a.account.state == AccountState.RETIRED]
+    active = [a for a in attempts if a.account.state != AccountState.RETIRED]
+    now = timezone.now()
+    starting = []
+    for attempt in active:
+        pending = [g for g in attempt.live if g.state == GenerationState.PENDING]
+        if pending:
+            attempt.generation = pending[-1]
+            attempt.steps.append(f"resumed generation {attempt.generation.number}, left unfinished")
+        elif force or _due(attempt.account, now):
+            starting.append(attempt)
+    _start_generations(starting, actor)
+    advancing = [a for a in active if a.generation is not None and a.going]
+    for attempt in advancing:
+        assert attempt.generation is not None
+        attempt.trigger = attempt.trigger or attempt.generation.trigger
+    _advance(advancing)
+    for attempt in retired:
+        attempt.trigger = RotationTrigger.RETIRE
+    revoked = _revoke_generations([a for a in attempts if a.going])
+    _remove_delivered_secrets([a for a in retired if a.going and revoked.get(a)])
+    # A run for each attempt that did something or failed; none when nothing was due.
+    finished = [
+        a
+        for a in attempts
+        if not a.lost and (a.failure or a.generation is not None or revoked.get(a))
+    ]
+    return _finish(finished, attempts)
 
 
 def _due(account: ManagedServiceAccount, now: datetime) -> bool:
@@ -206,150 +295,311 @@ def _due(account: ManagedServiceAccount, now: datetime) -> bool:
     return account.next_rotation_at is not None and account.next_rotation_at <= now
 
 
-def _start_generation(attempt: _Attempt, actor: Any) -> TokenGeneration:
-    account = attempt.account
-    if not attempt.clusters():
-        raise RotationFailed(
-            "The account reaches no live cluster (check its cluster names and selector)."
-        )
-    # `account` was read after the lease was taken; a request arriving since is satisfied by
-    # the generation started here.
-    requested_by = actor if _is_user(actor) else account.rotation_requested_by
+def _hold(attempts: Iterable[_Attempt], **changes: Any) -> list[_Attempt]:
+    """Renew our leases (and make `changes` to the accounts), inside the caller's transaction:
+    their rows stay locked until it commits. An account whose lease was taken over is marked
+    lost and left out of what is returned: nothing more is recorded for it."""
+    attempts = [a for a in attempts if not a.lost]
+    by_lease: dict[str, list[_Attempt]] = {}
+    for attempt in attempts:
+        by_lease.setdefault(attempt.lease, []).append(attempt)
+    until = timezone.now() + lease_duration()
+    for lease, group in by_lease.items():
+        ids = [a.account.pk for a in group]
+        mine = ManagedServiceAccount.objects.filter(pk__in=ids, lease_id=lease)
+        if mine.update(lease_until=until, **changes) == len(ids):
+            continue
+        still = set(mine.values_list("pk", flat=True))
+        for attempt in group:
+            if attempt.account.pk not in still:
+                attempt.lost = True
+                logger.warning(
+                    "service account %s: lease lost mid-rotation; the new holder goes on",
+                    attempt.account.pk,
+                )
+    for attempt in attempts:
+        attempt.batch.held_at = time.monotonic()
+    return [a for a in attempts if not a.lost]
+
+
+def _keep_holding(attempts: list[_Attempt]) -> None:
+    """Renew the leases of a batch whose Kubernetes calls take long (slow clusters), well
+    before they run out; those taken over meanwhile are dropped."""
+    if not attempts:
+        return
+    if time.monotonic() - attempts[0].batch.held_at < lease_duration().total_seconds() / 3:
+        return
     with transaction.atomic():
-        held = ManagedServiceAccount.objects.filter(pk=account.pk, lease_id=attempt.lease).update(
-            lease_until=timezone.now() + lease_duration(),
-            rotation_requested_at=None,
-            rotation_requested_by=None,
-        )
-        if not held:
-            raise LeaseLost(f"the rotation lease of service account {account.pk} was taken over")
+        _hold([a for a in attempts if a.going])
+
+
+def _start_generations(attempts: list[_Attempt], actor: Any) -> None:
+    """A new pending generation for each account (one transaction, one INSERT for all)."""
+    for attempt in attempts:
+        if not attempt.clusters():
+            attempt.failure = (
+                "The account reaches no live cluster (check its cluster names and selector)."
+            )
+    attempts = [a for a in attempts if a.going]
+    if not attempts:
+        return
+    actor_id = actor.pk if _is_user(actor) else None
+    with transaction.atomic():
+        # The accounts were read after the lease was taken; a request arriving since is
+        # satisfied by the generation started here.
+        held = _hold(attempts, rotation_requested_at=None, rotation_requested_by=None)
         # The newest generation is live unless every one was revoked; then ask the table.
-        newest = max((g.number for g in attempt.live), default=None)
-        if newest is None:
-            newest = account.generations.aggregate(top=Max("number"))["top"] or 0
-        number = newest + 1
-        trigger = attempt.trigger
-        if not trigger:
-            if number == 1:
-                trigger = RotationTrigger.DECLARED
-            elif account.rotation_requested_at is not None and requested_by is None:
-                # Requested by Warden itself: the reconciler had to recreate the ServiceAccount.
-                trigger = RotationTrigger.RECREATED
-            elif account.rotation_requested_at is not None:
-                trigger = RotationTrigger.OPERATOR
-            else:
-                trigger = RotationTrigger.SCHEDULE
-        generation = TokenGeneration.objects.create(
-            account=account, number=number, trigger=trigger, requested_by=requested_by
+        unknown = [a.account.pk for a in held if not a.live]
+        newest = dict(
+            TokenGeneration.objects.filter(account_id__in=unknown)
+            .values("account_id")
+            .annotate(top=Max("number"))
+            .values_list("account_id", "top")
+            if unknown
+            else []
         )
-    attempt.live.append(generation)
-    attempt.steps.append(f"started generation {number}")
-    return generation
+        generations = []
+        for attempt in held:
+            account = attempt.account
+            number = max((g.number for g in attempt.live), default=newest.get(account.pk) or 0) + 1
+            requested_by_id = actor_id or account.rotation_requested_by_id
+            generations.append(
+                TokenGeneration(
+                    account=account,
+                    number=number,
+                    trigger=attempt.trigger or _trigger(account, number, requested_by_id),
+                    requested_by_id=requested_by_id,
+                )
+            )
+        TokenGeneration.objects.bulk_create(generations)
+    for attempt, generation in zip(held, generations, strict=True):
+        attempt.live.append(generation)
+        attempt.generation = generation
+        attempt.steps.append(f"started generation {generation.number}")
+
+
+def _trigger(account: ManagedServiceAccount, number: int, requested_by_id: int | None) -> str:
+    if number == 1:
+        return RotationTrigger.DECLARED
+    if account.rotation_requested_at is not None and requested_by_id is None:
+        # Requested by Warden itself: the reconciler had to recreate the ServiceAccount.
+        return RotationTrigger.RECREATED
+    if account.rotation_requested_at is not None:
+        return RotationTrigger.OPERATOR
+    return RotationTrigger.SCHEDULE
+
+
+def _start_generation(attempt: _Attempt, actor: Any) -> TokenGeneration:
+    """_start_generations() for one attempt (what a worker does first; tests stop here)."""
+    _start_generations([attempt], actor)
+    _raise_if_stopped(attempt)
+    assert attempt.generation is not None
+    return attempt.generation
+
+
+def _raise_if_stopped(attempt: _Attempt) -> None:
+    if attempt.lost:
+        raise LeaseLost(
+            f"the rotation lease of service account {attempt.account.pk} was taken over"
+        )
+    if attempt.failure:
+        raise RotationFailed(attempt.failure)
 
 
 def bound_secret_name(account: ManagedServiceAccount, number: int) -> str:
     return f"{account.name}-warden-{number}"
 
 
-def _advance(attempt: _Attempt, generation: TokenGeneration) -> None:
-    """Issue what is missing, deliver to every target still without it, and, when all went
+def _advance(attempts: list[_Attempt]) -> None:
+    """Issue what is missing, deliver to every target still without it, and, where all went
     well, put the generation in force; progress is written in one transaction either way."""
-    progress = _Progress(tokens=_unseal(generation))
-    _issue_missing(attempt, generation, progress)
-    if not progress.failure:
-        _deliver(attempt, generation, progress)
-    _record(attempt, generation, progress, activate=not progress.failure)
-    if progress.failure:
-        raise RotationFailed(progress.failure)
+    for attempt in attempts:
+        assert attempt.generation is not None
+        attempt.progress = _Progress(tokens=_unseal(attempt.generation))
+    _calls(attempts, _issue_missing)
+    _calls([a for a in attempts if a.going and not a.progress.failure], _deliver_to_targets)
+    _record(attempts, activate=True)
+    for attempt in attempts:
+        if attempt.progress.failure and not attempt.lost:
+            attempt.failure = attempt.progress.failure
+
+
+def _deliver_to_targets(attempt: _Attempt) -> None:
+    assert attempt.generation is not None
+    _deliver(attempt, attempt.generation, attempt.progress)
+
+
+def _calls(attempts: list[_Attempt], step: Callable[[_Attempt], None]) -> None:
+    """Make one step's Kubernetes (or webhook) calls for each attempt in turn, counting them
+    on the attempt and renewing the batch's leases when it takes long."""
+    for attempt in attempts:
+        _keep_holding(attempts)
+        if not attempt.going:
+            continue
+        before = k8s.calls_in_this_thread()
+        try:
+            step(attempt)
+        except (KubeError, WebhookError, RotationFailed) as exc:
+            attempt.failure = str(exc)
+        except Exception:
+            # One account's surprise is its own: the batch goes on, and this account is
+            # retried alone (its lease is given back with the others).
+            logger.exception("rotation of service account %s failed", attempt.account.pk)
+            attempt.failure = "unexpected error; see the worker log"
+        finally:
+            attempt.api_calls += k8s.calls_in_this_thread() - before
 
 
 def _issue(attempt: _Attempt, generation: TokenGeneration) -> None:
     """Only issue (and record) the tokens still missing: what a worker does first."""
-    progress = _Progress(tokens=_unseal(generation))
-    _issue_missing(attempt, generation, progress)
-    _record(attempt, generation, progress, activate=False)
-    if progress.failure:
-        raise RotationFailed(progress.failure)
+    attempt.generation = generation
+    attempt.progress = _Progress(tokens=_unseal(generation))
+    _calls([attempt], _issue_missing)
+    _record([attempt], activate=False)
+    if attempt.progress.failure and not attempt.lost:
+        attempt.failure = attempt.progress.failure
+    _raise_if_stopped(attempt)
 
 
-def _issue_missing(attempt: _Attempt, generation: TokenGeneration, progress: _Progress) -> None:
+def _issue_missing(attempt: _Attempt) -> None:
     """A token on every reached cluster that has none yet; stops at the first failure (what
     was issued before it is still recorded, so a retry only does the rest)."""
+    generation, progress = attempt.generation, attempt.progress
+    assert generation is not None
     for cluster in attempt.clusters():
         if cluster.name in generation.issued:
             continue
+        down = attempt.batch.unreachable.get(cluster.name)
+        if down:
+            progress.failure = f"issuing on {cluster.name}: {down}"
+            return
         try:
             record, token = _issue_on(cluster, attempt.account, generation)
-        except KubeError as exc:
+        except (KubeError, RotationFailed) as exc:
             progress.failure = f"issuing on {cluster.name}: {exc}"
+            _note_unreachable(attempt, cluster, exc)
             return
         progress.issued[cluster.name], progress.tokens[cluster.name] = record, token
 
 
-def _record(
-    attempt: _Attempt, generation: TokenGeneration, progress: _Progress, activate: bool
-) -> None:
-    account = attempt.account
-    if not (progress.issued or progress.delivered or progress.undelivered or activate):
-        return
+def _note_unreachable(attempt: _Attempt, cluster: Cluster, exc: Exception) -> None:
+    """A cluster that did not answer (after the client's retries) is not asked again by the
+    rest of the batch: their attempts fail at once and are retried like this one."""
+    if isinstance(exc, Unreachable):
+        attempt.batch.unreachable[cluster.name] = f"{exc} (not tried again in this batch)"
+
+
+def _record(attempts: list[_Attempt], activate: bool) -> None:
+    """Write down what the attempts did on the clusters, in one transaction: tokens issued,
+    targets delivered, and (when `activate` and all went well) the generation put in force."""
     now = timezone.now()
+    todo = []
+    for attempt in attempts:
+        progress = attempt.progress
+        attempt_activates = activate and not (progress.failure or attempt.failure)
+        if progress.issued or progress.delivered or progress.undelivered or attempt_activates:
+            todo.append((attempt, attempt_activates))
+    if not todo:
+        return
     with transaction.atomic():
-        _hold(account.pk, attempt.lease)
-        fields = []
-        if progress.issued:
-            generation.issued = {**generation.issued, **progress.issued}
-            generation.sealed_tokens = _seal(progress.tokens)
-            generation.expires_at = _earliest(generation.issued)
-            fields += ["issued", "sealed_tokens", "expires_at"]
-        for target in (*progress.delivered, *progress.undelivered):
-            target.save(
-                update_fields=[
-                    "resource_version",
-                    "last_generation",
-                    "last_delivered_at",
-                    "last_error",
-                ]
-            )
-        if progress.delivered:
-            generation.delivered = [*generation.delivered, *(t.pk for t in progress.delivered)]
-            fields.append("delivered")
-        previous: list[TokenGeneration] = []
-        if activate:
-            previous = _supersede(attempt, generation, now)
-            generation.state, generation.activated_at = GenerationState.ACTIVE, now
-            generation.reveal_pending = account.show_to_owner
-            if not generation.reveal_pending:
-                generation.sealed_tokens = ""  # every target has it: Warden keeps no copy
-            fields += ["state", "activated_at", "reveal_pending", "sealed_tokens"]
-        if fields:
-            generation.save(update_fields=sorted(set(fields)))
-        # Audit last, so the chain's head row is locked only for the end of the transaction.
-        # Steps that commit together are one event: a rotation that issued, delivered and put
-        # a generation in force in one go is "rotated", with what it issued and delivered.
-        issued = {
-            "generation": generation.number,
-            "clusters": sorted(progress.issued),
-            "expires_at": generation.expires_at,
-        }
-        delivered = [str(t) for t in progress.delivered]
-        if activate:
-            _activated(account, generation, previous, now, issued, delivered)
-        else:
+        held = set(_hold(a for a, _ in todo))
+        todo = [(a, activates) for a, activates in todo if a in held]
+        targets: list[DeliveryTarget] = []
+        generations: dict[tuple[str, ...], list[TokenGeneration]] = {}
+        superseded: list[TokenGeneration] = []
+        rotated: list[_Attempt] = []
+        events: list[audit.Entry] = []
+        for attempt, activates in todo:
+            generation, progress = attempt.generation, attempt.progress
+            assert generation is not None
+            fields = []
+            previous: list[TokenGeneration] = []
             if progress.issued:
-                audit.record("serviceaccount.token_issued", obj=account, after=issued)
+                generation.issued = {**generation.issued, **progress.issued}
+                generation.sealed_tokens = _seal(progress.tokens)
+                generation.expires_at = _earliest(generation.issued)
+                fields += ["issued", "sealed_tokens", "expires_at"]
+            targets += [*progress.delivered, *progress.undelivered]
             if progress.delivered:
-                audit.record(
-                    "serviceaccount.token_delivered",
-                    obj=account,
-                    after={"generation": generation.number, "targets": delivered},
-                )
+                generation.delivered = [*generation.delivered, *(t.pk for t in progress.delivered)]
+                fields.append("delivered")
+            if activates:
+                previous = _supersede(attempt, generation, now)
+                superseded += previous
+                rotated.append(attempt)
+                generation.state, generation.activated_at = GenerationState.ACTIVE, now
+                generation.reveal_pending = attempt.account.show_to_owner
+                if not generation.reveal_pending:
+                    generation.sealed_tokens = ""  # every target has it: Warden keeps no copy
+                fields += ["state", "activated_at", "reveal_pending", "sealed_tokens"]
+            if fields:
+                generations.setdefault(tuple(sorted(set(fields))), []).append(generation)
+            events += _progress_events(attempt, activates, previous, now)
+        if targets:
+            update_rows(
+                targets,
+                ["resource_version", "last_generation", "last_delivered_at", "last_error"],
+            )
+        _save_superseded(superseded)
+        for written, group in generations.items():
+            update_rows(group, written)
+        _save_rotated(rotated, now)
+        # Audit last, so the chain's head row is locked only for the end of the transaction.
+        audit.record_many(events)
+    for attempt, activates in todo:
+        generation, progress = attempt.generation, attempt.progress
+        assert generation is not None
+        if progress.issued:
+            where = ", ".join(sorted(progress.issued))
+            attempt.steps.append(f"issued generation {generation.number} on {where}")
+        if progress.delivered:
+            attempt.steps.append(f"delivered to {len(progress.delivered)} target(s)")
+        if activates:
+            attempt.steps.append(f"generation {generation.number} in force")
+
+
+def _progress_events(
+    attempt: _Attempt, activates: bool, previous: list[TokenGeneration], now: datetime
+) -> list[audit.Entry]:
+    """Steps that commit together are one event: a rotation that issued, delivered and put a
+    generation in force in one go is "rotated", with what it issued and delivered."""
+    account, generation, progress = attempt.account, attempt.generation, attempt.progress
+    assert generation is not None
+    issued = {
+        "generation": generation.number,
+        "clusters": sorted(progress.issued),
+        "expires_at": generation.expires_at,
+    }
+    delivered = [str(t) for t in progress.delivered]
+    if activates:
+        return [
+            audit.Entry(
+                "serviceaccount.rotated",
+                obj=account,
+                before={"active_generations": [old.number for old in previous]},
+                after={
+                    "generation": generation.number,
+                    # what this attempt issued and delivered (earlier attempts have their own)
+                    "issued_on": issued["clusters"],
+                    "expires_at": issued["expires_at"],
+                    "delivered_to": delivered,
+                    "previous_valid_until": now + account.grace_period if previous else None,
+                    "next_rotation_at": _next_rotation(now, account, generation.expires_at),
+                },
+            )
+        ]
+    events = []
     if progress.issued:
-        where = ", ".join(sorted(progress.issued))
-        attempt.steps.append(f"issued generation {generation.number} on {where}")
+        events.append(audit.Entry("serviceaccount.token_issued", obj=account, after=issued))
     if progress.delivered:
-        attempt.steps.append(f"delivered to {len(progress.delivered)} target(s)")
-    if activate:
-        attempt.steps.append(f"generation {generation.number} in force")
+        events.append(
+            audit.Entry(
+                "serviceaccount.token_delivered",
+                obj=account,
+                after={"generation": generation.number, "targets": delivered},
+            )
+        )
+    return events
 
 
 def _issue_on(
@@ -437,7 +687,8 @@ def _create_bound_secret(
 def _supersede(
     attempt: _Attempt, generation: TokenGeneration, now: datetime
 ) -> list[TokenGeneration]:
-    """The generations in force until now enter their grace period (still valid until then)."""
+    """The generations in force until now enter their grace period (still valid until then);
+    saved by _save_superseded()."""
     account = attempt.account
     previous = [
         g for g in attempt.live if g.state == GenerationState.ACTIVE and g.pk != generation.pk
@@ -446,39 +697,37 @@ def _supersede(
         old.state, old.grace_until = GenerationState.GRACE, now + account.grace_period
         # Superseded: nobody should start using it now, so it is no longer shown.
         old.reveal_pending, old.sealed_tokens = False, ""
-        old.save(update_fields=["state", "grace_until", "reveal_pending", "sealed_tokens"])
     return previous
 
 
-def _activated(
-    account: ManagedServiceAccount,
-    generation: TokenGeneration,
-    previous: list[TokenGeneration],
-    now: datetime,
-    issued: Mapping[str, Any],
-    delivered: list[str],
-) -> None:
-    next_at = _next_rotation(now, account, generation.expires_at)
-    ManagedServiceAccount.objects.filter(pk=account.pk).update(
-        last_rotated_at=now,
-        next_rotation_at=next_at,
-        consecutive_failures=0,
-        last_error="",
-    )
-    audit.record(
-        "serviceaccount.rotated",
-        obj=account,
-        before={"active_generations": [old.number for old in previous]},
-        after={
-            "generation": generation.number,
-            # what this attempt issued and delivered (earlier attempts have their own events)
-            "issued_on": issued["clusters"],
-            "expires_at": issued["expires_at"],
-            "delivered_to": delivered,
-            "previous_valid_until": now + account.grace_period if previous else None,
-            "next_rotation_at": next_at,
-        },
-    )
+def _save_superseded(superseded: list[TokenGeneration]) -> None:
+    # One UPDATE per distinct end of grace (a batch rotated at one moment has few).
+    by_grace: dict[datetime | None, list[int]] = {}
+    for old in superseded:
+        by_grace.setdefault(old.grace_until, []).append(old.pk)
+    for grace_until, pks in by_grace.items():
+        TokenGeneration.objects.filter(pk__in=pks).update(
+            state=GenerationState.GRACE,
+            grace_until=grace_until,
+            reveal_pending=False,
+            sealed_tokens="",
+        )
+
+
+def _save_rotated(rotated: list[_Attempt], now: datetime) -> None:
+    """The accounts whose new generation is in force: rotated now, next rotation planned."""
+    by_next: dict[datetime, list[int]] = {}
+    for attempt in rotated:
+        assert attempt.generation is not None
+        next_at = _next_rotation(now, attempt.account, attempt.generation.expires_at)
+        by_next.setdefault(next_at, []).append(attempt.account.pk)
+    for next_at, pks in by_next.items():
+        ManagedServiceAccount.objects.filter(pk__in=pks).update(
+            last_rotated_at=now,
+            next_rotation_at=next_at,
+            consecutive_failures=0,
+            last_error="",
+        )
 
 
 def _next_rotation(
@@ -491,144 +740,247 @@ def _next_rotation(
     return planned
 
 
-def _revoke_generations(attempt: _Attempt, everything: bool = False) -> int:
-    """Revoke generations whose grace period is over (or all live ones); returns how many."""
+@dataclass
+class _Revocation:
+    """One generation being revoked: where its bound Secrets are gone, and what failed."""
+
+    attempt: _Attempt
+    generation: TokenGeneration
+    done: list[str] = field(default_factory=list)
+    failure: str = ""
+
+
+def _revoke_generations(attempts: list[_Attempt]) -> dict[_Attempt, int]:
+    """Revoke the generations whose grace period is over, or every live one of a retired
+    account; returns how many each attempt had to revoke."""
     now = timezone.now()
-    due = [
-        g
-        for g in attempt.live
-        if everything
-        or (g.state == GenerationState.GRACE and g.grace_until is not None and g.grace_until <= now)
-    ]
-    for generation in sorted(due, key=lambda g: g.number):
-        _revoke(attempt, generation)
-    return len(due)
+    due: dict[_Attempt, list[TokenGeneration]] = {}
+    for attempt in attempts:
+        everything = attempt.account.state == AccountState.RETIRED
+        due[attempt] = sorted(
+            (
+                g
+                for g in attempt.live
+                if everything
+                or (
+                    g.state == GenerationState.GRACE
+                    and g.grace_until is not None
+                    and g.grace_until <= now
+                )
+            ),
+            key=lambda g: g.number,
+        )
+    revoking = [a for a in attempts if due[a]]
+    revocations: list[_Revocation] = []
+
+    def delete_secrets(attempt: _Attempt) -> None:
+        for generation in due[attempt]:
+            revocation = _revoke(attempt, generation)
+            revocations.append(revocation)
+            if revocation.failure:
+                return  # the later ones wait for the retry, as they would have in order
+
+    _calls(revoking, delete_secrets)
+    _record_revocations(revocations)
+    return {key: len(generations) for key, generations in due.items()}
 
 
-def _revoke(attempt: _Attempt, generation: TokenGeneration) -> None:
+def _revoke(attempt: _Attempt, generation: TokenGeneration) -> _Revocation:
     """Delete the generation's bound Secrets: the API server then refuses its tokens."""
     account = attempt.account
+    revocation = _Revocation(attempt, generation)
     clusters = {c.name: c for c in attempt.clusters()}
     if not set(generation.issued) <= set(clusters):  # it was issued where it no longer reaches
         clusters = {c.name: c for c in Cluster.objects.filter(name__in=list(generation.issued))}
-    done: list[str] = []
-    failure = ""
     for name, record in sorted(generation.issued.items()):
         if name in generation.revoked_on:
             continue
         cluster = clusters.get(name)
         if cluster is not None:
+            down = attempt.batch.unreachable.get(name)
+            if down:
+                revocation.failure = f"revoking generation {generation.number} on {name}: {down}"
+                continue
             client = k8s.client_for(services.endpoint_for(cluster))
             try:
                 client.delete("Secret", record["secret"], account.namespace, uid=record["uid"])
             except KubeError as exc:
                 # 404: already gone; 409: the name now holds another object, ours is gone.
                 if exc.status not in (404, 409):
-                    failure = f"revoking generation {generation.number} on {name}: {exc}"
+                    revocation.failure = f"revoking generation {generation.number} on {name}: {exc}"
+                    _note_unreachable(attempt, cluster, exc)
                     continue
-        done.append(name)
+        revocation.done.append(name)
+    return revocation
+
+
+def _record_revocations(revocations: list[_Revocation]) -> None:
+    """Write down the revocations in one transaction: each generation revoked where its
+    Secrets are gone, and revoked for good when nothing failed."""
+    if not revocations:
+        return
+    now = timezone.now()
     with transaction.atomic():
-        _hold(account.pk, attempt.lease)
-        generation.revoked_on = [*generation.revoked_on, *done]
-        fields = ["revoked_on"]
-        if not failure:
-            was_pending = generation.state == GenerationState.PENDING
-            generation.state = GenerationState.ABANDONED if was_pending else GenerationState.REVOKED
-            generation.revoked_at = timezone.now()
-            generation.sealed_tokens = ""
-            generation.reveal_pending = False
-            fields += ["state", "revoked_at", "sealed_tokens", "reveal_pending"]
-        generation.save(update_fields=fields)
-        if done:
-            audit.record(
-                "serviceaccount.token_revoked",
-                obj=account,
-                after={"generation": generation.number, "clusters": sorted(done)},
+        held = set(_hold(dict.fromkeys(r.attempt for r in revocations)))
+        revocations = [r for r in revocations if r.attempt in held]
+        finished, partial, events = [], [], []
+        for revocation in revocations:
+            generation = revocation.generation
+            generation.revoked_on = [*generation.revoked_on, *revocation.done]
+            if revocation.failure:
+                partial.append(generation)
+            else:
+                was_pending = generation.state == GenerationState.PENDING
+                generation.state = (
+                    GenerationState.ABANDONED if was_pending else GenerationState.REVOKED
+                )
+                generation.revoked_at = now
+                generation.sealed_tokens = ""
+                generation.reveal_pending = False
+                finished.append(generation)
+            if revocation.done:
+                events.append(
+                    audit.Entry(
+                        "serviceaccount.token_revoked",
+                        obj=revocation.attempt.account,
+                        after={
+                            "generation": generation.number,
+                            "clusters": sorted(revocation.done),
+                        },
+                    )
+                )
+        if finished:
+            update_rows(
+                finished, ["revoked_on", "state", "revoked_at", "sealed_tokens", "reveal_pending"]
             )
-    if done:
-        attempt.steps.append(f"revoked generation {generation.number} on {len(done)} cluster(s)")
-    if failure:
-        raise RotationFailed(failure)
+        if partial:
+            update_rows(partial, ["revoked_on"])
+        audit.record_many(events)
+    for revocation in revocations:
+        attempt, generation = revocation.attempt, revocation.generation
+        if revocation.done:
+            attempt.steps.append(
+                f"revoked generation {generation.number} on {len(revocation.done)} cluster(s)"
+            )
+        if revocation.failure and not attempt.failure:
+            attempt.failure = revocation.failure
 
 
-def _remove_delivered_secrets(attempt: _Attempt) -> None:
+def _remove_delivered_secrets(attempts: list[_Attempt]) -> None:
     """A retired account's consumer Secrets hold revoked tokens: delete those Warden wrote, as
     it last wrote them (a Secret changed since, or gone, is left as it is)."""
-    removed = []
-    for target in attempt.account.targets.filter(kind=DeliveryKind.SECRET).select_related(
-        "cluster"
-    ):
-        if target.cluster is None or not target.resource_version:
-            continue
-        client = k8s.client_for(services.endpoint_for(target.cluster))
-        try:
-            client.delete(
-                "Secret",
-                target.secret_name,
-                target.namespace,
-                resource_version=target.resource_version,
+
+    def remove(attempt: _Attempt) -> None:
+        removed = []
+        for target in attempt.targets():
+            if target.kind != DeliveryKind.SECRET:
+                continue
+            if target.cluster is None or not target.resource_version:
+                continue
+            client = k8s.client_for(services.endpoint_for(target.cluster))
+            try:
+                client.delete(
+                    "Secret",
+                    target.secret_name,
+                    target.namespace,
+                    resource_version=target.resource_version,
+                )
+            except KubeError as exc:
+                if exc.status not in (404, 409):
+                    attempt.failure = str(exc)
+                    return
+                continue
+            removed.append(str(target))
+        if removed:
+            attempt.steps.append(
+                f"deleted the consumer Secrets it had written: {', '.join(removed)}"
             )
-        except KubeError as exc:
-            if exc.status not in (404, 409):
-                raise
-            continue
-        removed.append(str(target))
-    if removed:
-        attempt.steps.append(f"deleted the consumer Secrets it had written: {', '.join(removed)}")
+
+    _calls(attempts, remove)
 
 
-def _finish(attempt: _Attempt, status: str, error: str = "") -> RotationRun:
-    account = attempt.account
-    with transaction.atomic():
-        run = RotationRun.objects.create(
-            account=account,
+def _finish(finished: list[_Attempt], attempts: list[_Attempt]) -> dict[int, RotationRun]:
+    """Record a run for each attempt that did something (or failed) and give every lease of
+    the batch back, in one transaction."""
+    now, elapsed = timezone.now(), time.monotonic()
+    runs = [
+        RotationRun(
+            account=attempt.account,
             generation=attempt.generation,
             trigger=attempt.trigger or RotationTrigger.SCHEDULE,
-            status=status,
+            status=RotationStatus.FAILED if attempt.failure else RotationStatus.SUCCEEDED,
             started_at=attempt.started_at,
-            finished_at=timezone.now(),
-            duration_s=round(time.monotonic() - attempt.started, 3),
-            api_calls=k8s.calls_in_this_thread() - attempt.calls_before,
+            finished_at=now,
+            duration_s=round(elapsed - attempt.started, 3),
+            api_calls=attempt.api_calls,
             steps=attempt.steps,
-            error=error[:2000],
+            error=attempt.failure[:2000],
         )
-        ManagedServiceAccount.objects.filter(pk=account.pk, lease_id=attempt.lease).update(
-            lease_id="", lease_until=None
-        )
-        if status == RotationStatus.FAILED:
-            ManagedServiceAccount.objects.filter(pk=account.pk).update(
-                consecutive_failures=F("consecutive_failures") + 1, last_error=error[:2000]
+        for attempt in finished
+    ]
+    failed = [a for a in finished if a.failure]
+    with transaction.atomic():
+        RotationRun.objects.bulk_create(runs)
+        by_lease: dict[str, list[int]] = {}
+        for attempt in attempts:
+            by_lease.setdefault(attempt.lease, []).append(attempt.account.pk)
+        for lease, pks in by_lease.items():
+            _release_many(pks, lease)
+        for attempt in failed:
+            ManagedServiceAccount.objects.filter(pk=attempt.account.pk).update(
+                consecutive_failures=F("consecutive_failures") + 1,
+                last_error=attempt.failure[:2000],
             )
-            audit.record(
+        audit.record_many(
+            audit.Entry(
                 "serviceaccount.rotation_failed",
-                obj=account,
+                obj=attempt.account,
                 after={
                     "generation": attempt.generation.number if attempt.generation else None,
                     "done": attempt.steps,
                 },
-                reason=error[:2000],
+                reason=attempt.failure[:2000],
             )
-            logger.warning("rotation of service account %s failed: %s", account, error)
-    attempt.released.append(True)  # committed: the finally clause need not release again
-    return run
+            for attempt in failed
+        )
+    for attempt in attempts:
+        attempt.released = True  # committed: rotate_accounts need not release again
+    for attempt in failed:
+        logger.warning(
+            "rotation of service account %s failed: %s", attempt.account, attempt.failure
+        )
+    return {run.account_id: run for run in runs}
 
 
 def due_account_ids(now: datetime | None = None) -> list[int]:
     """Accounts whose tokens need something now: a rotation due or asked for, a generation left
     unfinished, a grace period ended, or a retired account with tokens still valid."""
+    return sorted(_due_accounts(now))
+
+
+def due_batches(size: int, now: datetime | None = None) -> list[list[int]]:
+    """due_account_ids() cut into batches of at most `size`, accounts on the same clusters
+    together: a batch then reads few clusters and reuses its connections to them."""
+    due = _due_accounts(now)
+    ordered = sorted(due, key=lambda pk: (due[pk], pk))
+    return [ordered[i : i + size] for i in range(0, len(ordered), max(1, size))]
+
+
+def _due_accounts(now: datetime | None = None) -> dict[int, tuple[str, ...]]:
+    """The due accounts (see due_account_ids) with the cluster names each is declared on."""
     now = now or timezone.now()
-    ids = set(
-        ManagedServiceAccount.objects.filter(state=AccountState.ACTIVE)
-        .filter(Q(next_rotation_at__lte=now) | Q(rotation_requested_at__isnull=False))
-        .values_list("id", flat=True)
+    found = ManagedServiceAccount.objects.filter(state=AccountState.ACTIVE).filter(
+        Q(next_rotation_at__lte=now) | Q(rotation_requested_at__isnull=False)
     )
+    due = {pk: tuple(sorted(names or ())) for pk, names in found.values_list("id", "clusters")}
     generations = TokenGeneration.objects.filter(
         Q(state=GenerationState.PENDING)
         | Q(state=GenerationState.GRACE, grace_until__lte=now)
         | Q(account__state=AccountState.RETIRED, state__in=LIVE_GENERATIONS)
     )
-    ids |= set(generations.values_list("account_id", flat=True))
-    return sorted(ids)
+    for pk, names in generations.values_list("account_id", "account__clusters"):
+        due[pk] = tuple(sorted(names or ()))
+    return due
 
 
 def reveal(generation_id: int, *, actor: Any) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -139,3 +141,83 @@ def test_the_actor_is_kept_by_name_when_the_account_goes(django_user_model):
     stored = AuditEvent.objects.get(pk=event.pk)
     assert stored.actor_name == "judy"
     assert audit.verify().ok
+
+
+def test_events_recorded_together_chain_exactly_like_events_recorded_one_by_one(
+    django_user_model,
+):
+    # given: an operator's change audited alone, then a batch of rotations audited together
+    operator = django_user_model.objects.create_user("olivia")
+    first = audit.record("cluster.registered", actor=operator, object_type="cluster", object_id=7)
+
+    batch = audit.record_many(
+        [
+            audit.Entry("serviceaccount.rotated", object_type="sa", object_id=n, after={"n": n})
+            for n in (1, 2, 3)
+        ]
+        + [audit.Entry("serviceaccount.token_revoked", actor=operator, after={"token": "s3cr3t"})]
+    )
+    last = audit.record("cluster.retired", object_type="cluster", object_id=7)
+
+    # then: one chain, in the order given, each link to the one before, secrets redacted
+    assert [e.seq for e in [first, *batch, last]] == [1, 2, 3, 4, 5, 6]
+    assert [e.prev_hash for e in batch] == [first.hash, *(e.hash for e in batch[:-1])]
+    assert last.prev_hash == batch[-1].hash
+    stored = AuditEvent.objects.get(seq=5)
+    assert (stored.actor_name, stored.after) == ("olivia", {"token": "[redacted]"})
+    assert AuditEvent.objects.get(seq=3).object_id == "2"
+    result = audit.verify()
+    assert result.ok, result.problems
+    assert result.checked == 6
+
+
+def test_an_edit_inside_a_batch_of_events_is_detected():
+    audit.record_many([audit.Entry("grant.created", object_id=n) for n in range(4)])
+    tamper("UPDATE access_auditevent SET object_id = %s WHERE seq = 2", "99")
+
+    assert audit.verify().problems == ["event #2 was changed after it was written"]
+
+
+def test_an_empty_batch_records_nothing():
+    assert audit.record_many([]) == []
+
+    assert AuditEvent.objects.count() == 0
+    assert audit.record("grant.created").seq == 1
+
+
+def test_a_batch_whose_change_is_rolled_back_leaves_no_event_and_no_gap():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit.record_many([audit.Entry("grant.created"), audit.Entry("grant.revoked")])
+        raise RuntimeError("the change failed")
+
+    assert AuditEvent.objects.count() == 0
+    assert audit.record("grant.created").seq == 1
+    assert audit.verify().ok
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batches_and_single_events_written_at_once_form_one_unbroken_chain():
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need PostgreSQL's row locks (CI runs it)")
+    start = threading.Barrier(4)
+
+    def write(batched: bool) -> None:
+        try:
+            start.wait()
+            for round_ in range(5):
+                if batched:
+                    audit.record_many([audit.Entry("grant.created", object_id=n) for n in range(7)])
+                else:
+                    audit.record("grant.revoked", object_id=round_)
+        finally:
+            connection.close()
+
+    writers = [threading.Thread(target=write, args=(n % 2 == 0,)) for n in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+
+    result = audit.verify()
+    assert result.ok, result.problems
+    assert result.checked == 2 * 5 * 7 + 2 * 5

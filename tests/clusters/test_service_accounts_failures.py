@@ -122,7 +122,6 @@ def abandon_mid_rotation(account, issue=True):
         lease=lease,
         started_at=timezone.now(),
         started=0.0,
-        calls_before=0,
     )
     generation = serviceaccounts.rotation._start_generation(attempt, None)
     if issue:
@@ -192,7 +191,6 @@ def test_a_rotation_whose_lease_was_taken_over_cannot_record_anything(in_use):
         lease=stale_lease,
         started_at=timezone.now(),
         started=0.0,
-        calls_before=0,
     )
     with pytest.raises(serviceaccounts.LeaseLost):
         serviceaccounts.rotation._issue(attempt, generation)
