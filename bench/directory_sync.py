@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/requests.py would stand in for the `requests` library the kubernetes client imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 SUFFIX = "dc=bench,dc=test"
 SERVICE_DN = f"cn=warden,ou=services,{SUFFIX}"
