@@ -8,11 +8,12 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count
+from django.utils import timezone
 from prometheus_client.core import Metric
 
 from clusters import selectors
-from clusters.choices import ClusterState
-from clusters.models import Cluster, ReconcileRun
+from clusters.choices import AccountState, ClusterState, GenerationState, LegacyTokenState
+from clusters.models import Cluster, LegacyToken, ReconcileRun, TokenGeneration
 from config import metrics
 from config.metrics import gauge, state_metrics
 
@@ -94,3 +95,43 @@ def count_reconcile(sender: Any, instance: ReconcileRun, created: bool, **kwargs
     transaction.on_commit(
         lambda: metrics.observe_reconcile(instance.status, instance.duration_s, written)
     )
+
+
+@state_metrics
+def service_account_tokens() -> Iterator[Metric]:
+    """The token in force of every active managed service account: its age and time left, so
+    an alert can catch a rotation that keeps failing before consumers are locked out."""
+    now = timezone.now()
+    generations = (
+        TokenGeneration.objects.filter(
+            state=GenerationState.ACTIVE, account__state=AccountState.ACTIVE
+        )
+        .select_related("account")
+        .only("activated_at", "created_at", "expires_at", "account__name", "account__namespace")
+    )
+    labels = ("namespace", "name")
+    age = gauge(
+        "warden_service_account_token_age_seconds",
+        "Age of the service account's token in force (since it was put in force)",
+        labels,
+    )
+    left = gauge(
+        "warden_service_account_token_expiry_seconds",
+        "Seconds until the service account's token in force expires on its first cluster",
+        labels,
+    )
+    for generation in generations.iterator(chunk_size=2000):
+        key = [generation.account.namespace, generation.account.name]
+        since = generation.activated_at or generation.created_at
+        age.add_metric(key, (now - since).total_seconds())
+        if generation.expires_at is not None:
+            left.add_metric(key, (generation.expires_at - now).total_seconds())
+    yield age
+    yield left
+    legacy = gauge(
+        "warden_legacy_tokens",
+        "Long-lived service-account token Secrets found on the clusters (not migrated)",
+        [],
+    )
+    legacy.add_metric([], float(LegacyToken.objects.filter(state=LegacyTokenState.FOUND).count()))
+    yield legacy

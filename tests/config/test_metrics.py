@@ -87,6 +87,47 @@ def test_each_clusters_newest_reconcile_is_reported_from_the_database(
     assert sample(text, "warden_reconcile_objects_written_total", action="created") >= 2
 
 
+def test_service_account_token_ages_and_legacy_tokens_are_reported(client, fleet, company):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from clusters.models import LegacyToken, ManagedServiceAccount, TokenGeneration
+
+    now = timezone.now()
+    account = ManagedServiceAccount.objects.create(
+        name="deployer", namespace="ci", owner_team=company.teams["payments"]
+    )
+    TokenGeneration.objects.create(
+        account=account,
+        number=1,
+        state="revoked",
+        trigger="schedule",
+        activated_at=now - timedelta(days=40),
+    )
+    current = TokenGeneration.objects.create(
+        account=account,
+        number=2,
+        state="active",
+        trigger="schedule",
+        activated_at=now - timedelta(days=3),
+        expires_at=now + timedelta(days=30),
+    )
+    LegacyToken.objects.create(
+        cluster=fleet["dev-1"], namespace="ci", name="old-token", uid="u1", last_seen_at=now
+    )
+
+    text = scrape(client)
+
+    # one account in namespace ci: its token in force, not the revoked generation
+    age = sample(text, "warden_service_account_token_age_seconds", namespace="ci")
+    left = sample(text, "warden_service_account_token_expiry_seconds", namespace="ci")
+    assert 'name="deployer"' in text
+    assert age == pytest.approx(timedelta(days=3).total_seconds(), abs=60)
+    assert left == pytest.approx((current.expires_at - now).total_seconds(), abs=60)
+    assert sample(text, "warden_legacy_tokens") == 1
+
+
 def test_pending_requests_and_the_last_directory_sync_are_reported(
     company, fleet, client, directory
 ):
