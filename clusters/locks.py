@@ -6,8 +6,9 @@ SQLite, the whole database's write lock — every web request that writes would 
 
 - PostgreSQL: a session-level advisory lock (`pg_try_advisory_lock`). The server releases it
   when the holder's connection ends, so a worker that crashes or is killed never leaves a
-  cluster locked. (A pooler in transaction mode, such as PgBouncer's, must not sit between the
-  workers and PostgreSQL: session locks need session pooling.)
+  cluster locked, and a lock that cannot be given back ends its session. (A pooler in
+  transaction mode, such as PgBouncer's, must not sit between the workers and PostgreSQL:
+  session locks need session pooling.)
 - Other databases (SQLite: one machine): an exclusive `flock` on a file under WARDEN_VAR_DIR,
   which the kernel releases when the process ends.
 """
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 
 # The first key of Warden's advisory locks ("WARD"); the second is the cluster's id.
 LOCK_CLASS = 0x57415244
@@ -57,8 +58,14 @@ class _PostgresLock:
             return bool(cursor.fetchone()[0])
 
     def release(self) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", self.key)
+        # Workers keep their connection from task to task (config/celery.py): a lock that could
+        # not be given back must not outlive its task, so the session that holds it ends.
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", self.key)
+        except DatabaseError:
+            connection.close()
+            raise
 
 
 class _FileLock:

@@ -77,6 +77,24 @@ def warden_marks(metadata: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+BINDING_KINDS = ("RoleBinding", "ClusterRoleBinding")
+
+
+def _binding_unchanged(want: Mapping[str, Any], have: Mapping[str, Any]) -> bool:
+    """True when a binding holds exactly what Warden wrote (the common case): then comparable()
+    of both would agree, without building either. False means "compare them fully"."""
+    if want.get("kind") not in BINDING_KINDS or have.get("kind") != want.get("kind"):
+        return False
+    want_meta, have_meta = want.get("metadata") or {}, have.get("metadata") or {}
+    return (
+        want.get("subjects") == have.get("subjects")
+        and want.get("roleRef") == have.get("roleRef")
+        and all(
+            (want_meta.get(name) or {}) == (have_meta.get(name) or {}) for name in COMPARED_METADATA
+        )
+    )
+
+
 def diff(
     desired: Mapping[ObjectKey, Mapping[str, Any]],
     actual: Mapping[ObjectKey, Mapping[str, Any]],
@@ -88,6 +106,8 @@ def diff(
         have = actual.get(key)
         if have is None:
             plan.create.append(dict(want))
+            continue
+        if _binding_unchanged(want, have):
             continue
         want_cmp, have_cmp = comparable(want), comparable(have)
         if want_cmp == have_cmp:

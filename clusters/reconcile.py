@@ -73,8 +73,12 @@ class Outcome:
         return sorted(self.desired.carriers)
 
 
+# One encoder for every digest (json.dumps with options builds a new one per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True)
+
+
 def digest(obj: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(_CANONICAL.encode(obj).encode()).hexdigest()[:16]
 
 
 def key_text(key: ObjectKey) -> str:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -19,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from access import audit
-from access.models import Grant, Membership, Person, Role, Team
+from access.models import Grant, Membership, Person, Role, RoleDefinition, Team
 from clusters import crypto, k8s, locks
 from clusters.choices import AccountState, ClusterState, ReconcileStatus, ReconcileTrigger
 from clusters.compiler import (
@@ -47,24 +49,26 @@ def endpoint_for(cluster: Cluster) -> Endpoint:
 
 
 def role_specs() -> dict[str, RoleSpec]:
-    roles = Role.objects.prefetch_related("definitions")
-    return {
-        role.name: RoleSpec(
-            role.name,
-            tuple(
-                RoleDefinitionSpec(
-                    environment=d.environment,
-                    tier=d.tier,
-                    cluster_role=d.cluster_role,
-                    rules=tuple(d.rules or ()),
-                    cluster_wide=d.scope == "cluster",
-                    namespaces=tuple(d.namespaces or ()),
-                    allowed=d.allowed,
-                )
-                for d in role.definitions.all()
-            ),
+    """The catalogue as the compiler sees it (read as plain rows: every reconcile reads it)."""
+    definitions: dict[int, list[RoleDefinitionSpec]] = defaultdict(list)
+    rows = RoleDefinition.objects.order_by("id").values_list(
+        "role_id", "environment", "tier", "cluster_role", "rules", "scope", "namespaces", "allowed"
+    )
+    for role_id, environment, tier, cluster_role, rules, scope, namespaces, allowed in rows:
+        definitions[role_id].append(
+            RoleDefinitionSpec(
+                environment=environment,
+                tier=tier,
+                cluster_role=cluster_role,
+                rules=tuple(rules or ()),
+                cluster_wide=scope == "cluster",
+                namespaces=tuple(namespaces or ()),
+                allowed=allowed,
+            )
         )
-        for role in roles
+    return {
+        name: RoleSpec(name, tuple(definitions.get(role_id, ())))
+        for role_id, name in Role.objects.values_list("id", "name")
     }
 
 
@@ -101,6 +105,59 @@ def grant_spec(grant: Grant) -> GrantSpec:
     )
 
 
+def grant_specs_in_force(now: datetime, starting_by: datetime | None = None) -> list[GrantSpec]:
+    """grant_spec() of every grant in force (and of those starting by `starting_by`), read as
+    plain rows: every reconcile reads them."""
+    grants = Grant.objects.in_force(now)
+    if starting_by is not None:
+        grants = Grant.objects.filter(
+            Q(revoked_at__isnull=True),
+            Q(starts_at__isnull=True) | Q(starts_at__lte=starting_by),
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now),
+        )
+    rows = grants.values_list(
+        "id",
+        "role__name",
+        "team__name",
+        "person__username",
+        "environments",
+        "tiers",
+        "clusters",
+        "cluster_selector",
+        "namespaces",
+        "starts_at",
+        "expires_at",
+    )
+    return [
+        GrantSpec(
+            id=pk,
+            role=role,
+            team=team,
+            person=person,
+            environments=tuple(environments or ()),
+            tiers=tuple(tiers or ()),
+            clusters=tuple(clusters or ()),
+            selector=tuple(sorted((selector or {}).items())),
+            namespaces=tuple(namespaces or ()),
+            starts_at=starts_at,
+            expires_at=expires_at,
+        )
+        for (
+            pk,
+            role,
+            team,
+            person,
+            environments,
+            tiers,
+            clusters,
+            selector,
+            namespaces,
+            starts_at,
+            expires_at,
+        ) in rows
+    ]
+
+
 def live_clusters() -> list[Cluster]:
     return list(Cluster.objects.exclude(state=ClusterState.RETIRED))
 
@@ -114,19 +171,78 @@ def load_inputs(
     saved yet, whose plan is being shown.
     """
     now = timezone.now()
-    grants = [
-        grant_spec(g) for g in Grant.objects.in_force(now).select_related("role", "team", "person")
-    ]
-    grants += list(extra_grants)
+    grants = grant_specs_in_force(now) + list(extra_grants)
     specs = live_cluster_specs() if clusters is None else [c.spec() for c in clusters]
     grants = [g for g in grants if any(g.reaches(spec) for spec in specs)]
+    return Inputs(
+        grants=grants,
+        roles=role_specs(),
+        directory=directory_snapshot(grants, expand=any(not spec.bind_groups for spec in specs)),
+        now=now,
+        service_accounts=account_specs(specs),
+    )
+
+
+# A scheduled pass compiles every cluster from the same grants, catalogue and directory: each
+# worker process reads them once per RECONCILE_SHARED_INPUTS_SECONDS and shares them between
+# the clusters it reconciles meanwhile (see shared_inputs).
+_shared_lock = threading.Lock()
+_shared: dict[str, tuple[datetime, float, Inputs]] = {}
+
+
+def shared_inputs(not_before: datetime | None) -> Inputs | None:
+    """The inputs of every live cluster as this process last read them, if read at most
+    RECONCILE_SHARED_INPUTS_SECONDS ago and at or after `not_before`; else read afresh.
+    None when sharing is off (0 seconds).
+
+    Safe for scheduled passes only. A change (grant, membership, role, account, cluster)
+    queues its own reconcile, which reads afresh; `not_before` (when the cluster's last run
+    ended) keeps a pass from writing inputs older than those its last run wrote. Compiling
+    with the current time drops grants that expired since the inputs were read.
+    """
+    max_age = settings.RECONCILE_SHARED_INPUTS_SECONDS
+    if max_age <= 0:
+        return None
+    database = str(connection.settings_dict.get("NAME") or "")
+    with _shared_lock:  # one read per process at a time; the other threads wait for it
+        entry = _shared.get(database)
+        if (
+            entry is not None
+            and time.monotonic() - entry[1] <= max_age
+            and (not_before is None or entry[0] >= not_before)
+        ):
+            return dataclasses.replace(entry[2], now=timezone.now())
+        now = timezone.now()
+        # Grants that start while the inputs are shared are read too; the compiler puts each
+        # in force from its start.
+        grants = grant_specs_in_force(now, starting_by=now + timedelta(seconds=max_age))
+        inputs = Inputs(
+            grants=grants,
+            roles=role_specs(),
+            directory=directory_snapshot(
+                grants,
+                expand=Cluster.objects.exclude(state=ClusterState.RETIRED)
+                .filter(bind_groups=False)
+                .exists(),
+            ),
+            now=now,
+            service_accounts=account_specs(None),
+        )
+        _shared[database] = (now, time.monotonic(), inputs)
+        return inputs
+
+
+def directory_snapshot(grants: Iterable[GrantSpec], expand: bool) -> DirectorySnapshot:
+    """The directory facts these grants need: active teams and people, and the members of
+    each team when some cluster binds users (expand) rather than groups."""
+    grants = list(grants)
     team_names = {g.team for g in grants if g.team}
     usernames = {g.person for g in grants if g.person}
     active_teams = frozenset(
         Team.objects.filter(is_active=True, name__in=team_names).values_list("name", flat=True)
     )
     team_members: dict[str, set[str]] = defaultdict(set)
-    if any(not spec.bind_groups for spec in specs) and active_teams:
+    if expand and active_teams:
         rows = Membership.objects.filter(
             team__is_active=True, team__name__in=active_teams, person__is_active=True
         ).values_list("team__name", "person__username")
@@ -138,22 +254,15 @@ def load_inputs(
             "username", flat=True
         )
     )
-    directory = DirectorySnapshot(
+    return DirectorySnapshot(
         team_members={team: frozenset(members) for team, members in team_members.items()},
         active_people=active_people,
         active_teams=active_teams,
     )
-    return Inputs(
-        grants=grants,
-        roles=role_specs(),
-        directory=directory,
-        now=now,
-        service_accounts=account_specs(specs),
-    )
 
 
-def account_specs(clusters: list[ClusterSpec]) -> list[ServiceAccountSpec]:
-    """Active managed service accounts that reach any of these clusters."""
+def account_specs(clusters: list[ClusterSpec] | None) -> list[ServiceAccountSpec]:
+    """Active managed service accounts that reach any of these clusters (None: every one)."""
     accounts = ManagedServiceAccount.objects.filter(state=AccountState.ACTIVE).select_related(
         "owner_team"
     )
@@ -175,7 +284,7 @@ def account_specs(clusters: list[ClusterSpec]) -> list[ServiceAccountSpec]:
     out = []
     for account in accounts_list:
         spec = account.spec(role_names=tuple(sorted(roles.get(account.pk, ()))))
-        if any(spec.reaches(cluster) for cluster in clusters):
+        if clusters is None or any(spec.reaches(cluster) for cluster in clusters):
             out.append(spec)
     return out
 
@@ -202,17 +311,24 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
     run = ReconcileRun(cluster=cluster, trigger=trigger, dry_run=dry_run)
     client = k8s.client_for(endpoint_for(cluster))
     calls_before = client.calls
-    last = (
+    last, last_finished = (
         ReconcileRun.objects.filter(cluster=cluster, dry_run=False)
         .exclude(status=ReconcileStatus.RUNNING)
         .order_by("-started_at", "-id")
-        .values_list("desired_digests", flat=True)
+        .values_list("desired_digests", "finished_at")
         .first()
-    )
+    ) or (None, None)
+    inputs = None
+    if trigger == ReconcileTrigger.SCHEDULE and not dry_run:
+        inputs = shared_inputs(not_before=last_finished)
     outcome: Outcome | None = None
     try:
         outcome = reconcile(
-            cluster.spec(), client, load_inputs([cluster]), last_desired=last, dry_run=dry_run
+            cluster.spec(),
+            client,
+            inputs or load_inputs([cluster]),
+            last_desired=last,
+            dry_run=dry_run,
         )
         run.status = ReconcileStatus.FAILED if outcome.errors else ReconcileStatus.SUCCEEDED
         run.error = "\n".join(outcome.errors[:20])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 
 from clusters import serviceaccounts, services
@@ -16,7 +16,14 @@ from clusters.models import Cluster, DiscoverySource, FleetReconcile
 logger = logging.getLogger(__name__)
 
 
+# A change's reconcile that finds another reconcile of its cluster under way tries again: that
+# one may have read grants and the directory before the change. (A scheduled one need not.)
+BUSY_RETRY_S = 2
+BUSY_MAX_RETRIES = 30
+
+
 @shared_task(
+    bind=True,
     name="clusters.tasks.reconcile_cluster_task",
     acks_late=True,
     autoretry_for=(OSError,),
@@ -24,9 +31,20 @@ logger = logging.getLogger(__name__)
     retry_backoff_max=300,
     max_retries=5,
 )
-def reconcile_cluster_task(cluster_id: int, trigger: str = ReconcileTrigger.SCHEDULE) -> int | None:
-    """Reconcile one cluster. Safe to run twice at once: the second finds the lock held."""
+def reconcile_cluster_task(
+    self: Task, cluster_id: int, trigger: str = ReconcileTrigger.SCHEDULE
+) -> int | None:
+    """Reconcile one cluster. Safe to run twice at once: the second finds the lock held, and
+    goes again after the first when a change asked for it."""
     run = services.reconcile_cluster(cluster_id, trigger=trigger)
+    if (
+        run is None
+        and trigger != ReconcileTrigger.SCHEDULE
+        and not self.request.is_eager
+        and Cluster.objects.filter(pk=cluster_id).exclude(state=ClusterState.RETIRED).exists()
+    ):
+        countdown = min(BUSY_RETRY_S * 2 ** min(self.request.retries, 4), 30)
+        raise self.retry(countdown=countdown, max_retries=BUSY_MAX_RETRIES)
     return run.pk if run else None
 
 

@@ -25,7 +25,7 @@ import re
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -53,21 +53,44 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\bgAAAAA[A-Za-z0-9_-]{20,}={0,2}"), REDACTED),
     # Passwords in URLs: scheme://user:password@host.
-    (re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.I), r"\1" + REDACTED + "@"),
-    # key: value, key=value, "key": "value" under a secret-looking key.
     (
-        re.compile(
-            r"(?i)([\"']?[\w.-]*(?:" + SECRET_KEY_NAMES + r")[\w.-]*[\"']?\s*[:=]\s*)"
-            r"(?:\"[^\"]*\"|'[^']*'|[^\s,;}&)\]]+)"
-        ),
-        r"\1" + REDACTED,
+        re.compile(r"(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.I),
+        r"\1" + REDACTED + "@",
     ),
 ]
+# key: value, key=value, "key": "value": every such pair is found in one linear pass, and its
+# value blanked out when the key looks secret (a pattern with the key names inside a word
+# would be tried at every character of a line, in quadratic time).
+_KEY_VALUE = re.compile(
+    r"(?<![\w.-])([\"']?([\w.-]+)[\"']?\s*[:=]\s*)(?:\"[^\"]*\"|'[^']*'|[^\s,;}&)\]]+)"
+)
+
+
+def _redact_pairs(text: str) -> str:
+    """Blank out the value of every pair whose key looks secret; the value of any other pair
+    is searched too (url=https://host/?token=…, user:\n  token: …)."""
+    out, pos = [], 0
+    while match := _KEY_VALUE.search(text, pos):
+        out.append(text[pos : match.end(1)])
+        if _SECRET_KEY.search(match[2]):
+            out.append(REDACTED)
+            pos = match.end()
+        else:
+            pos = match.end(1)
+    out.append(text[pos:])
+    return "".join(out)
+
 
 _remembered: OrderedDict[str, None] = OrderedDict()
 _remembered_lock = threading.Lock()
 _version = 0  # bumped whenever a secret is remembered
-_known: tuple[tuple[int, tuple[str, ...]], tuple[str, ...]] = ((-1, ()), ())
+_known: tuple[tuple[int, tuple[str, ...]], tuple[str, ...], dict[str, tuple[str, ...]]] = (
+    (-1, ()),
+    (),
+    {},
+)
+# Up to this many known secrets, each is searched for in a line; past it, the prefix index.
+LINEAR_SCAN_MAX = 64
 
 
 def remember(*values: str | None) -> None:
@@ -118,28 +141,43 @@ def _url_password(url: str) -> str:
         return ""
 
 
-def _known_values() -> tuple[str, ...]:
-    """Every secret value to blank out, longest first (a secret may contain a shorter one)."""
+def _known_values() -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """Every secret value to blank out, longest first (a secret may contain a shorter one),
+    and the same indexed by their first MIN_SECRET_LENGTH characters."""
     global _known
     from_settings = tuple(_settings_secrets())
     key = (_version, from_settings)
     if _known[0] != key:
         with _remembered_lock:
-            values = {*_remembered, *from_settings}
-        _known = (key, tuple(sorted(values, key=len, reverse=True)))
-    return _known[1]
+            values = tuple(sorted({*_remembered, *from_settings}, key=len, reverse=True))
+        by_prefix: dict[str, list[str]] = {}
+        for value in values:
+            by_prefix.setdefault(value[:MIN_SECRET_LENGTH], []).append(value)
+        _known = (key, values, {k: tuple(v) for k, v in by_prefix.items()})
+    return _known[1], _known[2]
 
 
 def scrub(text: str) -> str:
     """`text` with every secret it holds replaced by [redacted]."""
     if not text:
         return text
-    for value in _known_values():
-        if value in text:  # a substring test per secret is cheaper than one huge regex
-            text = text.replace(value, REDACTED)
+    values, by_prefix = _known_values()
+    if len(values) <= LINEAR_SCAN_MAX:
+        found: Iterable[str] = [value for value in values if value in text]
+    else:
+        # Thousands of remembered tokens: look up each place of the text by its first
+        # characters instead of searching the text once per secret.
+        hits: set[str] = set()
+        for i in range(len(text) - MIN_SECRET_LENGTH + 1):
+            for value in by_prefix.get(text[i : i + MIN_SECRET_LENGTH], ()):
+                if text.startswith(value, i):
+                    hits.add(value)
+        found = sorted(hits, key=len, reverse=True)
+    for value in found:  # longest first: a secret may contain a shorter one
+        text = text.replace(value, REDACTED)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return _redact_pairs(text)
 
 
 def scrub_value(value: Any) -> Any:

@@ -125,6 +125,8 @@ except (ValueError, KeyError) as exc:  # django-environ's answer to an unknown s
         "use postgres://user:password@host:5432/name or sqlite:///path"
     ) from exc
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+# A connection kept between requests (and between a worker's tasks) is checked before reuse.
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web app, the worker and beat share the file: take the write lock when a transaction
     # begins (a read lock upgraded later fails at once with "database is locked"), wait up to
@@ -232,11 +234,20 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection after every task unless told to reuse
+# it; config/celery.py recycles connections the way Django does (CONN_MAX_AGE, broken ones).
+CELERY_DB_REUSE_MAX = 10_000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 DIRECTORY_SYNC_MINUTES = env.int("DIRECTORY_SYNC_MINUTES", default=15)
 RECONCILE_MINUTES = env.int("RECONCILE_MINUTES", default=5)
+# In a scheduled pass each worker process reads grants, roles and directory once per this many
+# seconds for all the clusters it reconciles meanwhile (a change's own reconcile always reads
+# afresh); 0: every cluster reads its own.
+RECONCILE_SHARED_INPUTS_SECONDS = env.int("RECONCILE_SHARED_INPUTS_SECONDS", default=2)
+if not 0 <= RECONCILE_SHARED_INPUTS_SECONDS <= 60:
+    raise ImproperlyConfigured("RECONCILE_SHARED_INPUTS_SECONDS must be between 0 and 60")
 DISCOVERY_MINUTES = env.int("DISCOVERY_MINUTES", default=10)
 REVIEW_REMINDER_HOUR = env.int("REVIEW_REMINDER_HOUR", default=8)
 if not 0 <= REVIEW_REMINDER_HOUR <= 23:

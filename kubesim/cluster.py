@@ -62,7 +62,7 @@ class Faults:
 @dataclass
 class Response:
     status: int
-    body: Any
+    body: Any  # a JSON-able value, or bytes already encoded
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -398,7 +398,7 @@ class SimCluster:
             limit = int(params.get("limit") or 0)
             return Response(
                 200,
-                self.store.list(
+                self.store.list_json(
                     kind,
                     namespace,
                     params.get("labelSelector", ""),

@@ -17,6 +17,9 @@ DEBUG = False
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
 # Tasks run where they are queued, unless a test starts real workers against the broker.
 CELERY_TASK_ALWAYS_EAGER = True
+# Every test's data is its own: no inputs shared between reconciles (tests that need sharing
+# turn it on).
+RECONCILE_SHARED_INPUTS_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SESSION_COOKIE_SECURE = False

@@ -78,6 +78,8 @@ def test_every_handler_of_the_configuration_scrubs_and_carries_the_request_id():
         ("users:\n- name: a\n  user:\n    token: kubeconfig-token-1\n", "kubeconfig-token-1"),
         ("client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRF", "LS0tLS1CRUdJTiBFQyBQUklWQVRF"),
         ("password=correct-horse-battery", "correct-horse-battery"),
+        ("fetching url=https://vault/v1/x?access_token=q1w2e3r4t5 failed", "q1w2e3r4t5"),
+        ("opts=password=nested-secret-1 retry", "nested-secret-1"),
         ("stored gAAAAABmZXJuZXQtY2lwaGVydGV4dC1oZXJlLWFuZC1tb3Jl", "gAAAAABmZXJuZXQ"),
         (
             "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkey\n-----END EC PRIVATE KEY-----",
@@ -89,6 +91,17 @@ def test_what_looks_like_a_secret_is_scrubbed_whatever_its_value(line, secret):
     cleaned = scrub(line)
     assert secret not in cleaned
     assert REDACTED in cleaned
+
+
+def test_thousands_of_remembered_tokens_are_each_scrubbed_and_ordinary_text_is_kept():
+    tokens = [f"fleet-token-{i:05d}-{'x' * (i % 7)}" for i in range(logconfig.LINEAR_SCAN_MAX * 40)]
+    logconfig.remember(*tokens)
+    line = f"cluster a said {tokens[17]}; cluster b said {tokens[-1]}."
+    assert scrub(line) == "cluster a said [redacted]; cluster b said [redacted]."
+    # a remembered secret that holds a shorter one is blanked out whole
+    logconfig.remember("fleet-token-00017-xxxxxx-and-more")
+    assert scrub("got fleet-token-00017-xxxxxx-and-more") == "got [redacted]"
+    assert scrub("user=alice role=viewer ns=payments") == "user=alice role=viewer ns=payments"
 
 
 def test_secrets_of_the_settings_and_those_met_at_run_time_are_scrubbed_anywhere(settings):
