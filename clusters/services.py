@@ -90,18 +90,62 @@ def live_cluster_specs() -> list[ClusterSpec]:
 
 
 def grant_spec(grant: Grant) -> GrantSpec:
+    return _grant_spec(
+        grant.pk,
+        grant.role.name,
+        grant.team.name if grant.team is not None else None,
+        grant.person.username if grant.person is not None else None,
+        grant.environments,
+        grant.tiers,
+        grant.clusters,
+        grant.cluster_selector,
+        grant.namespaces,
+        grant.starts_at,
+        grant.expires_at,
+    )
+
+
+# The fields of a grant the compiler needs, in _grant_spec's order.
+GRANT_SPEC_FIELDS = (
+    "id",
+    "role__name",
+    "team__name",
+    "person__username",
+    "environments",
+    "tiers",
+    "clusters",
+    "cluster_selector",
+    "namespaces",
+    "starts_at",
+    "expires_at",
+)
+
+
+def _grant_spec(
+    pk: int,
+    role: str,
+    team: str | None,
+    person: str | None,
+    environments: list[str] | None,
+    tiers: list[str] | None,
+    clusters: list[str] | None,
+    selector: dict[str, str] | None,
+    namespaces: list[str] | None,
+    starts_at: datetime | None,
+    expires_at: datetime | None,
+) -> GrantSpec:
     return GrantSpec(
-        id=grant.pk,
-        role=grant.role.name,
-        team=grant.team.name if grant.team is not None else None,
-        person=grant.person.username if grant.person is not None else None,
-        environments=tuple(grant.environments or ()),
-        tiers=tuple(grant.tiers or ()),
-        clusters=tuple(grant.clusters or ()),
-        selector=tuple(sorted((grant.cluster_selector or {}).items())),
-        namespaces=tuple(grant.namespaces or ()),
-        starts_at=grant.starts_at,
-        expires_at=grant.expires_at,
+        id=pk,
+        role=role,
+        team=team,
+        person=person,
+        environments=tuple(environments or ()),
+        tiers=tuple(tiers or ()),
+        clusters=tuple(clusters or ()),
+        selector=tuple(sorted((selector or {}).items())),
+        namespaces=tuple(namespaces or ()),
+        starts_at=starts_at,
+        expires_at=expires_at,
     )
 
 
@@ -115,47 +159,7 @@ def grant_specs_in_force(now: datetime, starting_by: datetime | None = None) -> 
             Q(starts_at__isnull=True) | Q(starts_at__lte=starting_by),
             Q(expires_at__isnull=True) | Q(expires_at__gt=now),
         )
-    rows = grants.values_list(
-        "id",
-        "role__name",
-        "team__name",
-        "person__username",
-        "environments",
-        "tiers",
-        "clusters",
-        "cluster_selector",
-        "namespaces",
-        "starts_at",
-        "expires_at",
-    )
-    return [
-        GrantSpec(
-            id=pk,
-            role=role,
-            team=team,
-            person=person,
-            environments=tuple(environments or ()),
-            tiers=tuple(tiers or ()),
-            clusters=tuple(clusters or ()),
-            selector=tuple(sorted((selector or {}).items())),
-            namespaces=tuple(namespaces or ()),
-            starts_at=starts_at,
-            expires_at=expires_at,
-        )
-        for (
-            pk,
-            role,
-            team,
-            person,
-            environments,
-            tiers,
-            clusters,
-            selector,
-            namespaces,
-            starts_at,
-            expires_at,
-        ) in rows
-    ]
+    return [_grant_spec(*row) for row in grants.values_list(*GRANT_SPEC_FIELDS)]
 
 
 def live_clusters() -> list[Cluster]:

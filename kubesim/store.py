@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import builtins
 import copy
 import json
 import re
@@ -428,7 +429,7 @@ class Store:
         limit: int,
         continue_token: str,
         take: Callable[[dict[str, Any]], Any],
-    ) -> tuple[list[Any], dict[str, Any]]:
+    ) -> tuple[builtins.list[Any], dict[str, Any]]:
         labels_ok = parse_label_selector(label_selector)
         fields_ok = parse_field_selector(field_selector)
         with self.lock:

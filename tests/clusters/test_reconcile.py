@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -359,3 +360,19 @@ def test_two_reconciles_at_once_after_a_revoke_lose_no_delete(
     assert sum(r.deleted for r in results if r) == 1
     assert (final.created, final.updated, final.deleted) == (0, 0, 0)
     assert kept.pk in final.grants_in_force
+
+
+def test_a_digest_depends_on_the_values_alone():
+    from clusters.reconcile import digest
+
+    binding = {
+        "kind": "RoleBinding",
+        "metadata": {"name": "warden-viewer", "namespace": "ns", "labels": {"a": "b"}},
+        "roleRef": {"kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "User", "name": name} for name in ("alice", "bob")],
+    }
+    # the same values built apart (another process reads them back from JSON) digest alike
+    assert digest(binding) == digest(json.loads(json.dumps(binding)))
+    changed = json.loads(json.dumps(binding))
+    changed["subjects"][1]["name"] = "carol"
+    assert digest(changed) != digest(binding)
