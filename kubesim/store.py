@@ -349,6 +349,10 @@ class Store:
     lock: threading.RLock = field(default_factory=threading.RLock)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     on_change: list[Callable[[str, str, dict[str, Any] | None], None]] = field(default_factory=list)
+    # Each stored object's JSON, kept until the object is replaced or deleted (a write stores
+    # a new dict, so a stored object never changes; ClusterRoles are the exception: the
+    # aggregation controller fills their rules in place, so they are never kept).
+    encoded: dict[int, tuple[dict[str, Any], str]] = field(default_factory=dict)
 
     def register(self, kind: Kind) -> None:
         with self.lock:
@@ -412,13 +416,23 @@ class Store:
     ) -> bytes:
         """The same list response, already encoded: each object is encoded once under the lock
         instead of copied and encoded later (the HTTP server's hot path on large lists)."""
+        encode = json.dumps if kind.plural == "clusterroles" else self._encoded
         items, meta = self._select(
-            kind, namespace, label_selector, field_selector, limit, continue_token, json.dumps
+            kind, namespace, label_selector, field_selector, limit, continue_token, encode
         )
         head = json.dumps(
             {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta}
         )
         return (head[:-1] + ', "items": [' + ", ".join(items) + "]}").encode()
+
+    def _encoded(self, obj: dict[str, Any]) -> str:
+        entry = self.encoded.get(id(obj))
+        if entry is None or entry[0] is not obj:
+            entry = self.encoded[id(obj)] = (obj, json.dumps(obj))
+        return entry[1]
+
+    def _forget(self, obj: dict[str, Any]) -> None:
+        self.encoded.pop(id(obj), None)
 
     def _select(
         self,
@@ -570,6 +584,7 @@ class Store:
                 meta["resourceVersion"] = old["metadata"]["resourceVersion"]
                 return obj
             meta["resourceVersion"] = self._next_rv()
+            self._forget(old)
             self.objects[kind.plural][key] = obj
             self._changed(kind.plural, "MODIFIED", obj)
             return copy.deepcopy(obj)
@@ -605,6 +620,7 @@ class Store:
             if dry_run:
                 return copy.deepcopy(old)
             del self.objects[kind.plural][key]
+            self._forget(old)
             if kind.kind == "Namespace":
                 self._delete_namespace_contents(name)
             self._changed(kind.plural, "DELETED", old)
@@ -616,6 +632,7 @@ class Store:
             if kind.namespaced:
                 for key in [k for k in self.objects[kind.plural] if k[0] == namespace]:
                     obj = self.objects[kind.plural].pop(key)
+                    self._forget(obj)
                     self._changed(kind.plural, "DELETED", obj)
 
     def _validate(self, kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
