@@ -349,7 +349,7 @@ class Store:
     lock: threading.RLock = field(default_factory=threading.RLock)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     on_change: list[Callable[[str, str, dict[str, Any] | None], None]] = field(default_factory=list)
-    # Each stored object's JSON, kept until the object is replaced or deleted (a write stores
+    # Each stored object's JSON, from its write until it is replaced or deleted (a write stores
     # a new dict, so a stored object never changes; ClusterRoles are the exception: the
     # aggregation controller fills their rules in place, so they are never kept).
     encoded: dict[int, tuple[dict[str, Any], str]] = field(default_factory=dict)
@@ -430,6 +430,11 @@ class Store:
         if entry is None or entry[0] is not obj:
             entry = self.encoded[id(obj)] = (obj, json.dumps(obj))
         return entry[1]
+
+    def _remember_encoded(self, kind: Kind, obj: dict[str, Any]) -> None:
+        # Encoded as it is written: an object is written once and listed many times.
+        if kind.plural != "clusterroles":
+            self.encoded[id(obj)] = (obj, json.dumps(obj))
 
     def _forget(self, obj: dict[str, Any]) -> None:
         self.encoded.pop(id(obj), None)
@@ -543,6 +548,7 @@ class Store:
                 return obj
             meta["resourceVersion"] = self._next_rv()
             bucket[key] = obj
+            self._remember_encoded(kind, obj)
             self._changed(kind.plural, "ADDED", obj)
             return copy.deepcopy(obj)
 
@@ -586,6 +592,7 @@ class Store:
             meta["resourceVersion"] = self._next_rv()
             self._forget(old)
             self.objects[kind.plural][key] = obj
+            self._remember_encoded(kind, obj)
             self._changed(kind.plural, "MODIFIED", obj)
             return copy.deepcopy(obj)
 
