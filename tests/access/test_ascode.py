@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -222,7 +223,7 @@ def test_apply_is_all_or_nothing(declared, tmp_path):
     assert f"{path}:" in str(caught.value) and "longer than the longest" in str(caught.value)
     assert Role.objects.get(name="viewer").rank == 10
     assert events() == before
-    assert ApprovalPolicy.objects.filter(default_duration__gt="300 days").count() == 0
+    assert ApprovalPolicy.objects.filter(default_duration__gt=timedelta(days=300)).count() == 0
 
 
 def test_the_dry_run_shows_each_clusters_rbac_plan(company, make_cluster, tmp_path):
