@@ -17,13 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,24 +27,7 @@ SUFFIX = "dc=fleet,dc=test"
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def control(base: str, method: str, path: str) -> dict:
-    request = urllib.request.Request(base + path, method=method)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read() or b"{}")
-
-
-def wait_until(check, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if check():
-            return time.perf_counter() - started
-        time.sleep(0.1)
-    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+from bench.harness import control, fleet, log, wait_until  # noqa: E402
 
 
 def main() -> None:
@@ -61,94 +39,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=24, help="threads per worker")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="warden-bench-fleet-"))
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/warden")
-    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
-    os.environ.update(DEBUG="1", WARDEN_VAR_DIR=str(work), DJANGO_SETTINGS_MODULE="config.settings")
-    children: list[subprocess.Popen[bytes]] = []
-    try:
-        run(args, work, children)
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def run(args: argparse.Namespace, work: Path, children: list[subprocess.Popen[bytes]]) -> None:
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.db import connection
-
     log(
         f"starting kubesim: {args.clusters} clusters x {args.namespaces} namespaces, "
         f"{args.latency_ms} ms latency"
     )
-    sim = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kubesim",
-            "--count",
-            str(args.clusters),
-            "--namespaces",
-            str(args.namespaces),
-            "--latency-ms",
-            str(args.latency_ms),
-        ],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    children.append(sim)
-    ready = sim.stdout.readline().decode() if sim.stdout else ""
-    base = ready.split(" on ")[1].split()[0]
-    log(ready.strip())
-
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    test_db = settings.DATABASES["default"]["NAME"]
-    try:
-        from celery import current_app
-
-        current_app.connection_for_write().default_channel.client.flushdb()  # a clean bench queue
-        database_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + test_db
-        worker_env = {**os.environ, "DATABASE_URL": database_url}
-        for i in range(args.workers):
-            children.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "config",
-                        "worker",
-                        "--pool",
-                        "threads",
-                        "--concurrency",
-                        str(args.concurrency),
-                        "--loglevel",
-                        "ERROR",
-                        "-n",
-                        f"bench{i}@%h",
-                    ],
-                    env=worker_env,
-                    cwd=ROOT,
-                )
-            )
+    kubesim = ["--count", str(args.clusters), "--namespaces", str(args.namespaces)]
+    kubesim += ["--latency-ms", str(args.latency_ms)]
+    with fleet("fleet", kubesim, args.workers, args.concurrency) as (base, _pids):
         figures = measure(args, base)
-    finally:
-        for child in children[1:]:
-            child.send_signal(signal.SIGTERM)
-        for child in children[1:]:
-            child.wait(timeout=30)
-        connection.creation.destroy_test_db(old_name, verbosity=0)
     print(json.dumps(figures), flush=True)
 
 
