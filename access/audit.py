@@ -28,6 +28,22 @@ from access.models import AuditChain, AuditEvent
 CHAIN = "audit"
 SYSTEM = "system"
 REDACTED = "[redacted]"
+# What an event shows outside Warden (the CSV/JSON export and the API), in this order.
+EVENT_FIELDS = (
+    "seq",
+    "created_at",
+    "actor_name",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "before",
+    "after",
+    "reason",
+    "request_id",
+    "prev_hash",
+    "hash",
+)
 _SECRET_KEY = re.compile(r"token|password|passwd|secret|private|credential|kubeconfig", re.I)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from access import audit
 from access.api.fields import HumanDurationField, NameField, StringMapField
 from access.choices import Environment, RoleScope, Tier
 from access.models import (
@@ -473,21 +474,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = [
-            "seq",
-            "created_at",
-            "actor_name",
-            "action",
-            "object_type",
-            "object_id",
-            "object_repr",
-            "before",
-            "after",
-            "reason",
-            "request_id",
-            "prev_hash",
-            "hash",
-        ]
+        fields = list(audit.EVENT_FIELDS)
 
 
 # --- access reviews ---------------------------------------------------------------------------

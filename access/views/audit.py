@@ -21,21 +21,6 @@ from access.models import AuditEvent
 from access.permissions import require_operator
 
 PAGE_SIZE = 50
-EXPORT_FIELDS = (
-    "seq",
-    "created_at",
-    "actor_name",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "before",
-    "after",
-    "reason",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
 
 
 def filtered(form: AuditFilterForm) -> QuerySet[AuditEvent]:
@@ -84,7 +69,7 @@ def audit_log(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
 
 
 def _row(event: AuditEvent) -> dict[str, Any]:
-    return {name: getattr(event, name) for name in EXPORT_FIELDS}
+    return {name: getattr(event, name) for name in audit.EVENT_FIELDS}
 
 
 def _export(events: QuerySet[AuditEvent], kind: str) -> StreamingHttpResponse:
@@ -111,12 +96,12 @@ class _Echo:
 
 def _csv_lines(rows: Iterator[AuditEvent]) -> Iterator[str]:
     writer = csv.writer(_Echo())
-    yield writer.writerow(EXPORT_FIELDS)
+    yield writer.writerow(audit.EVENT_FIELDS)
     for event in rows:
         row = _row(event)
         for name in ("before", "after"):
             row[name] = json.dumps(row[name], cls=DjangoJSONEncoder, sort_keys=True)
-        yield writer.writerow([_safe_cell(row[name]) for name in EXPORT_FIELDS])
+        yield writer.writerow([_safe_cell(row[name]) for name in audit.EVENT_FIELDS])
 
 
 def _safe_cell(value: Any) -> Any:
