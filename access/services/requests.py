@@ -8,7 +8,6 @@ an audit event in the same transaction and notifies after commit.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from access import audit, notify
+from access import namespace_patterns as patterns
 from access.choices import Decision, GrantSource, RequestState
 from access.models import (
     AccessRequest,
@@ -298,20 +298,21 @@ def _spec(grant: Grant) -> GrantSpec:
 
 
 def _covers(held: Iterable[str], wanted: Iterable[str]) -> bool:
-    """Held namespace patterns cover every wanted one (no patterns held = the role's default)."""
+    """Every namespace the wanted patterns reach is reached by the held ones (a true subset,
+    not fnmatch of one pattern's text by another); no patterns held = the role's default."""
     held, wanted = tuple(held), tuple(wanted)
     if not held:
         return True
     if not wanted:
         return False
-    return all(any(fnmatch.fnmatchcase(w, h) or w == h for h in held) for w in wanted)
+    return all(patterns.is_subset(w, held) for w in wanted)
 
 
 def _namespaces_overlap(a: Iterable[str], b: Iterable[str]) -> bool:
     a, b = tuple(a), tuple(b)
     if not a or not b:
         return True
-    return any(fnmatch.fnmatchcase(x, y) or fnmatch.fnmatchcase(y, x) for x in a for y in b)
+    return patterns.overlap(a, b)
 
 
 def _scope_of(req: AccessRequest) -> dict[str, Any]:
@@ -566,11 +567,19 @@ def _narrow(
     if namespaces is not None:
         chosen = sorted({n.strip() for n in namespaces if n.strip()})
         if chosen and chosen != sorted(req.namespaces):
-            if not _covers(req.namespaces, chosen):
-                raise ValidationError(
-                    "Those namespaces are not all part of this request: an approver can only "
-                    "narrow it."
-                )
+            if req.namespaces:
+                wider = [
+                    (n, example)
+                    for n in chosen
+                    if (example := patterns.outside(n, req.namespaces)) is not None
+                ]
+                if wider:
+                    pattern, example = wider[0]
+                    raise ValidationError(
+                        "Those namespaces are not all part of this request: an approver can only "
+                        f"narrow it ({pattern} would also reach {example or 'an empty name'}, "
+                        "which the request does not)."
+                    )
             clean_scope(namespaces=chosen)
             changed["namespaces"] = [req.namespaces, chosen]
             req.namespaces = chosen
