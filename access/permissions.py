@@ -24,6 +24,17 @@ from access.models import (
 )
 
 
+def may_still_log_in(user: Any) -> bool:
+    """An account that may act now: active, and not linked to a person who left the directory.
+
+    Asked on every request, by session (access.middleware.LeaverMiddleware) and by API token
+    (access.services.tokens.authenticate), so a leaver keeps no working login anywhere.
+    """
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return not Person.objects.filter(user_id=user.pk, is_active=False).exists()
+
+
 def is_operator(user: Any) -> bool:
     """Operators are staff: members of WARDEN_ADMIN_TEAMS (or a local superuser)."""
     return bool(user.is_authenticated and user.is_active and user.is_staff)

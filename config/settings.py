@@ -93,6 +93,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A leaver's (or disabled account's) session ends at its next request.
+    "access.middleware.LeaverMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 

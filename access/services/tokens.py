@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from access import audit
 from access.models import ApiToken, Person
+from access.permissions import may_still_log_in
 
 PREFIX = "wdn_"
 DEFAULT_DAYS = 90
@@ -91,10 +92,7 @@ def authenticate(raw: str, now: datetime | None = None) -> ApiToken | None:
     token = ApiToken.objects.select_related("owner").filter(key_id=key_id).first()
     if token is None or not hmac.compare_digest(token.secret_hash, _digest(secret)):
         return None
-    if not token.is_usable(now) or not token.owner.is_active:
-        return None
-    person = Person.objects.filter(user_id=token.owner_id).only("is_active").first()
-    if person is not None and not person.is_active:
+    if not token.is_usable(now) or not may_still_log_in(token.owner):
         return None
     if token.last_used_at is None or now - token.last_used_at > TOUCH_EVERY:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
