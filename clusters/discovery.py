@@ -260,7 +260,9 @@ def _kubeconfig_file_candidates(path: Path) -> list[Candidate]:
             raise KubeconfigError("no contexts: is it a kubeconfig?")
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KubeconfigError) as exc:
         # Stands for every cluster of this file: they are kept while it cannot be read.
-        return [Candidate(key=f"{path.name}#*", name="", problem=f"{path.name}: {exc}")]
+        return [
+            Candidate(key=f"{path.name}#*", name="", problem=f"{path.name}: {_unreadable(exc)}")
+        ]
     out = []
     for context in contexts:
         candidate = Candidate(key=f"{path.name}#{context}", name="")
@@ -274,6 +276,19 @@ def _kubeconfig_file_candidates(path: Path) -> list[Candidate]:
             candidate.problem = f"{path.name}, context {context!r}: {exc}"
         out.append(candidate)
     return out
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why a kubeconfig file cannot be used, in Warden's words: a YAML or decoding error quotes
+    the file (the line may hold a token), so only its line is named."""
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        return "not valid YAML" + (f" at line {mark.line + 1}" if mark is not None else "")
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start})"
+    if isinstance(exc, OSError):
+        return f"cannot be read ({exc.strerror or exc.__class__.__name__})"
+    return str(exc)  # KubeconfigError: Warden's own message, naming the part to fix
 
 
 # --- a discovery run --------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Endpoints for machines (probes, Prometheus) and the middleware that measures every request.
 
 `/healthz` (liveness: the process answers), `/readyz` (readiness: the database and the broker
-answer; the body says which does not) and `/metrics` (Prometheus; a bearer token when
-METRICS_TOKEN is set) are answered by `ProbeMiddleware`, before Django checks the Host header
+answer; to the metrics token the body says which does not) and `/metrics` (Prometheus; the bearer
+token METRICS_TOKEN) are answered by `ProbeMiddleware`, before Django checks the Host header
 (CommonMiddleware) and exempt from the HTTPS redirect: kubelet and Prometheus call pods by IP over
 plain HTTP. They write nothing and render no URL, so the Host header does not matter to them.
 Their responses still carry the request id and the security headers of every response.
@@ -30,27 +30,37 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
+def _has_metrics_token(request: HttpRequest) -> bool:
+    """The request carries METRICS_TOKEN (always true when none is set: local use only, since
+    production settings require one)."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        return True
+    offered = request.headers.get("Authorization", "")
+    return hmac.compare_digest(offered.encode(), f"Bearer {token}".encode())
+
+
 def readyz(request: HttpRequest) -> HttpResponse:
-    """Readiness: 200 when the database and the broker answer, else 503 naming what is down."""
+    """Readiness: 200 when the database and the broker answer, else 503; what is down and why
+    only to the metrics token (kubelet needs the status, not the error text)."""
     from access import health
 
     checks = {"database": health.check_database(), "broker": health.check_broker()}
     down = [name for name, check in checks.items() if not check["ok"]]
-    body = {"ok": not down, "down": down, "checks": checks}
     if down:
         logger.warning("not ready: %s down", ", ".join(down), extra={"checks": checks})
+    body: dict[str, object] = {"ok": not down}
+    if _has_metrics_token(request):
+        body.update(down=down, checks=checks)
     return JsonResponse(body, status=503 if down else 200)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus text exposition; 401 without the bearer token when METRICS_TOKEN is set."""
-    token = settings.METRICS_TOKEN
-    if token:
-        offered = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
-            response = HttpResponse("metrics need the bearer token\n", status=401)
-            response["WWW-Authenticate"] = 'Bearer realm="warden-metrics"'
-            return response
+    """Prometheus text exposition; 401 without the bearer token METRICS_TOKEN."""
+    if not _has_metrics_token(request):
+        response = HttpResponse("metrics need the bearer token\n", status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="warden-metrics"'
+        return response
     return HttpResponse(
         metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8"
     )

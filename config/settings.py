@@ -491,10 +491,18 @@ LOGGING: dict[str, Any] = logging_config(
 )
 
 # --- Metrics ----------------------------------------------------------------------------------
-# /metrics (Prometheus text format); with METRICS_TOKEN set, scrapers must send it as a bearer
-# token. Gunicorn workers and Celery prefork children write their samples to files under
-# PROMETHEUS_MULTIPROC_DIR (read by prometheus_client itself), which /metrics adds up.
+# /metrics (Prometheus text format): scrapers send METRICS_TOKEN as a bearer token, and only they
+# see /readyz's details. Required when DEBUG is off (the metrics name clusters, teams and queue
+# lengths); local use may leave it empty, which opens both. Gunicorn workers and Celery prefork
+# children write their samples to files under PROMETHEUS_MULTIPROC_DIR (read by
+# prometheus_client itself), which /metrics adds up.
 METRICS_TOKEN = _secret("METRICS_TOKEN", default="") or ""
+if not METRICS_TOKEN and not DEBUG:
+    raise ImproperlyConfigured(
+        "METRICS_TOKEN (or METRICS_TOKEN_FILE) must be set when DEBUG is off: the bearer token "
+        "Prometheus sends to /metrics (and that shows /readyz's details). Make one with: "
+        'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    )
 # A Celery worker serves its own metrics (task counts and durations, reconciles) on this port;
 # 0 = off.
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)

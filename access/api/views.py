@@ -22,6 +22,7 @@ from access.api import serializers as s
 from access.choices import Decision
 from access.models import (
     AccessRequest,
+    ApiToken,
     ApprovalPolicy,
     AuditEvent,
     Membership,
@@ -670,12 +671,19 @@ class ApiTokenViewSet(
     @extend_schema(
         request=s.ApiTokenCreateSerializer,
         responses={201: s.NewApiTokenSerializer},
-        description="A new token for me; its secret is in this answer and never again.",
+        description=(
+            "A new token for me; its secret is in this answer and never again. Asked with an "
+            "API token, the new one ends no later than that token (see `expires_at`)."
+        ),
     )
     def create(self, request: Request) -> Response:
         data = _valid(s.ApiTokenCreateSerializer, request)
         token, secret = tokens.create_api_token(
-            owner=request.user, name=data["name"], days=data["days"], actor=request.user
+            owner=request.user,
+            name=data["name"],
+            days=data["days"],
+            actor=request.user,
+            made_with=request.auth if isinstance(request.auth, ApiToken) else None,
         )
         body = s.ApiTokenSerializer(token).data
         return Response({**body, "token": secret}, status=status.HTTP_201_CREATED)

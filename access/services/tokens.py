@@ -38,9 +38,19 @@ def token_facts(token: ApiToken) -> dict[str, Any]:
 
 
 def create_api_token(
-    *, owner: Any, name: str, days: int = DEFAULT_DAYS, actor: Any = None
+    *,
+    owner: Any,
+    name: str,
+    days: int = DEFAULT_DAYS,
+    actor: Any = None,
+    made_with: ApiToken | None = None,
 ) -> tuple[ApiToken, str]:
-    """A new token for `owner`; returns it and the only copy of its secret text."""
+    """A new token for `owner`; returns it and the only copy of its secret text.
+
+    `made_with`: the API token the request came with. A token made with a token ends no later
+    than that one, so a stolen short-lived token cannot be turned into a year's access; only a
+    logged-in session (or an operator's command) makes a token of any allowed length.
+    """
     name = name.strip()
     if not name:
         raise ValidationError("Name the token after what will use it (e.g. ci-deploy, laptop).")
@@ -55,15 +65,25 @@ def create_api_token(
         raise ValidationError(f"{owner.get_username()} has left the directory: no token for them.")
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
+    expires_at = timezone.now() + timedelta(days=days)
+    facts: dict[str, Any] = {}
+    if made_with is not None:
+        expires_at = min(expires_at, made_with.expires_at)
+        facts["made_with"] = made_with.key_id
     with transaction.atomic():
         token = ApiToken.objects.create(
             owner=owner,
             name=name,
             key_id=key_id,
             secret_hash=_digest(secret),
-            expires_at=timezone.now() + timedelta(days=days),
+            expires_at=expires_at,
         )
-        audit.record("api_token.created", actor=actor or owner, obj=token, after=token_facts(token))
+        audit.record(
+            "api_token.created",
+            actor=actor or owner,
+            obj=token,
+            after={**token_facts(token), **facts},
+        )
     return token, f"{PREFIX}{key_id}_{secret}"
 
 
