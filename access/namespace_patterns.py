@@ -94,7 +94,7 @@ def _step(patterns: tuple[tuple[Token, ...], ...], state: _State, letter: str) -
         if pos >= len(patterns[k]):
             continue
         token = patterns[k][pos]
-        if token is STAR:
+        if token is None:  # STAR
             moved.add((k, pos))
         elif letter in token:
             moved.add((k, pos + 1))

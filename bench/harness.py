@@ -68,6 +68,8 @@ def fleet(
     os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/warden")
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
     os.environ.update(DEBUG="1", WARDEN_VAR_DIR=str(work), DJANGO_SETTINGS_MODULE="config.settings")
+    # kubesim serves plain HTTP here (TLS would be measured too): allowed for local testing only.
+    os.environ.update(WARDEN_ALLOW_HTTP_API_URLS="1")
     children: list[subprocess.Popen[bytes]] = []
     try:
         import django

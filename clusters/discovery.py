@@ -29,7 +29,7 @@ from django.utils.text import slugify
 
 from access import audit
 from access.choices import Environment, Tier
-from clusters import k8s, services
+from clusters import k8s, outbound, services
 from clusters.choices import ClusterState, DiscoveryKind, DiscoveryStatus, DiscoveryTrigger
 from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.kubeconfig import ClusterAccess, KubeconfigError, parse_kubeconfig
@@ -548,6 +548,15 @@ def save_source(source: DiscoverySource, *, token: str = "", actor: Any = None) 
             raise ValidationError(
                 "A Cluster API source needs the management cluster's API URL and a token"
             )
+        if previous is not None and previous.token:
+            # The stored token goes only where it was given for.
+            pem = services.normal_pem
+            services.require_token_for_new_address(
+                (previous.api_url, pem(previous.ca_bundle)),
+                (source.api_url, pem(source.ca_bundle)),
+                token,
+            )
+        outbound.check_api_url(source.api_url, what="The management cluster's API URL")
         new_credentials = previous is None or (
             (previous.api_url, previous.ca_bundle, previous.token, previous.namespace)
             != (source.api_url, source.ca_bundle, source.token, source.namespace)

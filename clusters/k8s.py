@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +26,7 @@ import urllib3
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
+from clusters import outbound
 from config import logconfig
 
 logger = logging.getLogger(__name__)
@@ -100,6 +102,8 @@ class KubeClient:
         self.api = ApiClient(_configuration(endpoint))
         # Named in the clusters' audit logs: which Warden process (pod, pid) made a call.
         self.api.user_agent = user_agent()
+        # http:// or a metadata address: no call is made, whatever the record says.
+        self.refused = outbound.refusal(endpoint.api_url, what="The API server URL")
 
     # --- the generic call -------------------------------------------------------------------
 
@@ -132,6 +136,8 @@ class KubeClient:
     def _once(
         self, method: str, path: str, query: Mapping[str, Any] | None, body: Any, content_type: str
     ) -> dict[str, Any]:
+        if self.refused:
+            raise Unreachable(0, "Refused", self.refused)
         self.calls += 1
         _thread_calls.n = calls_in_this_thread() + 1
         query_params = [(k, v) for k, v in (query or {}).items() if v not in (None, "")]
@@ -352,14 +358,18 @@ def _configuration(endpoint: Endpoint) -> Configuration:
 
 
 def _error_from(status: int, reason: str, data: bytes, retry_after: str | None) -> KubeError:
-    message = data.decode("utf-8", errors="replace")[:500]
+    """The error of a non-2xx answer: the API server's own Status message when it sent one,
+    else the status code and a fixed text. Nothing else of the body is ever repeated (a URL
+    pointed at some other server must not turn Warden into a way of reading it)."""
+    reason = _phrase(status)
+    message = f"the server answered HTTP {status} without a Kubernetes Status"
     try:
         parsed = json.loads(data)
-        if isinstance(parsed, dict) and parsed.get("message"):
-            message = str(parsed["message"])
-            reason = str(parsed.get("reason") or reason)
     except ValueError:
-        pass
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("kind") == "Status" and parsed.get("message"):
+        message = str(parsed["message"])[:1000]
+        reason = str(parsed.get("reason") or reason)[:100]
     delay: float | None = None
     if retry_after:
         try:
@@ -367,6 +377,13 @@ def _error_from(status: int, reason: str, data: bytes, retry_after: str | None) 
         except ValueError:
             delay = None
     return KubeError(status, reason, message, delay)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _connection_message(endpoint: Endpoint, exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from access import audit
 from access.models import Grant, Membership, Person, Role, RoleDefinition, Team
-from clusters import crypto, k8s, locks
+from clusters import crypto, k8s, locks, outbound
 from clusters.choices import AccountState, ClusterState, ReconcileStatus, ReconcileTrigger
 from clusters.compiler import (
     ClusterSpec,
@@ -631,6 +631,7 @@ def register_cluster(
         cluster.missing_since = None
     # Cheap validation first, so a bad name or URL is named before any network call.
     cluster.full_clean(validate_unique=False)
+    outbound.check_api_url(api_url)
     if check:
         problems = check_access(Endpoint(api_url=api_url, token=token, ca_pem=ca_bundle))
         if problems:
@@ -670,19 +671,23 @@ def update_cluster(
 ) -> bool:
     """Change a cluster's metadata or credentials; True when something changed.
 
-    New credentials (API URL, CA or token; an empty token keeps the current one) are checked
-    like a registration before anything is saved. A change queues a reconcile of the cluster.
+    New credentials (API URL, CA or token) are checked like a registration before anything is
+    saved; an empty token keeps the current one only while the URL and the CA stay the same, so
+    the stored token never goes to an address it was not given for. A change queues a
+    reconcile of the cluster.
     """
     if cluster.state == ClusterState.RETIRED:
         raise ValidationError(f"Cluster {cluster.name} is retired; it can no longer be changed")
-    new_token = token or str(cluster.token)
     ca_bundle = normal_pem(ca_bundle)
     if ca_bundle == normal_pem(cluster.ca_bundle):
         ca_bundle = cluster.ca_bundle  # the same CA, however it was written when stored
+    require_token_for_new_address((cluster.api_url, cluster.ca_bundle), (api_url, ca_bundle), token)
+    new_token = token or str(cluster.token)
     new_credentials = (
         api_url != cluster.api_url or ca_bundle != cluster.ca_bundle or new_token != cluster.token
     )
     if new_credentials:
+        outbound.check_api_url(api_url)
         problems = check_access(Endpoint(api_url=api_url, token=new_token, ca_pem=ca_bundle))
         if problems:
             raise ValidationError(problems)
@@ -706,6 +711,21 @@ def update_cluster(
         _queue_on_commit(current.pk, ReconcileTrigger.CHANGE)
     cluster.refresh_from_db()
     return True
+
+
+def require_token_for_new_address(
+    stored: tuple[str, str], wanted: tuple[str, str], token: str
+) -> None:
+    """A new API URL or CA (stored and wanted: (url, CA)) needs the token given again: the
+    stored token is only ever sent where it was given for (an operator could otherwise send
+    the prod token to a host of their own)."""
+    if token or stored == wanted:
+        return
+    what = "API URL" if stored[0] != wanted[0] else "CA bundle"
+    raise ValidationError(
+        f"A new {what} needs the token again: paste Warden's token for the cluster at the new "
+        "address (the stored token is never sent anywhere else)."
+    )
 
 
 def check_connection(cluster: Cluster) -> list[str]:

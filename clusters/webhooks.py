@@ -3,7 +3,8 @@
 The body is signed with HMAC-SHA256 over "<timestamp>.<body>" with a key shared with the
 receiver, sent as `X-Warden-Signature: t=<timestamp>,v1=<hex>`; a receiver recomputes it, and
 refuses old timestamps to stop replays. Redirects are not followed (a POST carrying a token must
-go where it was configured to go), and error messages never include the body.
+go where it was configured to go), link-local and metadata addresses are refused
+(clusters/outbound.py), and error messages never include the body or the reason phrase.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Mapping
+
+from clusters import outbound
 
 SIGNATURE_HEADER = "X-Warden-Signature"
 DELIVERY_HEADER = "X-Warden-Delivery"
@@ -58,8 +61,9 @@ def post_signed(
     timeout_s: float = TIMEOUT_S,
 ) -> int:
     """POST the body signed with `key`; returns the 2xx status or raises WebhookError."""
-    if not url.startswith("https://"):
-        raise WebhookError("the webhook URL must be https:// (tokens never travel in clear)")
+    problem = outbound.refusal(url, what="the webhook URL", http_ok=False)
+    if problem:
+        raise WebhookError(problem)
     context = ssl.create_default_context(cadata=ca_pem or None)
     request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - https only
     request.add_header("Content-Type", "application/json")
@@ -74,7 +78,8 @@ def post_signed(
         with opener.open(request, timeout=timeout_s) as response:
             status = int(response.status)
     except urllib.error.HTTPError as exc:
-        raise WebhookError(f"the receiver answered {exc.code} {exc.reason}") from None
+        # The code only: the reason phrase and the body are the receiver's to choose.
+        raise WebhookError(f"the receiver answered {exc.code}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise WebhookError(f"the receiver at {url} is unreachable: {reason}") from None

@@ -7,6 +7,7 @@ production setting stops start-up with ImproperlyConfigured naming the variable 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +325,33 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": crontab(hour=REVIEW_REMINDER_HOUR, minute=0),
     },
 }
+
+# --- Outbound connections (clusters/outbound.py) -------------------------------------------
+# API URLs of clusters and discovery sources are https:// only: Warden's token goes with every
+# request. http:// is for local testing against a plain kubesim, never with DEBUG off.
+WARDEN_ALLOW_HTTP_API_URLS = env.bool("WARDEN_ALLOW_HTTP_API_URLS", default=False)
+if WARDEN_ALLOW_HTTP_API_URLS and not DEBUG:
+    raise ImproperlyConfigured(
+        "WARDEN_ALLOW_HTTP_API_URLS is for local testing only (it sends cluster tokens in "
+        "clear): unset it, or set DEBUG=1 on a machine of your own"
+    )
+# Cluster, discovery and webhook URLs may not reach these address ranges (link-local and cloud
+# metadata services, where a request from Warden's pod could read the node's credentials)...
+WARDEN_BLOCKED_NETWORKS = env.list(
+    "WARDEN_BLOCKED_NETWORKS",
+    default=["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32"],
+)
+# ...except these (e.g. a cluster really reached over a link-local address).
+WARDEN_ALLOWED_NETWORKS = env.list("WARDEN_ALLOWED_NETWORKS", default=[])
+for _setting_name in ("WARDEN_BLOCKED_NETWORKS", "WARDEN_ALLOWED_NETWORKS"):
+    for _value in globals()[_setting_name]:
+        try:
+            ipaddress.ip_network(_value.strip(), strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{_setting_name}: {_value!r} is not an address range such as 169.254.0.0/16 "
+                f"({exc})"
+            ) from exc
 
 # --- Directory (LDAP / Active Directory) ------------------------------------------------------
 # LDAP_SCHEMA picks the attribute names (openldap or ad); every name can be overridden.

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from access import audit
 from access.models import Role, Team
+from clusters import outbound
 from clusters.choices import (
     AccountState,
     ClusterState,
@@ -211,6 +212,7 @@ def add_delivery_target(
     elif kind == DeliveryKind.WEBHOOK:
         if not url.startswith("https://"):
             raise ValidationError("A webhook URL must start with https:// (tokens travel in it).")
+        outbound.check_webhook_url(url)
         if len(signing_key) < 32:
             raise ValidationError(
                 "The signing key must be at least 32 characters (HMAC-SHA256 shared with the "

@@ -13,7 +13,6 @@ import pytest
 from access.models import AccessRequest, Approval, Grant, Role
 from access.namespace_patterns import is_subset, outside, overlap
 from access.services import requests
-from tests.api.conftest import api  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 WHY = "Debugging the team namespaces for INC-1501"
@@ -47,7 +46,7 @@ def assert_still_pending(req):
         (["payments"], "payment?"),
     ],
 )
-def test_an_approver_cannot_widen_a_pattern_through_the_api(api, company, fleet, asked, widened):  # noqa: F811
+def test_an_approver_cannot_widen_a_pattern_through_the_api(api, company, fleet, asked, widened):
     req = ask(company, asked)
 
     answer = api("judy").post(
@@ -70,7 +69,7 @@ def test_an_approver_cannot_widen_a_pattern_on_the_request_page(client, company,
     assert_still_pending(req)
 
 
-def test_a_true_narrowing_of_a_pattern_is_accepted(api, company, fleet):  # noqa: F811
+def test_a_true_narrowing_of_a_pattern_is_accepted(api, company, fleet):
     req = ask(company, ["team-?", "payments"])
 
     answer = api("judy").post(
