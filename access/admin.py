@@ -208,13 +208,22 @@ class ApprovalPolicyAdminForm(forms.ModelForm):
             "default_duration",
             "break_glass_allowed",
             "break_glass_duration",
+            "break_glass_teams",
+            "break_glass_roles",
         ]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        values = {k: v for k, v in cleaned.items() if k != "approver_teams"}
+        many = ("approver_teams", "break_glass_teams", "break_glass_roles")
+        values = {k: v for k, v in cleaned.items() if k not in many}
         try:
-            policies.check_policy(ApprovalPolicy(**values))
+            policy = ApprovalPolicy(**values)
+            policies.check_policy(policy)
+            policies.check_break_glass(
+                policy,
+                cleaned.get("break_glass_teams") or [],
+                cleaned.get("break_glass_roles") or [],
+            )
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():
                 self.add_error(field if field in self.fields else None, messages)
@@ -239,7 +248,7 @@ class ApprovalPolicyAdmin(admin.ModelAdmin):
         "break_glass_allowed",
     ]
     list_filter = ["environment", "tier", "break_glass_allowed"]
-    filter_horizontal = ["approver_teams"]
+    filter_horizontal = ["approver_teams", "break_glass_teams", "break_glass_roles"]
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         with transaction.atomic():

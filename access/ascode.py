@@ -77,6 +77,8 @@ POLICY_KEYS = (
     "default_duration",
     "break_glass_allowed",
     "break_glass_duration",
+    "break_glass_teams",
+    "break_glass_roles",
 )
 GRANT_KEYS = (
     "team",
@@ -289,7 +291,9 @@ def current() -> Declared:
             )
             key: tuple[Any, ...] = (role.name, d.environment, d.tier)
             state.definitions[key] = Item("definition", key, values)
-    policies = ApprovalPolicy.objects.select_related("role").prefetch_related("approver_teams")
+    policies = ApprovalPolicy.objects.select_related("role").prefetch_related(
+        "approver_teams", "break_glass_teams", "break_glass_roles"
+    )
     for p in policies:
         data = {
             "name": p.name,
@@ -306,6 +310,8 @@ def current() -> Declared:
             "break_glass_duration": durations.format(p.break_glass_duration)
             if p.break_glass_duration
             else "",
+            "break_glass_teams": sorted(t.name for t in p.break_glass_teams.all()),
+            "break_glass_roles": sorted(r.name for r in p.break_glass_roles.all()),
         }
         key = (p.environment, p.tier, data["role"])
         state.policies[key] = Item("policy", key, data, pk=p.pk)
@@ -405,6 +411,8 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "self_approval_forbidden": True,
     "break_glass_allowed": False,
     "break_glass_duration": "",
+    "break_glass_teams": [],
+    "break_glass_roles": [],
 }
 GRANT_DEFAULTS: dict[str, Any] = {
     "team": "",
@@ -746,6 +754,8 @@ def _load_policy(check: _Checker, state: Declared, entry: Any, roles: set[str]) 
         "default_duration": check.duration(entry, "default_duration", where, required=True),
         "break_glass_allowed": check.flag(entry, "break_glass_allowed", where, False),
         "break_glass_duration": check.duration(entry, "break_glass_duration", where, False),
+        "break_glass_teams": check.names(entry, "break_glass_teams", where),
+        "break_glass_roles": check.names(entry, "break_glass_roles", where),
     }
     if data["environment"] and data["environment"] not in Environment.values:
         check.at(check.line_of(entry, "environment"), where, f"use {', '.join(Environment.values)}")
@@ -754,6 +764,10 @@ def _load_policy(check: _Checker, state: Declared, entry: Any, roles: set[str]) 
     if data["role"] and data["role"] not in roles:
         check.at(check.line_of(entry, "role"), where, f"no role named {data['role']!r}")
     _teams_exist(check, entry, where, data["approver_teams"], "approver_teams")
+    _teams_exist(check, entry, where, data["break_glass_teams"], "break_glass_teams")
+    for name in data["break_glass_roles"]:
+        if name not in roles:
+            check.at(check.line_of(entry, "break_glass_roles"), where, f"no role named {name!r}")
     key = (data["environment"], data["tier"], data["role"])
     if key in state.policies:
         check.at(entry.line, where, "another policy covers the same environment, tier and role")
@@ -1292,6 +1306,10 @@ def _apply_policy(change: Change, actor: Any, reason: str) -> None:
         default_duration=durations.parse(data["default_duration"]),
         break_glass_allowed=data["break_glass_allowed"],
         break_glass_duration=durations.parse(glass) if glass else None,
+        break_glass_teams=list(
+            Team.objects.filter(is_active=True, name__in=data["break_glass_teams"])
+        ),
+        break_glass_roles=list(Role.objects.filter(name__in=data["break_glass_roles"])),
         actor=actor,
         reason=reason,
     )

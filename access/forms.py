@@ -431,6 +431,16 @@ class DurationTextField(forms.CharField):
         return parse_duration(super().to_python(value) or "")
 
 
+def _teams_named(names: list[str]) -> list[Team]:
+    teams: dict[str, Team] = {}
+    for team in Team.objects.filter(name__in=names).order_by("-is_active", "pk"):
+        teams.setdefault(team.name, team)  # an active team of that name first
+    unknown = [n for n in names if n not in teams]
+    if unknown:
+        raise forms.ValidationError(f"No team named {', '.join(unknown)} in the directory.")
+    return [teams[n] for n in dict.fromkeys(names)]
+
+
 class PolicyForm(forms.Form):
     """An approval policy as an operator edits it. The rules are the service's."""
 
@@ -469,6 +479,16 @@ class PolicyForm(forms.Form):
     break_glass_duration = DurationTextField(
         required=False, label="Break-glass duration", help_text="e.g. 1h"
     )
+    break_glass_teams = ScopeField(
+        required=False,
+        label="Who may break glass",
+        help_text="Directory team names, commas or spaces; their members alone may break glass.",
+    )
+    break_glass_roles = ScopeField(
+        required=False,
+        label="Roles break-glass may give",
+        help_text="Role names, commas or spaces (e.g. operator).",
+    )
     reason = forms.CharField(
         max_length=500, help_text="Why this change: it goes into the audit trail."
     )
@@ -490,17 +510,27 @@ class PolicyForm(forms.Form):
             "max_duration": duration_text(policy.max_duration),
             "break_glass_allowed": policy.break_glass_allowed,
             "break_glass_duration": duration_text(policy.break_glass_duration),
+            "break_glass_teams": " ".join(
+                sorted(policy.break_glass_teams.values_list("name", flat=True))
+            ),
+            "break_glass_roles": " ".join(
+                sorted(policy.break_glass_roles.values_list("name", flat=True))
+            ),
         }
 
     def clean_approver_teams(self) -> list[Team]:
-        names = self.cleaned_data.get("approver_teams") or []
-        teams: dict[str, Team] = {}
-        for team in Team.objects.filter(name__in=names).order_by("-is_active", "pk"):
-            teams.setdefault(team.name, team)  # an active team of that name first
-        unknown = [n for n in names if n not in teams]
+        return _teams_named(self.cleaned_data.get("approver_teams") or [])
+
+    def clean_break_glass_teams(self) -> list[Team]:
+        return _teams_named(self.cleaned_data.get("break_glass_teams") or [])
+
+    def clean_break_glass_roles(self) -> list[Role]:
+        names = self.cleaned_data.get("break_glass_roles") or []
+        roles = {r.name: r for r in Role.objects.filter(name__in=names)}
+        unknown = [n for n in names if n not in roles]
         if unknown:
-            raise forms.ValidationError(f"No team named {', '.join(unknown)} in the directory.")
-        return [teams[n] for n in dict.fromkeys(names)]
+            raise forms.ValidationError(f"No role named {', '.join(unknown)}.")
+        return [roles[n] for n in dict.fromkeys(names)]
 
     def apply_to(self, policy: Any) -> Any:
         """Copy the typed values onto `policy` (not saved)."""

@@ -418,9 +418,14 @@ class ApprovalPolicy(models.Model):
     self_approval_forbidden = models.BooleanField(default=True)
     max_duration = models.DurationField()
     default_duration = models.DurationField()
-    # Immediate, short access in an emergency; loudly audited and reviewed afterwards.
+    # Immediate, short access in an emergency; loudly audited and reviewed afterwards. Off
+    # unless turned on here, and then only for members of these teams, for these roles.
     break_glass_allowed = models.BooleanField(default=False)
     break_glass_duration = models.DurationField(null=True, blank=True)
+    break_glass_teams = models.ManyToManyField(Team, blank=True, related_name="may_break_glass")
+    break_glass_roles = models.ManyToManyField(
+        Role, blank=True, related_name="break_glass_policies"
+    )
 
     class Meta:
         ordering = ["environment", "tier", "name"]

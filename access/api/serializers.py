@@ -163,6 +163,20 @@ class ApprovalPolicySerializer(serializers.ModelSerializer):
     max_duration = HumanDurationField()
     default_duration = HumanDurationField()
     break_glass_duration = HumanDurationField(allow_null=True, required=False)
+    break_glass_teams = NameField(
+        slug_field="name",
+        many=True,
+        queryset=Team.objects.filter(is_active=True),
+        required=False,
+        help_text="Only members of these teams may break glass (required when it is allowed).",
+    )
+    break_glass_roles = NameField(
+        slug_field="name",
+        many=True,
+        queryset=Role.objects.all(),
+        required=False,
+        help_text="The roles break-glass may give (required when it is allowed).",
+    )
     reason = serializers.CharField(write_only=True, required=False, default="", allow_blank=True)
 
     class Meta:
@@ -181,6 +195,8 @@ class ApprovalPolicySerializer(serializers.ModelSerializer):
             "default_duration",
             "break_glass_allowed",
             "break_glass_duration",
+            "break_glass_teams",
+            "break_glass_roles",
             "reason",
         ]
         # Uniqueness is the service's to check (and to say in words).

@@ -273,7 +273,7 @@ class ApprovalPolicyViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[ApprovalPolicy]:
         return (
             ApprovalPolicy.objects.select_related("role")
-            .prefetch_related("approver_teams")
+            .prefetch_related("approver_teams", "break_glass_teams", "break_glass_roles")
             .order_by("environment", "tier", "name", "id")
         )
 
@@ -296,6 +296,8 @@ class ApprovalPolicyViewSet(viewsets.ModelViewSet):
             "default_duration": current.default_duration,
             "break_glass_allowed": current.break_glass_allowed,
             "break_glass_duration": current.break_glass_duration,
+            "break_glass_teams": list(current.break_glass_teams.all()),
+            "break_glass_roles": list(current.break_glass_roles.all()),
             **serializer.validated_data,
         }
         serializer.instance = catalogue.save_policy(current, actor=self.request.user, **data)

@@ -14,7 +14,8 @@ DEFAULTS = [
     ("Development", "dev", None, 1, 30 * DAY, 7 * DAY, None),
     ("Development, viewer: granted at once", "dev", "viewer", 0, 90 * DAY, 30 * DAY, None),
     ("Staging", "staging", None, 1, 14 * DAY, 3 * DAY, None),
-    ("Production", "prod", None, 2, DAY, 4 * HOUR, HOUR),
+    # Break-glass is off everywhere: an operator turns it on naming teams and roles (0011).
+    ("Production", "prod", None, 2, DAY, 4 * HOUR, None),
 ]
 
 

@@ -66,6 +66,8 @@ def save_policy(
     self_approval_forbidden: bool = True,
     break_glass_allowed: bool = False,
     break_glass_duration: timedelta | None = None,
+    break_glass_teams: Iterable[Team] = (),
+    break_glass_roles: Iterable[Role] = (),
     actor: Any = None,
     reason: str = "",
 ) -> ApprovalPolicy:
@@ -79,7 +81,14 @@ def save_policy(
     policy.max_duration, policy.default_duration = max_duration, default_duration
     policy.break_glass_allowed = break_glass_allowed
     policy.break_glass_duration = break_glass_duration
-    return policies.save_policy(policy, approver_teams=approver_teams, actor=actor, reason=reason)
+    return policies.save_policy(
+        policy,
+        approver_teams=approver_teams,
+        break_glass_teams=break_glass_teams,
+        break_glass_roles=break_glass_roles,
+        actor=actor,
+        reason=reason,
+    )
 
 
 delete_policy = policies.delete_policy

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from access import audit
-from access.models import ApprovalPolicy, Team
+from access.models import ApprovalPolicy, Role, Team
 
 # The facts of a policy an audit event records (approver teams are added by name).
 POLICY_FIELDS = (
@@ -37,10 +37,17 @@ MAX_APPROVALS = 5
 
 
 def policy_facts(policy: ApprovalPolicy) -> dict[str, Any]:
-    """What a policy is, for the audit trail: its fields and its approver teams by name."""
+    """What a policy is, for the audit trail: its fields, and its teams and roles by name."""
     facts = {name: getattr(policy, name) for name in POLICY_FIELDS}
+    saved = bool(policy.pk)
     facts["approver_teams"] = (
-        sorted(policy.approver_teams.values_list("name", flat=True)) if policy.pk else []
+        sorted(policy.approver_teams.values_list("name", flat=True)) if saved else []
+    )
+    facts["break_glass_teams"] = (
+        sorted(policy.break_glass_teams.values_list("name", flat=True)) if saved else []
+    )
+    facts["break_glass_roles"] = (
+        sorted(policy.break_glass_roles.values_list("name", flat=True)) if saved else []
     )
     return facts
 
@@ -73,6 +80,28 @@ def check_policy(policy: ApprovalPolicy) -> None:
         raise ValidationError(problems)
 
 
+def check_break_glass(policy: ApprovalPolicy, teams: Iterable[Team], roles: Iterable[Role]) -> None:
+    """Break-glass, when allowed, names who may break glass (teams) and for which roles; the
+    teams are in the directory, and a policy for one role names that role."""
+    if not policy.break_glass_allowed:
+        return
+    teams, roles = list(teams), list(roles)
+    problems: dict[str, list[str]] = {}
+    if not teams:
+        problems["break_glass_teams"] = ["Name the teams whose members may break glass."]
+    inactive = sorted(t.name for t in teams if not t.is_active)
+    if inactive:
+        problems["break_glass_teams"] = [f"No longer in the directory: {', '.join(inactive)}."]
+    if not roles:
+        problems["break_glass_roles"] = ["Name the roles break-glass may give."]
+    elif policy.role_id and any(r.pk != policy.role_id for r in roles):
+        problems["break_glass_roles"] = [
+            "This policy governs one role only: break-glass can give no other."
+        ]
+    if problems:
+        raise ValidationError(problems)
+
+
 def record_policy_saved(
     policy: ApprovalPolicy, *, before: dict[str, Any] | None, actor: Any, reason: str = ""
 ) -> None:
@@ -93,9 +122,16 @@ def save_policy(
     approver_teams: Iterable[Team],
     actor: Any,
     reason: str = "",
+    break_glass_teams: Iterable[Team] = (),
+    break_glass_roles: Iterable[Role] = (),
 ) -> ApprovalPolicy:
-    """Create or change a policy (the unsaved field values on `policy`) and its approver teams."""
+    """Create or change a policy (the unsaved field values on `policy`), its approver teams and
+    who may break glass under it for which roles (cleared when break-glass is off)."""
     check_policy(policy)
+    glass_teams, glass_roles = list(break_glass_teams), list(break_glass_roles)
+    check_break_glass(policy, glass_teams, glass_roles)
+    if not policy.break_glass_allowed:
+        glass_teams, glass_roles = [], []
     teams = list(approver_teams)
     inactive = sorted(t.name for t in teams if not t.is_active)
     if inactive:
@@ -117,6 +153,8 @@ def save_policy(
         except IntegrityError:
             raise ValidationError(_taken(policy)) from None
         policy.approver_teams.set(teams)
+        policy.break_glass_teams.set(glass_teams)
+        policy.break_glass_roles.set(glass_roles)
         after = policy_facts(policy)
         if before != after:
             record_policy_saved(policy, before=before, actor=actor, reason=reason)

@@ -83,8 +83,10 @@ class Preview:
     max_duration: timedelta | None = None
     default_duration: timedelta | None = None
     duration: timedelta | None = None
+    # For this requester, this role, on every cluster of the scope; else why not.
     break_glass_allowed: bool = False
     break_glass_duration: timedelta | None = None
+    break_glass_refusal: str = ""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -142,13 +144,13 @@ def preview_request(
         preview.problems.append(
             f"{role.display_name} is granted in namespaces: name the namespaces you need."
         )
-    _apply_policy(preview, role)
+    _apply_policy(preview, role, person)
     if preview.policy is None:
         return preview
     limit = preview.break_glass_duration if break_glass else preview.max_duration
     preview.duration = duration or (limit if break_glass else preview.default_duration)
     if break_glass and not preview.break_glass_allowed:
-        preview.problems.append("Break-glass access is not allowed on every cluster of this scope.")
+        preview.problems.append(preview.break_glass_refusal)
     if preview.duration is not None and preview.duration <= timedelta(0):
         preview.problems.append("The duration must be positive.")
     elif preview.duration and limit and preview.duration > limit:
@@ -196,10 +198,38 @@ def reach_of(
 
 
 def _policies() -> list[ApprovalPolicy]:
-    return list(ApprovalPolicy.objects.prefetch_related("approver_teams").order_by("pk"))
+    return list(
+        ApprovalPolicy.objects.prefetch_related(
+            "approver_teams", "break_glass_teams", "break_glass_roles"
+        ).order_by("pk")
+    )
 
 
-def _apply_policy(preview: Preview, role: Role) -> None:
+def break_glass_refusal(policy: ApprovalPolicy, person: Person, role: Role) -> str:
+    """Why this person may not break glass for this role under this policy ("" if they may):
+    it must be allowed there, for this role, and they must be in one of its break-glass teams."""
+    where = f"the policy “{policy.name}”"
+    if not policy.break_glass_allowed:
+        return f"Break-glass access is not allowed under {where}."
+    roles = sorted(r.name for r in policy.break_glass_roles.all())
+    if role.name not in roles:
+        return (
+            f"Break-glass access is not allowed for {role.name} under {where} (only for "
+            f"{', '.join(roles) or 'no role'})."
+        )
+    teams = {t.pk: t.name for t in policy.break_glass_teams.all() if t.is_active}
+    member = Membership.objects.filter(
+        person=person, team_id__in=list(teams), team__is_active=True
+    ).exists()
+    if not member:
+        return (
+            f"Break-glass access is not allowed for you under {where}: only members of "
+            f"{', '.join(sorted(teams.values())) or 'no team'} may break glass there."
+        )
+    return ""
+
+
+def _apply_policy(preview: Preview, role: Role, person: Person) -> None:
     """The strictest of the policies governing the clusters this request reaches."""
     policies = _policies()
     governing = []
@@ -221,7 +251,10 @@ def _apply_policy(preview: Preview, role: Role) -> None:
     preview.self_approval_forbidden = any(p.self_approval_forbidden for p in governing)
     preview.max_duration = min(p.max_duration for p in governing)
     preview.default_duration = min(min(p.default_duration for p in governing), preview.max_duration)
-    preview.break_glass_allowed = all(p.break_glass_allowed for p in governing)
+    distinct = {p.pk: p for p in governing}.values()
+    refusals = [why for p in distinct if (why := break_glass_refusal(p, person, role))]
+    preview.break_glass_allowed = not refusals
+    preview.break_glass_refusal = refusals[0] if refusals else ""
     if preview.break_glass_allowed:
         preview.break_glass_duration = min(
             p.break_glass_duration or timedelta(hours=1) for p in governing

@@ -24,7 +24,7 @@ def policy_list(request: HttpRequest) -> HttpResponse:
     require_operator(request.user)
     all_policies = (
         ApprovalPolicy.objects.select_related("role")
-        .prefetch_related("approver_teams")
+        .prefetch_related("approver_teams", "break_glass_teams", "break_glass_roles")
         .order_by("environment", "tier", "role__rank", "name")
     )
     page = Paginator(all_policies, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -55,6 +55,8 @@ def _edit(request: HttpRequest, policy: ApprovalPolicy, operator: object) -> Htt
                 saved = policies.save_policy(
                     form.apply_to(policy),
                     approver_teams=form.cleaned_data["approver_teams"],
+                    break_glass_teams=form.cleaned_data["break_glass_teams"],
+                    break_glass_roles=form.cleaned_data["break_glass_roles"],
                     actor=operator,
                     reason=form.cleaned_data["reason"],
                 )

@@ -31,6 +31,8 @@ def test_changing_an_approval_policy_in_the_admin_is_audited(operator_client, co
         "default_duration": "04:00:00",
         "break_glass_allowed": "on",
         "break_glass_duration": "01:00:00",
+        "break_glass_teams": [company.teams["approvers"].pk],
+        "break_glass_roles": [Role.objects.get(name="developer").pk],
     }
 
     response = operator_client.post(f"/admin/access/approvalpolicy/{policy.pk}/change/", data)
@@ -40,6 +42,8 @@ def test_changing_an_approval_policy_in_the_admin_is_audited(operator_client, co
     assert event.actor_name == "olivia"
     assert (event.before["approvals_required"], event.after["approvals_required"]) == (2, 3)
     assert event.after["approver_teams"] == ["approvers"]
+    assert event.after["break_glass_teams"] == ["approvers"]
+    assert event.after["break_glass_roles"] == ["developer"]
 
 
 def test_grants_cannot_be_changed_in_the_admin(operator_client, company):

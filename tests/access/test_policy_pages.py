@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from access.models import ApprovalPolicy, AuditEvent, Role
-from access.services import requests
+from access.services import policies, requests
 
 pytestmark = pytest.mark.django_db
 WHY = "Rolling out the payments fix for INC-77"
@@ -36,6 +36,8 @@ def form(policy=None, **overrides):
         "max_duration": "1d",
         "break_glass_allowed": "on",
         "break_glass_duration": "1h",
+        "break_glass_teams": "approvers",
+        "break_glass_roles": "developer",
         "reason": "SOX audit finding 12",
     }
     data.update(overrides)
@@ -43,12 +45,22 @@ def form(policy=None, **overrides):
 
 
 def test_an_operator_sees_every_policy_in_plain_words(client, company):
+    policy = production(company)
+    policy.break_glass_allowed, policy.break_glass_duration = True, timedelta(hours=1)
+    policies.save_policy(
+        policy,
+        approver_teams=[company.teams["approvers"]],
+        break_glass_teams=[company.teams["approvers"]],
+        break_glass_roles=[Role.objects.get(name="developer")],
+        actor=company.olivia,
+    )
+
     page = as_user(client, company.olivia).get("/policies/").content.decode()
 
     assert "Production" in page and "Development, viewer: granted at once" in page
     assert "granted at once" in page
     assert "usually 4 hours, at most 1 day" in page
-    assert "allowed, 1 hour" in page
+    assert "1 hour, for developer, by approvers" in page
 
 
 def test_changing_a_policy_is_audited_and_governs_new_requests(client, company, fleet):
@@ -107,6 +119,8 @@ def test_a_new_role_specific_policy_wins_over_the_environment_one(client, compan
         ({"default_duration": "2d"}, "The usual duration cannot be longer than the longest one."),
         ({"break_glass_duration": ""}, "Say how long break-glass access lasts."),
         ({"break_glass_duration": "3d"}, "Break-glass access cannot outlast the longest one."),
+        ({"break_glass_teams": ""}, "Name the teams whose members may break glass."),
+        ({"break_glass_roles": ""}, "Name the roles break-glass may give."),
         ({"approvals_required": "9"}, "Between 0 (granted at once) and 5."),
         ({"approver_teams": "approvers nobody"}, "No team named nobody in the directory."),
         ({"max_duration": "soon"}, "Write a duration such as 90m, 4h or 3d."),

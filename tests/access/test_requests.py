@@ -14,7 +14,7 @@ from django.utils import timezone
 from access import audit
 from access.choices import RequestState
 from access.models import AccessRequest, ApprovalPolicy, AuditEvent, Grant, Person, Role
-from access.services import expire_grants, requests, sync_directory
+from access.services import expire_grants, policies, requests, sync_directory
 
 pytestmark = pytest.mark.django_db
 
@@ -314,9 +314,23 @@ def test_viewer_on_dev_is_granted_at_once(company, fleet):
     assert "request.auto_approved" in actions()
 
 
+def payments_may_break_glass_on_prod(company):
+    """Break-glass is off as shipped: an operator names who may break glass, for what."""
+    policy = ApprovalPolicy.objects.get(environment="prod", tier="", role=None)
+    policy.break_glass_allowed, policy.break_glass_duration = True, timedelta(hours=1)
+    policies.save_policy(
+        policy,
+        approver_teams=policy.approver_teams.all(),
+        break_glass_teams=[company.teams["payments"]],
+        break_glass_roles=[role("developer")],
+        actor=company.olivia,
+    )
+
+
 def test_break_glass_is_immediate_short_loud_and_reviewed_after(
     company, fleet, caplog, django_capture_on_commit_callbacks
 ):
+    payments_may_break_glass_on_prod(company)
     with django_capture_on_commit_callbacks(execute=True):
         req = ask(company, environments=["prod"], break_glass=True)
 
