@@ -58,7 +58,7 @@ def _worker_metrics(**kwargs: Any) -> None:
 
     metrics.reset_multiprocess_dir()
     if settings.WORKER_METRICS_PORT:
-        metrics.serve_worker_metrics(settings.WORKER_METRICS_PORT)
+        metrics.serve_worker_metrics(settings.WORKER_METRICS_PORT, settings.METRICS_TOKEN)
 
 
 @signals.worker_process_shutdown.connect

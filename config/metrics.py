@@ -26,13 +26,17 @@ A provider that fails (database down) is left out of that scrape and counted in
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import shutil
+import socketserver
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from wsgiref import simple_server
 
 from prometheus_client import (
     REGISTRY,
@@ -231,10 +235,35 @@ def celery_queue() -> Iterator[Metric]:
     yield length
 
 
-def serve_worker_metrics(port: int) -> Any:
-    """A Celery worker's own /metrics on `port` (its process samples; state comes from web)."""
-    from prometheus_client import start_http_server
+def serve_worker_metrics(port: int, token: str = "") -> Any:
+    """A Celery worker's own /metrics on `port` (its process samples; state comes from web),
+    wanting the bearer `token` as the web's /metrics does (METRICS_TOKEN; none: local use)."""
+    from prometheus_client import make_wsgi_app
 
-    server, _thread = start_http_server(port, registry=process_registry())
+    exposition = make_wsgi_app(process_registry())
+    expected = f"Bearer {token}".encode()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        offered = str(environ.get("HTTP_AUTHORIZATION", "")).encode()
+        if token and not hmac.compare_digest(offered, expected):
+            start_response(
+                "401 Unauthorized",
+                [
+                    ("Content-Type", "text/plain"),
+                    ("WWW-Authenticate", 'Bearer realm="warden-metrics"'),
+                ],
+            )
+            return [b"metrics need the bearer token\n"]
+        return exposition(environ, start_response)  # type: ignore[no-any-return]
+
+    class Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+        daemon_threads = True
+
+    class Quiet(simple_server.WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = simple_server.make_server("", port, app, Server, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     logger.info("worker metrics on port %s", port)
     return server

@@ -1,6 +1,7 @@
 """Issue 15, item 14: metrics, readiness, discovery errors and API tokens leak nothing.
 
-- Production settings (DEBUG off) refuse to start without METRICS_TOKEN; /metrics wants it.
+- Production settings (DEBUG off) refuse to start without METRICS_TOKEN; /metrics (and a
+  worker's own /metrics) wants it.
 - /readyz tells anyone whether the pod is ready, and the details only to the metrics token.
 - A kubeconfig in a discovery folder that is not valid YAML is reported by file and line,
   never by quoting the line (which may hold a token).
@@ -10,6 +11,9 @@
 from __future__ import annotations
 
 import runpy
+import socket
+import urllib.error
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from access.services import tokens
 from clusters import discovery
 from clusters.choices import DiscoveryTrigger
 from clusters.models import DiscoveryRun, DiscoverySource
+from config import metrics
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +65,24 @@ def test_metrics_want_the_token(client, settings):
     assert client.get("/metrics").status_code == 401
     answer = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}")
     assert answer.status_code == 200
+
+
+def test_a_workers_own_metrics_want_the_token_too():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = metrics.serve_worker_metrics(port, METRICS_TOKEN)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refused.value.code == 401
 
 
 def test_readyz_shows_details_only_to_the_metrics_token(client, settings):
