@@ -62,7 +62,7 @@ def fleet(
     threads, on a test database created for the run and an emptied broker database; yields
     kubesim's URL and the pids of kubesim and the workers. Everything is gone afterwards.
 
-    Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL; defaults: those `make services` starts).
+    Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL; default: `make services`).
     """
     work = Path(tempfile.mkdtemp(prefix=f"warden-bench-{name}-"))
     os.environ.setdefault("DATABASE_URL", "postgres://warden:warden@127.0.0.1:5432/warden")
