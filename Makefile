@@ -9,7 +9,7 @@ APT_PACKAGES := slapd ldap-utils libldap2-dev libsasl2-dev chromium fonts-dejavu
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup system-packages venv run test lint typecheck check clean
+.PHONY: setup system-packages venv services run test lint typecheck check clean
 
 setup: system-packages venv
 
@@ -32,10 +32,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# PostgreSQL and Redis on loopback, installed and started when missing, as CI runs the suite:
+#   make services
+#   DATABASE_URL=postgres://warden:warden@127.0.0.1:5432/warden \
+#   CELERY_BROKER_URL=redis://127.0.0.1:6379/0 make test
+# `make run` and `make test` need neither (SQLite, an in-process or file broker).
+services:
+	@bash tools/services.sh
+
 # The demo: a local slapd with demo people, kubesim with dev/staging/prod clusters, the web app on
 # http://$(HOST):$(PORT), a Celery worker and beat, all on embedded defaults (SQLite, a file broker).
+# config.demo_settings: production's settings, with a secret key and encryption key kept in var/.
 run: setup
-	$(PY) manage.py rundemo --host $(HOST) --port $(PORT)
+	DJANGO_SETTINGS_MODULE=config.demo_settings $(PY) manage.py rundemo --host $(HOST) --port $(PORT)
 
 test: setup
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)

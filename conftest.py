@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.kubesim",
     "tests.fixtures.company",
     "tests.fixtures.browser",
+    "tests.fixtures.leftovers",
 ]

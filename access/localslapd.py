@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,8 +152,11 @@ access to *
         if result.returncode != 0:
             raise SlapdError(f"slapadd failed: {result.stderr.decode(errors='replace')[-2000:]}")
 
-    def start(self, timeout: float = 15.0) -> str:
-        """Start slapd on a free loopback port; returns its URI once it answers."""
+    def start(self, timeout: float = 15.0, preexec_fn: Callable[[], None] | None = None) -> str:
+        """Start slapd on a free loopback port; returns its URI once it answers.
+
+        preexec_fn runs in the child before slapd (the demo's die-with-parent).
+        """
         self.port = self.port or free_port()
         urls = self.uri
         if self.tls:
@@ -162,6 +166,7 @@ access to *
             [SLAPD, "-d", "0", "-h", urls, "-f", str(self.conf_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            preexec_fn=preexec_fn,  # only the single-threaded demo passes one
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

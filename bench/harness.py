@@ -62,10 +62,10 @@ def fleet(
     threads, on a test database created for the run and an emptied broker database; yields
     kubesim's URL and the pids of kubesim and the workers. Everything is gone afterwards.
 
-    Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL; defaults: the local ones).
+    Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL; default: `make services`).
     """
     work = Path(tempfile.mkdtemp(prefix=f"warden-bench-{name}-"))
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/warden")
+    os.environ.setdefault("DATABASE_URL", "postgres://warden:warden@127.0.0.1:5432/warden")
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
     os.environ.update(DEBUG="1", WARDEN_VAR_DIR=str(work), DJANGO_SETTINGS_MODULE="config.settings")
     # kubesim serves plain HTTP here (TLS would be measured too): allowed for local testing only.

@@ -8,7 +8,7 @@ PostgreSQL) do the work. Measured:
   noop_s              the same with nothing to change (API calls per cluster: kubesim's counters)
   change_visible_s    a new grant reaching 50 clusters -> in force on all 50
   leaver_revoked_s    a person removed from a team in slapd -> sync -> gone on every cluster
-Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL; defaults: the local ones).
+Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL; default: `make services`).
 Runs alone: `.venv/bin/python bench/reconcile_fleet.py [--clusters 1000]`; the last line is JSON.
 """
 

@@ -11,7 +11,7 @@ fanned out by the same beat task production runs. Measured:
   cpu_ms_per_rotation CPU the workers and kubesim spent per rotation (what a shared machine's
                       wall time hides); also split into kubesim's and the workers', and the
                       CPU of the PostgreSQL backends serving the workers
-Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL; defaults: the local ones).
+Needs PostgreSQL and Redis (DATABASE_URL, CELERY_BROKER_URL; default: `make services`).
 Runs alone: `.venv/bin/python bench/rotation.py [--accounts 10000 --clusters 500]`; the last
 line is JSON.
 """

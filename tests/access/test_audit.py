@@ -11,6 +11,7 @@ from django.db import DatabaseError, connection, transaction
 
 from access import audit
 from access.models import AuditEvent
+from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -197,8 +198,7 @@ def test_a_batch_whose_change_is_rolled_back_leaves_no_event_and_no_gap():
 
 @pytest.mark.django_db(transaction=True)
 def test_batches_and_single_events_written_at_once_form_one_unbroken_chain():
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent writers need PostgreSQL's row locks (CI runs it)")
+    needs_postgresql("concurrent writers need PostgreSQL's row locks (CI runs it)")
     start = threading.Barrier(4)
 
     def write(batched: bool) -> None:

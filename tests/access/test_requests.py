@@ -15,6 +15,7 @@ from access import audit
 from access.choices import RequestState
 from access.models import AccessRequest, ApprovalPolicy, AuditEvent, Grant, Person, Role
 from access.services import expire_grants, policies, requests, sync_directory
+from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -266,8 +267,7 @@ def test_a_cancelled_request_cannot_be_approved(company, fleet):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_approvers_racing_on_prod_are_counted_once_each(company, fleet):
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent writers need PostgreSQL's row locks (CI runs it)")
+    needs_postgresql("concurrent writers need PostgreSQL's row locks (CI runs it)")
     req = ask(company, environments=["prod"])
     barrier = threading.Barrier(3)
     errors = []

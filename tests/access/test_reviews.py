@@ -24,6 +24,7 @@ from access import reviews, services
 from access.choices import CampaignState, GrantSource, ReviewDecision
 from access.models import AuditEvent, Grant, Person, ReviewCampaign, ReviewItem, Role, Team
 from access.tasks import send_review_reminders_task
+from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -475,8 +476,7 @@ def test_a_person_cannot_keep_their_own_access(company, django_user_model):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_decisions_at_once_count_once(company):
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent writers need PostgreSQL's row locks (CI runs it)")
+    needs_postgresql("concurrent writers need PostgreSQL's row locks (CI runs it)")
     campaign = start(company)
     item = item_for(campaign, company.grants["alice"])
     barrier = threading.Barrier(2)

@@ -13,13 +13,13 @@ from django.db import connection
 
 from access.models import Grant
 from clusters import locks, services
+from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
 
 
 def postgres_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("advisory locks are PostgreSQL's (CI runs it)")
+    needs_postgresql("advisory locks are PostgreSQL's (CI runs it)")
 
 
 def test_a_cluster_held_by_another_worker_is_skipped_then_reconciled_when_it_dies(

@@ -16,6 +16,7 @@ from clusters import services
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import MANAGED_BY_LABEL
 from clusters.models import ReconcileRun
+from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -209,8 +210,7 @@ def test_throttling_and_server_errors_are_retried(make_cluster, catalogue, peopl
 
 @pytest.mark.django_db(transaction=True)
 def test_two_reconciles_at_once_write_each_object_once(make_cluster, catalogue, people, rbac):
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent writers need PostgreSQL's row locks (CI runs it)")
+    needs_postgresql("concurrent writers need PostgreSQL's row locks (CI runs it)")
     cluster, sim = make_cluster()
     for ns in ("default",):
         Grant.objects.create(person=people["alice"], role=catalogue["developer"], namespaces=[ns])
@@ -328,8 +328,7 @@ def test_a_reconcile_that_writes_is_audited(make_cluster, catalogue, people):
 def test_two_reconciles_at_once_after_a_revoke_lose_no_delete(
     make_cluster, catalogue, people, rbac
 ):
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent writers need PostgreSQL (CI runs it)")
+    needs_postgresql("concurrent writers need PostgreSQL (CI runs it)")
     cluster, sim = make_cluster()
     grant = Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
     kept = Grant.objects.create(

@@ -17,6 +17,7 @@ from clusters import serviceaccounts
 from clusters.choices import GenerationState, RotationStatus
 from clusters.models import ManagedServiceAccount, RotationRun
 from tests.clusters.sa_helpers import active, authenticated_as, declare, delivered_token
+from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -191,8 +192,7 @@ def test_a_retired_account_in_a_batch_is_revoked_while_the_others_rotate(make_cl
 
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_that_outlasts_its_lease_keeps_renewing_it(make_cluster, people, settings):
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent readers need PostgreSQL (CI runs it)")
+    needs_postgresql("concurrent readers need PostgreSQL (CI runs it)")
     # given: a two-second lease, and a slow cluster: the batch takes longer than that
     settings.SERVICE_ACCOUNT_LEASE_SECONDS = 2
     accounts = fleet(make_cluster, people["payments"], per_cluster=4, clusters=1)

@@ -19,6 +19,7 @@ from tests.clusters.sa_helpers import (
     declare,
     delivered_token,
 )
+from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
 SUBJECT = "system:serviceaccount:default:deployer"
@@ -213,8 +214,7 @@ def test_two_requests_before_the_worker_runs_make_one_generation(
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_rotation_requests_produce_one_generation(make_cluster, people):
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent writers need PostgreSQL's row locks (CI runs it)")
+    needs_postgresql("concurrent writers need PostgreSQL's row locks (CI runs it)")
     cluster, sim = make_cluster()
     account = declare(cluster, people["payments"], consumer=(cluster, "default", "deployer-token"))
     serviceaccounts.rotate_account(account.pk)

@@ -17,6 +17,7 @@ from access.models import Grant
 from clusters import locks, services
 from clusters.choices import ReconcileTrigger
 from clusters.tasks import reconcile_cluster_task
+from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -87,8 +88,7 @@ def test_a_shared_read_drops_grants_that_expired_since(
 
 
 def test_a_change_that_finds_its_cluster_busy_goes_again_later(make_cluster, catalogue, people):
-    if connection.vendor != "postgresql":
-        pytest.skip("advisory locks are PostgreSQL's (CI runs it)")
+    needs_postgresql("advisory locks are PostgreSQL's (CI runs it)")
     cluster, _sim = make_cluster()
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)

@@ -23,6 +23,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
+from tests.fixtures.services import needs_postgresql
+
 APPS = ("access", "clusters")
 # The migrations written before this policy; every later one is checked.
 BASELINE = {
@@ -130,8 +132,7 @@ def test_the_rules_let_through_what_a_live_table_bears():
 
 @pytest.mark.django_db
 def test_migrations_after_the_baseline_hold_no_long_lock_on_existing_tables():
-    if connection.vendor != "postgresql":
-        pytest.skip("the policy is about PostgreSQL's locks (DATABASE_URL=postgres://..., as CI)")
+    needs_postgresql("the policy is about PostgreSQL's locks (DATABASE_URL=postgres://..., as CI)")
     loader = MigrationLoader(connection, ignore_no_migrations=True)
     ours = sorted(key for key in loader.disk_migrations if key[0] in APPS)
     assert set(ours) >= BASELINE

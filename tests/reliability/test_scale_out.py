@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -33,6 +32,7 @@ from access.choices import RoleScope
 from access.models import Grant, Person, Role, RoleDefinition, Team
 from clusters.models import Cluster, ReconcileRun
 from tests.clusters.conftest import official_client
+from tests.fixtures.services import needs_postgresql, needs_redis
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,13 +41,6 @@ NAMESPACES = ("ns-001", "ns-002", "ns-003")
 LATENCY_MS = 60
 THREADS = 4
 VISIBILITY_TIMEOUT_S = 8  # a dead worker's tasks return to the queue this soon
-
-
-def require_real_components() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://...), as CI sets it")
-    if not settings.CELERY_BROKER_URL.startswith("redis://"):
-        pytest.skip("needs the Redis broker (CELERY_BROKER_URL=redis://...), as CI sets it")
 
 
 def control(base: str, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
@@ -195,7 +188,8 @@ def start_worker(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 def test_a_fleet_reconcile_survives_a_worker_killed_mid_run(tmp_path):
-    require_real_components()
+    needs_postgresql("two workers in their own processes share the database")
+    needs_redis("two workers in their own processes share the queue")
     from celery import current_app
 
     from clusters.tasks import reconcile_fleet_task
@@ -276,12 +270,38 @@ def test_a_fleet_reconcile_survives_a_worker_killed_mid_run(tmp_path):
                 .distinct()
             )
 
-        wait_for(lambda: len(done()) >= CLUSTERS // 4, 60, "a quarter of the fleet")
+        ids = dict(Cluster.objects.values_list("name", "pk"))
         victim = workers[0]
-        os.killpg(victim.pid, signal.SIGKILL)  # the whole worker, mid-run
+        victim_pid = f"pid {victim.pid}"
+
+        def victim_in_flight() -> str | None:
+            """A cluster the victim has a request in flight on (kubesim's end is 0 until done)."""
+            for name in sims:
+                log = control(base, "GET", f"/_kubesim/clusters/{name}/requests")["requests"]
+                if any(victim_pid in r["agent"] and not r["end"] for r in log):
+                    return name
+            return None
+
+        # The kill must land inside a reconcile, not between two: find the victim with a request
+        # in flight, freeze it (SIGSTOP: it can finish nothing more), and confirm that cluster's
+        # reconcile is still unrecorded; if it slipped through meanwhile, thaw and look again.
+        deadline, mid_run = time.monotonic() + 60, None
+        while mid_run is None:
+            assert time.monotonic() < deadline, "the victim never had a reconcile under way"
+            candidate = victim_in_flight()
+            if candidate is None:
+                time.sleep(0.05)
+                continue
+            os.killpg(victim.pid, signal.SIGSTOP)
+            killed_at, killed_epoch = timezone.now(), time.time()
+            if ids[candidate] not in done():
+                mid_run = candidate
+            else:
+                os.killpg(victim.pid, signal.SIGCONT)
+        os.killpg(victim.pid, signal.SIGKILL)  # the whole worker, mid-reconcile of mid_run
         victim.wait(timeout=10)
-        killed_at, killed_epoch = timezone.now(), time.time()
         done_at_kill = done()
+        assert ids[mid_run] not in done_at_kill
         assert len(done_at_kill) < CLUSTERS, "the kill came too late to interrupt anything"
 
         wait_for(lambda: len(done()) == CLUSTERS, 90, "every cluster reconciled after the kill")
@@ -298,7 +318,6 @@ def test_a_fleet_reconcile_survives_a_worker_killed_mid_run(tmp_path):
             assert held_objects(sim_cluster) == expected_objects(), name
 
         # --- no cluster was ever worked on by two workers at once --------------------------------
-        victim_pid = f"pid {victim.pid}"
         interrupted = []
         for name in sims:
             log = control(base, "GET", f"/_kubesim/clusters/{name}/requests")
@@ -321,7 +340,7 @@ def test_a_fleet_reconcile_survives_a_worker_killed_mid_run(tmp_path):
             )
             for (_, finished), (next_start, _) in itertools.pairwise(runs):
                 assert next_start >= finished, f"{name}: runs overlap"
-            cluster_id = Cluster.objects.get(name=name).pk
+            cluster_id = ids[name]
             touched_by_victim = any(victim_pid in r["agent"] for r in log["requests"])
             if touched_by_victim and cluster_id not in done_at_kill:
                 interrupted.append(name)
@@ -331,7 +350,7 @@ def test_a_fleet_reconcile_survives_a_worker_killed_mid_run(tmp_path):
                 ).latest("finished_at")
                 assert last.finished_at > killed_at
         # the kill did cut reconciles short, and their clusters were still reconciled
-        assert interrupted, "the killed worker had no reconcile under way"
+        assert mid_run in interrupted, interrupted
 
         # the survivor counted the tasks it ran, on its own metrics port
         succeeded = [

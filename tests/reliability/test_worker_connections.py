@@ -15,6 +15,7 @@ from django.db import connection
 
 from clusters.choices import ReconcileTrigger
 from clusters.tasks import reconcile_cluster_task
+from tests.fixtures.services import needs_postgresql, needs_redis
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -31,8 +32,8 @@ def database_sessions() -> int:
 
 
 def test_a_worker_thread_keeps_its_database_connection_between_tasks(tmp_path):
-    if connection.vendor != "postgresql" or not os.environ.get("CELERY_BROKER_URL"):
-        pytest.skip("needs PostgreSQL and a broker (DATABASE_URL, CELERY_BROKER_URL), as CI sets")
+    needs_postgresql("PostgreSQL sessions are counted")
+    needs_redis("a real worker takes the tasks")
     from celery import current_app
 
     queue = f"warden-connections-{uuid.uuid4().hex[:8]}"

@@ -45,9 +45,15 @@ PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent() -> None:
-    """In a child, before exec: get SIGTERM when rundemo dies, even by SIGKILL (Linux)."""
+    """In a child, before exec: be killed when rundemo dies, even by SIGKILL (Linux).
+
+    SIGKILL, not SIGTERM: a rundemo that stops normally stops its children gracefully itself;
+    one that was killed had no chance to, and a child shutting down gracefully (beat saving its
+    schedule, the worker finishing tasks) would race the next run for the SQLite write lock and
+    outlive it by the busy timeout. Tasks are acknowledged late, so a killed one runs again.
+    """
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def stop_stale_slapd(workdir: Path) -> None:
@@ -148,7 +154,7 @@ class Command(BaseCommand):
         try:
             slapd.configure()
             slapd.load(demo.demo_ldif())
-            uri = slapd.start()
+            uri = slapd.start(preexec_fn=die_with_parent)
         except SlapdError as exc:
             raise CommandError(f"The demo directory could not start: {exc}") from exc
         env = demo.environment(uri)
@@ -212,7 +218,8 @@ class Command(BaseCommand):
     def _start_children(
         self, env: dict[str, str], host: str, port: int
     ) -> list[subprocess.Popen[bytes]]:
-        child_env = {**os.environ, **env, "DEBUG": "1", "WARDEN_VAR_DIR": str(settings.VAR_DIR)}
+        # The children read the same settings module (DJANGO_SETTINGS_MODULE is inherited).
+        child_env = {**os.environ, **env, "WARDEN_VAR_DIR": str(settings.VAR_DIR)}
         python = sys.executable
         commands = [
             [
@@ -224,6 +231,9 @@ class Command(BaseCommand):
                 "worker",
                 "--loglevel",
                 "WARNING",
+                # Threads, as in production: no pool processes that could outlive the worker.
+                "--pool",
+                "threads",
                 "--concurrency",
                 "2",
             ],
