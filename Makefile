@@ -42,7 +42,8 @@ services:
 
 # The demo: a local slapd with demo people, kubesim with dev/staging/prod clusters, the web app on
 # http://$(HOST):$(PORT), a Celery worker and beat, all on embedded defaults (SQLite, a file broker).
-# config.demo_settings: production's settings, with a secret key and encryption key kept in var/.
+# config.demo_settings: production's settings, with a secret key, encryption key and metrics token
+# kept in var/.
 run: setup
 	DJANGO_SETTINGS_MODULE=config.demo_settings $(PY) manage.py rundemo --host $(HOST) --port $(PORT)
 
