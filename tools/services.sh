@@ -78,8 +78,8 @@ redis() {
     mkdir -p "$VAR/redis"
     say "starting Redis on 127.0.0.1:$REDIS_PORT (data and log in $VAR/redis)"
     # A broker for tests: nothing to keep across restarts.
-    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$VAR/redis" \
-      --pidfile "$VAR/redis/redis.pid" --logfile "$VAR/redis/redis.log" \
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$VAR/redis" --dbfilename "dump-$REDIS_PORT.rdb" \
+      --pidfile "$VAR/redis/redis-$REDIS_PORT.pid" --logfile "$VAR/redis/redis-$REDIS_PORT.log" \
       --save "" --appendonly no
   fi
   wait_until 30 Redis sh -c "redis-cli -h 127.0.0.1 -p $REDIS_PORT ping | grep -q PONG"
