@@ -6,12 +6,14 @@ and queues the reconciles and rotations it implies once it commits.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -74,8 +76,22 @@ def snapshot(account: ManagedServiceAccount) -> dict[str, Any]:
     }
 
 
+def protected_namespaces_named(namespace: str, namespaces: Iterable[str]) -> list[str]:
+    """The protected namespaces (SERVICE_ACCOUNT_PROTECTED_NAMESPACES) an account would live in
+    or reach: its own namespace, and every name or pattern its roles apply in."""
+    protected = sorted(set(settings.SERVICE_ACCOUNT_PROTECTED_NAMESPACES))
+    named = [namespace, *namespaces]
+    return [p for p in protected if any(fnmatch.fnmatchcase(p, n) for n in named)]
+
+
 def _validate(data: AccountInput) -> None:
     problems = []
+    protected = protected_namespaces_named(data.namespace, data.namespaces)
+    if protected:
+        problems.append(
+            f"{', '.join(protected)} belong to the cluster or to Warden: a service account "
+            "cannot live or be given roles there (SERVICE_ACCOUNT_PROTECTED_NAMESPACES)."
+        )
     if not data.clusters and not data.cluster_selector:
         problems.append(
             "Name the clusters, or give a label selector: an account never reaches "
