@@ -264,7 +264,8 @@ def _reached_clusters_of(accounts: list[ManagedServiceAccount]) -> dict[int, lis
 
 def _rotate_claimed(attempts: list[_Attempt], actor: Any, force: bool) -> dict[int, RotationRun]:
     retired = [a for a in attempts if a.account.state == AccountState.RETIRED]
-    active = [a for a in attempts if a.account.state != AccountState.RETIRED]
+    # A pending account (waiting for approval) gets no token.
+    active = [a for a in attempts if a.account.state == AccountState.ACTIVE]
     now = timezone.now()
     starting = []
     for attempt in active:
