@@ -23,6 +23,7 @@ from clusters.models import Cluster, DiscoverySource, ManagedServiceAccount, Tok
 
 __all__ = [
     "accounts_visible_to",
+    "check_may_change",
     "check_may_declare",
     "get_account_for_user",
     "get_cluster_for_operator",
@@ -99,6 +100,13 @@ def check_may_declare(user: Any, team: Team, roles: Iterable[Role]) -> None:
         raise PermissionDenied(
             "Only operators may give a service account these roles: " + ", ".join(beyond)
         )
+
+
+def check_may_change(user: Any, account: ManagedServiceAccount) -> None:
+    """Changing an account, adding or removing where its tokens go, and asking for a new token
+    take the same permission as declaring it: an operator, or a member of its owner team when
+    its roles are all self-service ones."""
+    check_may_declare(user, account.owner_team, account.roles.all())
 
 
 def get_generation_to_reveal(
