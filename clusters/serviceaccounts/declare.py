@@ -16,9 +16,10 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
-from access import audit
+from access import audit, notify
 from access.choices import Environment, RequestState, Tier
 from access.models import Role, Team
 from access.permissions import person_of
@@ -34,7 +35,7 @@ from clusters.models import (
     DeliveryTarget,
     ManagedServiceAccount,
 )
-from clusters.permissions import check_may_declare
+from clusters.permissions import check_may_change, check_may_declare
 
 logger = logging.getLogger(__name__)
 
@@ -494,7 +495,11 @@ def add_delivery_target(
     ca_bundle: str = "",
     signing_key: str = "",
 ) -> DeliveryTarget:
-    """Add where new tokens go. The next rotation delivers to it ("rotate now" to get one now)."""
+    """Add where new tokens go. The next rotation delivers to it ("rotate now" to get one now).
+
+    A person needs the permission that changing the account takes; the owner team is told."""
+    if _is_user(actor):
+        check_may_change(actor, account)
     target = DeliveryTarget(account=account, kind=kind)
     if kind == DeliveryKind.SECRET:
         if cluster is None or not namespace or not secret_name:
@@ -520,11 +525,26 @@ def add_delivery_target(
             obj=account,
             after={"target": str(target), "kind": kind},
         )
+        _announce_target(account, target, actor)
     return target
+
+
+def _announce_target(account: ManagedServiceAccount, target: DeliveryTarget, actor: Any) -> None:
+    who = getattr(actor, "username", "") or "Warden"
+    link = settings.WARDEN_BASE_URL.rstrip("/") + reverse("sa-detail", args=[account.pk])
+    notify.tell_team_later(
+        account.owner_team_id,
+        f"[Warden] New tokens of service account {account} now also go to {target}",
+        f"{who} added a delivery target to service account {account}: {target}.\n"
+        "Every new token of the account will be sent there. If you did not expect this, "
+        f"remove it and rotate the account: {link}\n",
+    )
 
 
 def remove_delivery_target(target: DeliveryTarget, *, actor: Any = None) -> None:
     """Stop delivering to a target (what it already holds stays where it is)."""
+    if _is_user(actor):
+        check_may_change(actor, target.account)
     with transaction.atomic():
         account = ManagedServiceAccount.objects.select_for_update().get(pk=target.account_id)
         others = account.targets.exclude(pk=target.pk).exists()
@@ -546,7 +566,12 @@ def remove_delivery_target(target: DeliveryTarget, *, actor: Any = None) -> None
 def request_rotation(
     account: ManagedServiceAccount, *, actor: Any = None, reason: str = ""
 ) -> ManagedServiceAccount:
-    """Ask for a new generation now. Asking twice before it happens still makes one."""
+    """Ask for a new generation now. Asking twice before it happens still makes one.
+
+    A person needs the permission that changing the account takes (a new token goes to every
+    target, and is shown to the owner team)."""
+    if _is_user(actor):
+        check_may_change(actor, account)
     with transaction.atomic():
         account = ManagedServiceAccount.objects.select_for_update().get(pk=account.pk)
         if account.state != AccountState.ACTIVE:
