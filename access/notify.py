@@ -59,7 +59,10 @@ def request_url(req: AccessRequest) -> str:
 
 
 def _what(req: AccessRequest) -> str:
-    return f"{req.role.name} on {req.scope_text}"
+    what = f"{req.role.name} on {req.scope_text}"
+    if req.for_service_account:
+        what += f" for service account {req.for_service_account}"
+    return what
 
 
 def approver_emails(req: AccessRequest) -> list[str]:

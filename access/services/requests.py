@@ -328,7 +328,9 @@ def _duplicates(
             continue  # ends sooner: asking for longer is an extension, not a duplicate
         spec = _spec(grant)
         covered = all(
-            spec.reaches(by_name[r.cluster]) and _covers(spec.namespaces, r.namespaces)
+            spec.reaches(by_name[r.cluster])
+            and (spec.covers is None or place_of(by_name[r.cluster]) in spec.covers)
+            and _covers(spec.namespaces, r.namespaces)
             for r in preview.clusters
         )
         if covered:
@@ -362,6 +364,7 @@ def _spec(grant: Grant) -> GrantSpec:
         clusters=tuple(grant.clusters or ()),
         selector=tuple(sorted((grant.cluster_selector or {}).items())),
         namespaces=tuple(grant.namespaces or ()),
+        covers=None if grant.covers is None else tuple(grant.covers),
     )
 
 

@@ -102,6 +102,17 @@ def _validate(data: AccountInput) -> None:
             "Name the clusters, or give a label selector: an account never reaches "
             "the whole fleet by omission."
         )
+    known = set(
+        Cluster.objects.exclude(state=ClusterState.RETIRED)
+        .filter(name__in=data.clusters)
+        .values_list("name", flat=True)
+    )
+    unknown = sorted(set(data.clusters) - known)
+    if unknown:
+        problems.append(
+            f"No cluster is called {', '.join(unknown)}: name registered clusters (an account "
+            "never reaches a cluster that joins later under a name given in advance)."
+        )
     if data.rotation_period < MIN_LIFETIME:
         problems.append("The rotation period must be at least 10 minutes.")
     if data.grace_period < timedelta(0):

@@ -124,6 +124,10 @@ def test_a_grant_does_not_follow_its_cluster_into_an_environment_it_was_not_appr
     reasons = " ".join(run.pending.get(str(grant.pk), []))
     assert "its approval did not cover prod/tier-0" in reasons
     assert AccessRequest.objects.get().state == RequestState.ACTIVE
+    # and asking again there is not "already held": it goes to prod's two approvals
+    again = ask_over_api(api, "alice", clusters=[dev.name], duration="4h")
+    assert again.status_code == 201, again.json()
+    assert again.json()["approvals_required"] == 2
 
 
 def test_a_service_account_does_not_follow_its_cluster_into_prod_either(
