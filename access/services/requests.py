@@ -646,6 +646,12 @@ def _narrow(
 ) -> dict[str, list[Any]]:
     """Apply an approver's narrowing to the request; returns field -> [before, after]."""
     changed: dict[str, list[Any]] = {}
+    if req.for_service_account and (clusters or namespaces):
+        # The account is declared as a whole: approve it as asked, or deny with what to change.
+        raise ValidationError(
+            f"A request for service account {req.for_service_account} cannot be narrowed: "
+            "approve it as it is, or deny it saying which clusters or namespaces to drop."
+        )
     reached = {r.cluster for r in _reach(req.role, _scope_of(req)) if r.definition}
     if clusters is not None:
         chosen = sorted({c.strip() for c in clusters if c.strip()})

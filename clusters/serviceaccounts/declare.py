@@ -314,18 +314,27 @@ def _propose(
     justification = reason.strip() or data.description.strip()
     if len(justification) < 10:
         justification = f"Service account {label}, declared by {person.username}: {justification}"
-    filed = [
-        requests.submit_request(
-            requester=person,
-            role=role,
-            justification=justification,
-            actor=actor,
-            service_account=label,
-            clusters=data.clusters,
-            namespaces=data.namespaces,
-        )
-        for role in roles
-    ]
+    filed = []
+    for role in roles:
+        try:
+            filed.append(
+                requests.submit_request(
+                    requester=person,
+                    role=role,
+                    justification=justification,
+                    actor=actor,
+                    service_account=label,
+                    # Each token is access for its lifetime: the policy's longest duration
+                    # bounds it, as it bounds a person's request.
+                    duration=data.token_lifetime,
+                    clusters=data.clusters,
+                    namespaces=data.namespaces,
+                )
+            )
+        except ValidationError as exc:
+            raise ValidationError(
+                [f"{role.name} for {label}: {message}" for message in exc.messages]
+            ) from None
     account.approval_requests.set(filed)
     if all(req.state == RequestState.ACTIVE for req in filed):
         return apply_approved(account, actor)  # the policy approves at once (auto-approve)

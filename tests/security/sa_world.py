@@ -20,9 +20,10 @@ def api_body(*clusters: Any, **overrides: Any) -> dict[str, Any]:
         "owner_team": "payments",
         "roles": ["developer"],
         "clusters": [c.name for c in clusters],
-        "rotation_period": "1d",
+        # within prod's longest duration (one day): a token is access for its lifetime
+        "rotation_period": "12h",
         "grace_period": "1h",
-        "token_lifetime": "2d",
+        "token_lifetime": "20h",
         "show_to_owner": True,
     }
     data.update(overrides)
@@ -38,9 +39,9 @@ def page_form(team: Any, *clusters: Any, roles: tuple[str, ...] = ("developer",)
         "namespaces": "",
         "clusters": ", ".join(c.name for c in clusters),
         "cluster_selector": "",
-        "rotation_period": "1d",
+        "rotation_period": "12h",
         "grace_period": "1h",
-        "token_lifetime": "2d",
+        "token_lifetime": "20h",
         "show_to_owner": "on",
     }
     data.update(overrides)

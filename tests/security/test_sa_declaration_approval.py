@@ -61,6 +61,24 @@ def test_a_team_member_cannot_do_it_on_the_page_either(
     assert not TokenGeneration.objects.exists()
 
 
+def test_a_token_may_not_outlive_what_the_policy_allows_for_one_approval(
+    api, browser_as, company, make_cluster
+):
+    cluster, _sim = make_cluster(environment="prod", tier="tier-0")
+    long_lived = api_body(cluster, rotation_period="2d", token_lifetime="3d")
+
+    made = api("alice").post("/api/v1/service-accounts/", long_lived, format="json")
+    page = declare_on_page(
+        browser_as("bob"),
+        page_form(company.teams["payments"], cluster, rotation_period="2d", token_lifetime="3d"),
+    )
+
+    assert made.status_code == 400
+    assert "At most 1 day" in str(made.json()) or "At most 24 hours" in str(made.json())
+    assert page.status_code == 200 and "At most" in page.content.decode()
+    assert not ManagedServiceAccount.objects.exists()
+
+
 def test_the_declarer_cannot_approve_their_own_account_and_one_approval_is_not_two(
     api, company, make_cluster, django_capture_on_commit_callbacks
 ):
@@ -197,3 +215,21 @@ def test_a_label_selector_is_judged_by_every_place_it_could_ever_reach(
     (req,) = AccessRequest.objects.all()
     assert req.approvals_required == 2
     assert "prod/tier-0" in req.covers
+
+
+def test_an_approver_cannot_approve_less_than_the_account_will_get(
+    api, company, make_cluster, django_capture_on_commit_callbacks
+):
+    # narrowing would approve fewer namespaces than the account is then given
+    cluster, _sim = make_cluster()
+    body = api_body(cluster, namespaces=["default", "payments-*"])
+    with django_capture_on_commit_callbacks(execute=True):
+        made = api("alice").post("/api/v1/service-accounts/", body, format="json")
+    (request_id,) = made.json()["approval_requests"]
+
+    narrowed = api("judy").post(
+        f"/api/v1/requests/{request_id}/approve/", {"namespaces": ["default"]}, format="json"
+    )
+
+    assert narrowed.status_code == 400
+    assert ManagedServiceAccount.objects.get().state == AccountState.PENDING
