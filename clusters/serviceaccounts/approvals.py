@@ -21,7 +21,9 @@ from clusters.serviceaccounts import declare, legacy
 def on_request_decided(sender: Any, request: Any, actor: Any = None, **kwargs: Any) -> None:
     """Apply or drop the proposal of the account this request belongs to."""
     account = (
-        ManagedServiceAccount.objects.select_for_update().filter(approval_requests=request).first()
+        ManagedServiceAccount.objects.select_for_update(of=("self",))
+        .filter(approval_requests=request)
+        .first()
     )
     if account is None:
         return  # filed just now and not linked yet: declare._propose looks at it itself
