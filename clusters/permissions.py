@@ -1,9 +1,11 @@
 """Authorization of the machine side.
 
-The cluster registry and discovery are operators' work. Service accounts: operators may do
-everything; members of an account's owner team may see it, change it (within policy: only the
-roles SERVICE_ACCOUNT_SELF_SERVICE_ROLES lists), rotate it and see its new token once. Everyone
-else does not learn that it exists (404).
+The cluster registry and discovery are operators' work. Service accounts: members of an
+account's owner team may see it and see its new token once; operators, and members of the owner
+team while every role of the account is one SERVICE_ACCOUNT_SELF_SERVICE_ROLES lists, may change
+it, say where its tokens go and rotate it. What a declaration grants is decided by the approval
+policies (clusters.serviceaccounts.declare), for operators too. Everyone else does not learn
+that an account exists (404).
 """
 
 from __future__ import annotations

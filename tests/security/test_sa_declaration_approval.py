@@ -233,3 +233,25 @@ def test_an_approver_cannot_approve_less_than_the_account_will_get(
 
     assert narrowed.status_code == 400
     assert ManagedServiceAccount.objects.get().state == AccountState.PENDING
+
+
+def test_an_approver_decides_a_service_account_on_the_request_page(
+    api, browser_as, company, make_cluster, django_capture_on_commit_callbacks
+):
+    # given: alice's developer account on dev, waiting for one approval
+    cluster, sim = make_cluster()
+    with django_capture_on_commit_callbacks(execute=True):
+        made = api("alice").post("/api/v1/service-accounts/", api_body(cluster), format="json")
+    (request_id,) = made.json()["approval_requests"]
+    judy = browser_as("judy")
+
+    # when: judy reads the request and approves it on its page
+    page = judy.get(f"/requests/{request_id}/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        judy.post(f"/requests/{request_id}/approve", {"comment": "ok"})
+
+    # then: the page said what it was for, and the account is on its cluster
+    assert "service account <strong>default/deployer</strong>" in page
+    assert "Narrow before approving" not in page
+    assert ManagedServiceAccount.objects.get().state == AccountState.ACTIVE
+    assert service_account_on(sim) is not None
