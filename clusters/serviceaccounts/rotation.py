@@ -473,6 +473,8 @@ def _issue_missing(attempt: _Attempt) -> None:
     assert generation is not None
     for cluster in attempt.clusters():
         if cluster.name in generation.issued:
+            if cluster.name in progress.tokens and not _still_owned(attempt, cluster):
+                return  # a token an earlier attempt got is not delivered: see progress.failure
             continue
         down = attempt.batch.unreachable.get(cluster.name)
         if down:
@@ -485,6 +487,19 @@ def _issue_missing(attempt: _Attempt) -> None:
             _note_unreachable(attempt, cluster, exc)
             return
         progress.issued[cluster.name], progress.tokens[cluster.name] = record, token
+
+
+def _still_owned(attempt: _Attempt, cluster: Cluster) -> bool:
+    """A resumed generation's token from an earlier attempt is delivered only if its
+    ServiceAccount is still Warden's (and this account's) on the cluster now."""
+    client = k8s.client_for(services.endpoint_for(cluster))
+    try:
+        check_service_account_owned(client, cluster, attempt.account)
+    except (KubeError, RotationFailed) as exc:
+        attempt.progress.failure = f"checking {cluster.name}: {exc}"
+        _note_unreachable(attempt, cluster, exc)
+        return False
+    return True
 
 
 def _note_unreachable(attempt: _Attempt, cluster: Cluster, exc: Exception) -> None:

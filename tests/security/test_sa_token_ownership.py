@@ -204,3 +204,32 @@ def test_a_token_issued_before_the_fix_is_not_revealed_over_the_api(api, company
     assert answer.status_code == 410 and "stolen-token-value" not in str(answer.content)
     generation.refresh_from_db()
     assert generation.sealed_tokens == "" and not generation.reveal_pending
+
+
+def test_a_generation_left_unfinished_is_not_delivered_for_a_service_account_it_does_not_own(
+    company, make_cluster
+):
+    # given: a generation started before the fix, its token already got, not yet delivered
+    cluster, sim = make_cluster()
+    someone_elses_service_account(sim, "default", "ci-bot")
+    account = _account_over(cluster, company, "default", "ci-bot")
+    serviceaccounts.add_delivery_target(
+        account, kind="webhook", url="https://collector.example/hook", signing_key="k" * 40
+    )
+    TokenGeneration.objects.create(
+        account=account,
+        number=1,
+        state=GenerationState.PENDING,
+        trigger="declared",
+        issued={cluster.name: {"secret": "x", "uid": "u", "expires_at": "", "server": ""}},
+        sealed_tokens=json.dumps({cluster.name: "stolen-token-value"}),
+    )
+
+    # when: a worker resumes it
+    run = serviceaccounts.rotate_account(account.pk)
+
+    # then: it stops before delivering, and the generation is not put in force
+    assert run is not None and run.status == RotationStatus.FAILED
+    assert "not Warden's" in run.error
+    generation = TokenGeneration.objects.get(account=account)
+    assert generation.state == GenerationState.PENDING and generation.delivered == []
