@@ -243,9 +243,12 @@ def _save(
 
 
 def _widens_reach(account: ManagedServiceAccount, data: AccountInput) -> bool:
-    """Whether the change lets the account's roles reach more than they do now."""
+    """Whether the change lets the account's roles reach more than they do now (or for longer:
+    a longer token lifetime is checked against the policy again)."""
     if data.owner_team.pk != account.owner_team_id:
         return True  # other people would hold its tokens
+    if data.token_lifetime > account.token_lifetime:
+        return True
     old_names, new_names = set(account.clusters or ()), set(data.clusters)
     if new_names - old_names or (old_names and not new_names):
         return True

@@ -255,3 +255,26 @@ def test_an_approver_decides_a_service_account_on_the_request_page(
     assert "Narrow before approving" not in page
     assert ManagedServiceAccount.objects.get().state == AccountState.ACTIVE
     assert service_account_on(sim) is not None
+
+
+def test_a_longer_token_lifetime_is_a_widening_too(
+    api, company, make_cluster, django_capture_on_commit_callbacks
+):
+    # given: an approved viewer account on dev (granted at once)
+    cluster, _sim = make_cluster()
+    with django_capture_on_commit_callbacks(execute=True):
+        made = api("alice").post(
+            "/api/v1/service-accounts/", api_body(cluster, roles=["viewer"]), format="json"
+        )
+    pk = made.json()["id"]
+
+    # when: bob makes its tokens live a year
+    changed = api("bob").patch(
+        f"/api/v1/service-accounts/{pk}/",
+        {"rotation_period": "300d", "token_lifetime": "365d"},
+        format="json",
+    )
+
+    # then: the policy's longest duration (90 days for dev viewers) refuses it
+    assert changed.status_code == 400, changed.json()
+    assert ManagedServiceAccount.objects.get().token_lifetime.days < 1
