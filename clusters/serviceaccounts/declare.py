@@ -160,7 +160,23 @@ def declare_service_account(
             return _propose(
                 data, to_approve, actor=actor, account=account, adopted=adopted, reason=reason
             )
+        if account is not None:
+            # A declaration is decided as a whole: this one replaces any still waiting.
+            _drop_waiting(account, actor, "replaced by a change that needs no approval")
         return _save(data, actor=actor, account=account, adopted=adopted, reason=reason)
+
+
+def _drop_waiting(account: ManagedServiceAccount, actor: Any, why: str) -> None:
+    if not account.approval_requests.exists() and account.pending_change is None:
+        return
+    _withdraw(account, actor, why)
+    if account.pending_change is not None:
+        proposed = account.pending_change
+        account.pending_change = None
+        account.save(update_fields=["pending_change", "updated_at"])
+        audit.record(
+            "serviceaccount.change_withdrawn", actor=actor, obj=account, before=proposed, reason=why
+        )
 
 
 def _check_changeable(account: ManagedServiceAccount, data: AccountInput) -> None:

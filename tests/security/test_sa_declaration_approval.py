@@ -278,3 +278,32 @@ def test_a_longer_token_lifetime_is_a_widening_too(
     # then: the policy's longest duration (90 days for dev viewers) refuses it
     assert changed.status_code == 400, changed.json()
     assert ManagedServiceAccount.objects.get().token_lifetime.days < 1
+
+
+def test_a_waiting_change_is_withdrawn_when_a_newer_one_replaces_it(
+    api, company, make_cluster, django_capture_on_commit_callbacks
+):
+    # given: a viewer account on dev, and bob's waiting change that adds developer
+    cluster, _sim = make_cluster()
+    with django_capture_on_commit_callbacks(execute=True):
+        pk = (
+            api("alice")
+            .post("/api/v1/service-accounts/", api_body(cluster, roles=["viewer"]), format="json")
+            .json()["id"]
+        )
+        api("bob").patch(
+            f"/api/v1/service-accounts/{pk}/", {"roles": ["viewer", "developer"]}, format="json"
+        )
+    (waiting,) = AccessRequest.objects.filter(state=RequestState.PENDING)
+
+    # when: alice changes only its description (no approval needed)
+    with django_capture_on_commit_callbacks(execute=True):
+        api("alice").patch(
+            f"/api/v1/service-accounts/{pk}/", {"description": "ci deployer"}, format="json"
+        )
+
+    # then: the older proposal cannot be approved later to undo her change
+    waiting.refresh_from_db()
+    assert waiting.state == RequestState.CANCELLED
+    account = ManagedServiceAccount.objects.get()
+    assert account.pending_change is None and account.description == "ci deployer"
