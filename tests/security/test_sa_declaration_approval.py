@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.messages import get_messages
+from django.urls import reverse
+from kubernetes import client as k8s_client
 
 from access.choices import RequestState
-from access.models import AccessRequest, AuditEvent
-from clusters.choices import AccountState
-from clusters.models import ManagedServiceAccount, TokenGeneration
+from access.models import AccessRequest, AuditEvent, Role
+from clusters import serviceaccounts
+from clusters.choices import AccountState, GenerationState
+from clusters.models import LegacyToken, ManagedServiceAccount, TokenGeneration
 from tests.security.sa_world import (
     api_body,
     bindings_naming,
@@ -307,3 +310,63 @@ def test_a_waiting_change_is_withdrawn_when_a_newer_one_replaces_it(
     assert waiting.state == RequestState.CANCELLED
     account = ManagedServiceAccount.objects.get()
     assert account.pending_change is None and account.description == "ci deployer"
+
+
+def test_an_operators_legacy_migration_waits_for_approval_before_taking_anything_over(
+    api, browser_as, company, make_cluster, rbac, django_capture_on_commit_callbacks
+):
+    # given: a legacy token's ServiceAccount, found by the scan
+    cluster, sim = make_cluster()
+    core = rbac.core(sim)
+    core.create_namespaced_service_account(
+        "default",
+        k8s_client.V1ServiceAccount(
+            metadata=k8s_client.V1ObjectMeta(name="builder", labels={"team": "platform"})
+        ),
+    )
+    core.create_namespaced_secret(
+        "default",
+        k8s_client.V1Secret(
+            metadata=k8s_client.V1ObjectMeta(
+                name="builder-token",
+                annotations={"kubernetes.io/service-account.name": "builder"},
+            ),
+            type="kubernetes.io/service-account-token",
+        ),
+    )
+    serviceaccounts.scan_legacy_tokens(cluster.pk)
+    found = LegacyToken.objects.get()
+
+    # when: olivia migrates it with the developer role
+    with django_capture_on_commit_callbacks(execute=True):
+        page = browser_as("olivia").post(
+            reverse("sa-legacy-migrate", args=[found.pk]),
+            {
+                "owner_team": company.teams["payments"].pk,
+                "roles": [Role.objects.get(name="developer").pk],
+                "rotation_period": "7d",
+                "grace_period": "1d",
+                "token_lifetime": "9d",
+                "show_to_owner": "on",
+                "reason": "rotate the builder's token",
+            },
+        )
+
+    # then: the account waits for the dev policy's approver, and the ServiceAccount is untouched
+    assert page.status_code == 302, page.content.decode()[-2000:]
+    account = ManagedServiceAccount.objects.get(name="builder")
+    assert account.state == AccountState.PENDING
+    labels = core.read_namespaced_service_account("builder", "default").metadata.labels
+    assert labels == {"team": "platform"}
+
+    # when: judy approves it
+    (request_id,) = account.approval_requests.values_list("pk", flat=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        api("judy").post(f"/api/v1/requests/{request_id}/approve/", {}, format="json")
+
+    # then: taken over, and its first managed token issued
+    labels = core.read_namespaced_service_account("builder", "default").metadata.labels
+    assert labels["app.kubernetes.io/managed-by"] == "warden"
+    account.refresh_from_db()
+    assert account.state == AccountState.ACTIVE
+    assert account.generations.filter(state=GenerationState.ACTIVE).count() == 1
