@@ -95,7 +95,7 @@ def company_role(name):
 
 
 def test_a_grant_does_not_follow_its_cluster_into_an_environment_it_was_not_approved_for(
-    api, company, make_cluster, rbac, django_capture_on_commit_callbacks
+    api, browser_as, company, make_cluster, rbac, django_capture_on_commit_callbacks
 ):
     # given: alice's developer access to a dev cluster, approved under the dev policy
     dev, sim = make_cluster()
@@ -124,6 +124,9 @@ def test_a_grant_does_not_follow_its_cluster_into_an_environment_it_was_not_appr
     reasons = " ".join(run.pending.get(str(grant.pk), []))
     assert "its approval did not cover prod/tier-0" in reasons
     assert AccessRequest.objects.get().state == RequestState.ACTIVE
+    # her "My access" page says so too
+    home = browser_as("alice").get("/").content.decode()
+    assert "its approval did not cover prod/tier-0" in home
     # and asking again there is not "already held": it goes to prod's two approvals
     again = ask_over_api(api, "alice", clusters=[dev.name], duration="4h")
     assert again.status_code == 201, again.json()
