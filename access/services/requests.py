@@ -306,7 +306,9 @@ def _duplicates(
     exclude_request: int | None = None,
 ) -> list[str]:
     """Why this request would only repeat access already held or already asked for."""
-    pending = AccessRequest.objects.filter(requester=person, role=role, state=RequestState.PENDING)
+    pending = AccessRequest.objects.filter(
+        requester=person, role=role, state=RequestState.PENDING, for_service_account=""
+    )
     if exclude_request:
         pending = pending.exclude(pk=exclude_request)
     wanted = {r.cluster for r in preview.clusters}
@@ -646,7 +648,12 @@ def _narrow(
 ) -> dict[str, list[Any]]:
     """Apply an approver's narrowing to the request; returns field -> [before, after]."""
     changed: dict[str, list[Any]] = {}
-    if req.for_service_account and (clusters or namespaces):
+    asked_clusters = sorted({c.strip() for c in clusters or () if c.strip()})
+    asked_namespaces = sorted({n.strip() for n in namespaces or () if n.strip()})
+    if req.for_service_account and (
+        (asked_clusters and asked_clusters != sorted(req.clusters))
+        or (asked_namespaces and asked_namespaces != sorted(req.namespaces))
+    ):
         # The account is declared as a whole: approve it as asked, or deny with what to change.
         raise ValidationError(
             f"A request for service account {req.for_service_account} cannot be narrowed: "

@@ -370,3 +370,24 @@ def test_an_operators_legacy_migration_waits_for_approval_before_taking_anything
     account.refresh_from_db()
     assert account.state == AccountState.ACTIVE
     assert account.generations.filter(state=GenerationState.ACTIVE).count() == 1
+
+
+def test_an_accounts_waiting_request_does_not_stop_its_declarer_asking_for_herself(
+    api, company, make_cluster, django_capture_on_commit_callbacks
+):
+    cluster, _sim = make_cluster()
+    with django_capture_on_commit_callbacks(execute=True):
+        api("alice").post("/api/v1/service-accounts/", api_body(cluster), format="json")
+
+    own = api("alice").post(
+        "/api/v1/requests/",
+        {
+            "role": "developer",
+            "clusters": [cluster.name],
+            "namespaces": ["default"],
+            "justification": "Debugging the deployer by hand.",
+        },
+        format="json",
+    )
+
+    assert own.status_code == 201, own.json()
