@@ -1254,7 +1254,9 @@ def _apply_service_account(change: Change, actor: Any, reason: str) -> None:
 
     data = change.item.data
     existing = ManagedServiceAccount.objects.filter(
-        state=AccountState.ACTIVE, namespace=data["namespace"], name=data["name"]
+        state__in=(AccountState.ACTIVE, AccountState.PENDING),
+        namespace=data["namespace"],
+        name=data["name"],
     ).first()
     if change.action == "remove":
         if existing is not None:

@@ -326,6 +326,9 @@ class Grant(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     revoke_reason = models.TextField(blank=True)
+    # The environment/tier pairs ("prod/tier-0") the approval behind it covered; the grant never
+    # extends to a cluster elsewhere (it shows there as pending). None: not limited (standing).
+    covers = models.JSONField(null=True, blank=True)
 
     objects = GrantQuerySet.as_manager()
 
@@ -471,6 +474,12 @@ class AccessRequest(models.Model):
     justification = models.TextField()
     ticket = models.CharField(max_length=100, blank=True)
     break_glass = models.BooleanField(default=False)
+    # Set when the access is asked for a managed service account ("namespace/name") the
+    # requester declared: approved, it changes that account; no grant is made for the requester.
+    for_service_account = models.CharField(max_length=120, blank=True)
+    # The environment/tier pairs ("prod/tier-0") its scope can ever reach where the role exists:
+    # the policies of all of them decided who approves; the grant covers exactly these.
+    covers = models.JSONField(default=list, blank=True)
     state = models.CharField(
         max_length=16, choices=RequestState.choices, default=RequestState.PENDING
     )

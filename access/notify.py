@@ -59,7 +59,10 @@ def request_url(req: AccessRequest) -> str:
 
 
 def _what(req: AccessRequest) -> str:
-    return f"{req.role.name} on {req.scope_text}"
+    what = f"{req.role.name} on {req.scope_text}"
+    if req.for_service_account:
+        what += f" for service account {req.for_service_account}"
+    return what
 
 
 def approver_emails(req: AccessRequest) -> list[str]:
@@ -167,6 +170,37 @@ def webhook_payload(event: str, req: AccessRequest) -> dict[str, Any]:
             "expires_at": req.expires_at.isoformat() if req.expires_at else None,
         },
     }
+
+
+def tell_team_later(team_id: int, subject: str, body: str) -> None:
+    """Queue an email to a team's active members once the surrounding transaction commits (a
+    service account's owners hear where its tokens now go)."""
+    transaction.on_commit(lambda: _queue_team(team_id, subject, body))
+
+
+def _queue_team(team_id: int, subject: str, body: str) -> None:
+    from access.tasks import notify_team_task
+
+    try:
+        notify_team_task.delay(team_id, subject, body)
+    except Exception:
+        logger.exception("could not queue a notice to team #%s", team_id)
+
+
+def send_team_email(team_id: int, subject: str, body: str) -> int:
+    """Send a notice to a team's active members; returns how many it went to."""
+    emails = sorted(
+        set(
+            Membership.objects.filter(
+                team_id=team_id, team__is_active=True, person__is_active=True
+            ).values_list("person__email", flat=True)
+        )
+        - {""}
+    )
+    if not emails:
+        return 0
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, emails, fail_silently=False)
+    return len(emails)
 
 
 def sign(body: bytes, secret: str) -> str:

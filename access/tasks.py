@@ -51,6 +51,18 @@ def notify_webhook_task(event: str, request_id: int) -> int:
 
 
 @shared_task(
+    name="access.tasks.notify_team_task",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=8,
+)
+def notify_team_task(team_id: int, subject: str, body: str) -> int:
+    return notify.send_team_email(team_id, subject, body)
+
+
+@shared_task(
     name="access.tasks.notify_review_started_task",
     acks_late=True,
     autoretry_for=(OSError,),  # the mail server did not answer (smtplib errors are OSErrors)

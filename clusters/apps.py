@@ -12,9 +12,15 @@ class ClustersConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_save
 
+        from access.signals import service_account_request_decided
         from clusters.metrics import count_reconcile
         from clusters.models import ReconcileRun
+        from clusters.serviceaccounts.approvals import on_request_decided
 
         post_save.connect(
             count_reconcile, sender=ReconcileRun, dispatch_uid="warden-reconcile-metrics"
+        )
+        # A service account's access is decided by the people side's approvals.
+        service_account_request_decided.connect(
+            on_request_decided, dispatch_uid="warden-service-account-approvals"
         )

@@ -49,6 +49,8 @@ class DiscoveryTrigger(models.TextChoices):
 
 
 class AccountState(models.TextChoices):
+    # Declared, waiting for the approvals its policy asks for: nothing on clusters, no token.
+    PENDING = "pending", "Waiting for approval"
     ACTIVE = "active", "Active"
     # Its tokens are revoked and its ServiceAccount and bindings leave every cluster.
     RETIRED = "retired", "Retired"

@@ -47,6 +47,11 @@ class ClusterSpec:
     bind_groups: bool = True
 
 
+def place_of(cluster: ClusterSpec) -> str:
+    """Where a cluster is, as approvals cover it: "environment/tier"."""
+    return f"{cluster.environment}/{cluster.tier}"
+
+
 @dataclass(frozen=True)
 class RoleDefinitionSpec:
     """What a role becomes where environment/tier match ("" matches any)."""
@@ -103,6 +108,8 @@ class GrantSpec:
     namespaces: tuple[str, ...] = ()
     starts_at: datetime | None = None
     expires_at: datetime | None = None
+    # The "environment/tier" pairs its approval covered; None: not limited (standing grants).
+    covers: tuple[str, ...] | None = None
 
     def in_force(self, now: datetime) -> bool:
         return (self.starts_at is None or self.starts_at <= now) and (
@@ -136,6 +143,14 @@ class ServiceAccountSpec:
     clusters: tuple[str, ...] = ()
     selector: tuple[tuple[str, str], ...] = ()
     owner_team: str = ""
+    # role -> the "environment/tier" pairs its approval covered; None: not limited.
+    covers: tuple[tuple[str, tuple[str, ...]], ...] | None = None
+
+    def covered(self, role: str, cluster: ClusterSpec) -> bool:
+        """Whether the approval of this role covered the cluster's environment and tier."""
+        if self.covers is None:
+            return True
+        return place_of(cluster) in dict(self.covers).get(role, ())
 
     def reaches(self, cluster: ClusterSpec) -> bool:
         if not self.clusters and not self.selector:
@@ -192,6 +207,11 @@ def compile_cluster(
     managed_roles: set[str] = set()
     for grant in sorted(grants, key=lambda g: g.id):
         if not grant.in_force(now) or not grant.reaches(cluster):
+            continue
+        if grant.covers is not None and place_of(cluster) not in grant.covers:
+            state.pending[grant.id].append(
+                f"its approval did not cover {place_of(cluster)}: ask again for this cluster"
+            )
             continue
         role = roles.get(grant.role)
         definition = role.definition_for(cluster) if role else None
@@ -345,6 +365,12 @@ def _add_account_objects(
         if role is None or definition is None:
             pending.append(
                 f"role {role_name!r} is not available in {cluster.environment}/{cluster.tier}"
+            )
+            continue
+        if not account.covered(role_name, cluster):
+            pending.append(
+                f"the approval of role {role_name!r} did not cover {place_of(cluster)}: "
+                "change the account to ask for it"
             )
             continue
         wanted = account.namespaces

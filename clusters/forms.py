@@ -488,7 +488,9 @@ class AccountForm(forms.Form):
     rotation_period = DurationInput(initial="30d", help_text="How often: 30d, 12h, 45m.")
     grace_period = DurationInput(initial="2d", help_text="How long the previous token works on.")
     token_lifetime = DurationInput(
-        initial="35d", help_text="At least the rotation period plus the grace period."
+        initial="35d",
+        help_text="At least the rotation period plus the grace period, and at most the approval "
+        "policy's longest duration (a token is access for its lifetime).",
     )
     show_to_owner = forms.BooleanField(
         required=False, initial=True, label="Show each new token once to the owner team"

@@ -267,6 +267,13 @@ class ManagedServiceAccount(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     # Took over a ServiceAccount that existed before (legacy-token migration).
     adopted = models.BooleanField(default=False)
+    # role name -> the environment/tier pairs ("prod/tier-0") its approval covered; the role is
+    # bound nowhere else. None: not limited (declared by Warden itself or before approvals).
+    approved_covers = models.JSONField(null=True, blank=True)
+    # A change waiting for approval (the declaration as it would become), and the access
+    # requests that decide it (one per role whose reach it widens).
+    pending_change = models.JSONField(null=True, blank=True)
+    approval_requests = models.ManyToManyField("access.AccessRequest", blank=True, related_name="+")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -279,7 +286,7 @@ class ManagedServiceAccount(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["namespace", "name"],
-                condition=Q(state="active"),
+                condition=Q(state__in=("active", "pending")),
                 name="msa_active_name_unique",
             ),
         ]
@@ -300,6 +307,13 @@ class ManagedServiceAccount(models.Model):
             clusters=tuple(self.clusters or ()),
             selector=tuple(sorted((self.cluster_selector or {}).items())),
             owner_team=self.owner_team.name if self.owner_team_id else "",
+            covers=(
+                None
+                if self.approved_covers is None
+                else tuple(
+                    sorted((role, tuple(pairs)) for role, pairs in self.approved_covers.items())
+                )
+            ),
         )
 
 

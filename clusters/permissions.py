@@ -1,9 +1,11 @@
 """Authorization of the machine side.
 
-The cluster registry and discovery are operators' work. Service accounts: operators may do
-everything; members of an account's owner team may see it, change it (within policy: only the
-roles SERVICE_ACCOUNT_SELF_SERVICE_ROLES lists), rotate it and see its new token once. Everyone
-else does not learn that it exists (404).
+The cluster registry and discovery are operators' work. Service accounts: members of an
+account's owner team may see it and see its new token once; operators, and members of the owner
+team while every role of the account is one SERVICE_ACCOUNT_SELF_SERVICE_ROLES lists, may change
+it, say where its tokens go and rotate it. What a declaration grants is decided by the approval
+policies (clusters.serviceaccounts.declare), for operators too. Everyone else does not learn
+that an account exists (404).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from clusters.models import Cluster, DiscoverySource, ManagedServiceAccount, Tok
 
 __all__ = [
     "accounts_visible_to",
+    "check_may_change",
     "check_may_declare",
     "get_account_for_user",
     "get_cluster_for_operator",
@@ -99,6 +102,13 @@ def check_may_declare(user: Any, team: Team, roles: Iterable[Role]) -> None:
         raise PermissionDenied(
             "Only operators may give a service account these roles: " + ", ".join(beyond)
         )
+
+
+def check_may_change(user: Any, account: ManagedServiceAccount) -> None:
+    """Changing an account, adding or removing where its tokens go, and asking for a new token
+    take the same permission as declaring it: an operator, or a member of its owner team when
+    its roles are all self-service ones."""
+    check_may_declare(user, account.owner_team, account.roles.all())
 
 
 def get_generation_to_reveal(

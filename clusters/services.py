@@ -102,6 +102,7 @@ def grant_spec(grant: Grant) -> GrantSpec:
         grant.namespaces,
         grant.starts_at,
         grant.expires_at,
+        grant.covers,
     )
 
 
@@ -118,6 +119,7 @@ GRANT_SPEC_FIELDS = (
     "namespaces",
     "starts_at",
     "expires_at",
+    "covers",
 )
 
 
@@ -133,6 +135,7 @@ def _grant_spec(
     namespaces: list[str] | None,
     starts_at: datetime | None,
     expires_at: datetime | None,
+    covers: list[str] | None = None,
 ) -> GrantSpec:
     return GrantSpec(
         id=pk,
@@ -146,6 +149,7 @@ def _grant_spec(
         namespaces=tuple(namespaces or ()),
         starts_at=starts_at,
         expires_at=expires_at,
+        covers=None if covers is None else tuple(covers),
     )
 
 

@@ -267,6 +267,13 @@ LEGACY_TOKEN_SCAN_HOURS = env.int("LEGACY_TOKEN_SCAN_HOURS", default=24)
 SERVICE_ACCOUNT_SELF_SERVICE_ROLES = env.list(
     "SERVICE_ACCOUNT_SELF_SERVICE_ROLES", default=["viewer", "developer"]
 )
+# Namespaces no service account may be declared in (nor its roles name): the cluster's own
+# and Warden's. Their ServiceAccounts (controllers, Warden's manager) are never Warden's to issue
+# tokens for.
+SERVICE_ACCOUNT_PROTECTED_NAMESPACES = env.list(
+    "SERVICE_ACCOUNT_PROTECTED_NAMESPACES",
+    default=["kube-system", "kube-public", "kube-node-lease", "warden", "warden-system"],
+)
 if not 1 <= SERVICE_ACCOUNT_ROTATION_MINUTES <= 59:
     raise ImproperlyConfigured("SERVICE_ACCOUNT_ROTATION_MINUTES must be between 1 and 59")
 if not 1 <= SERVICE_ACCOUNT_ROTATION_BATCH <= 1000:

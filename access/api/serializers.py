@@ -363,6 +363,8 @@ class AccessRequestSerializer(serializers.ModelSerializer):
             "reviewed_at",
             "review_comment",
             "approvals",
+            "for_service_account",
+            "covers",
         ]
 
 

@@ -42,6 +42,7 @@ def grant_facts(grant: Grant) -> dict[str, Any]:
         "source": grant.source,
         "starts_at": grant.starts_at,
         "expires_at": grant.expires_at,
+        "covers": grant.covers,
     }
 
 
@@ -101,9 +102,13 @@ def grant_access(
     source: str = GrantSource.STANDING,
     starts_at: datetime | None = None,
     expires_at: datetime | None = None,
+    covers: list[str] | None = None,
     **scope: Any,
 ) -> Grant:
-    """A team or person gets a role over a scope; the clusters it reaches reconcile."""
+    """A team or person gets a role over a scope; the clusters it reaches reconcile.
+
+    `covers`: the environment/tier pairs the approval behind it covered (None: not limited);
+    the grant never extends to a cluster elsewhere."""
     if (team is None) == (person is None):
         raise ValidationError("A grant names exactly one team or one person.")
     if team is not None and not team.is_active:
@@ -122,6 +127,7 @@ def grant_access(
             source=source,
             starts_at=starts_at,
             expires_at=expires_at,
+            covers=None if covers is None else sorted(set(covers)),
             **clean_scope(**scope),
         )
         grant.full_clean()

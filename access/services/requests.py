@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from access import audit, notify
 from access import namespace_patterns as patterns
-from access.choices import Decision, GrantSource, RequestState
+from access.choices import Decision, Environment, GrantSource, RequestState, Tier
 from access.models import (
     AccessRequest,
     Approval,
@@ -35,7 +35,8 @@ from access.models import (
 )
 from access.permissions import is_operator
 from access.services.grants import clean_scope, grant_access, revoke_grant
-from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec
+from access.signals import service_account_request_decided
+from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec, place_of
 from clusters.services import live_cluster_specs, role_specs
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,9 @@ class Preview:
     break_glass_allowed: bool = False
     break_glass_duration: timedelta | None = None
     break_glass_refusal: str = ""
+    # Every "environment/tier" the scope can ever reach where the role exists (clusters that
+    # join later included): the policies of all of them govern, and the grant covers only them.
+    covers: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -114,9 +118,13 @@ def preview_request(
     duration: timedelta | None = None,
     break_glass: bool = False,
     exclude_request: int | None = None,
+    service_account: str = "",
     **scope: Any,
 ) -> Preview:
-    """What a request would grant where, who approves it, and why it would be refused."""
+    """What a request would grant where, who approves it, and why it would be refused.
+
+    `service_account`: the access is for that managed service account, not for the person
+    (its own namespace applies when no namespace is named; what the person holds is moot)."""
     preview = Preview(role=role)
     try:
         scope = clean_scope(**scope)
@@ -124,6 +132,13 @@ def preview_request(
         preview.problems.extend(exc.messages)
         return preview
     clusters, roles = live_cluster_specs(), role_specs()
+    unknown = unknown_clusters(scope["clusters"], clusters)
+    if unknown:
+        preview.problems.append(
+            f"No cluster is called {', '.join(unknown)}: name registered clusters (the fleet "
+            "page lists them), or ask by environment and tier."
+        )
+        return preview
     preview.reach = reach_of(role.name, scope, clusters, roles)
     if not preview.reach:
         preview.problems.append(
@@ -136,20 +151,27 @@ def preview_request(
             "or scope."
         )
         return preview
-    if not scope["namespaces"] and any(
-        not r.definition.cluster_wide and not r.definition.namespaces
-        for r in preview.clusters
-        if r.definition
+    if (
+        not service_account
+        and not scope["namespaces"]
+        and any(
+            not r.definition.cluster_wide and not r.definition.namespaces
+            for r in preview.clusters
+            if r.definition
+        )
     ):
         preview.problems.append(
             f"{role.display_name} is granted in namespaces: name the namespaces you need."
         )
+    preview.covers = coverage(role.name, scope, clusters, roles)
     _apply_policy(preview, role, person)
     if preview.policy is None:
         return preview
     limit = preview.break_glass_duration if break_glass else preview.max_duration
     preview.duration = duration or (limit if break_glass else preview.default_duration)
-    if break_glass and not preview.break_glass_allowed:
+    if break_glass and service_account:
+        preview.problems.append("A service account's access is never break-glass.")
+    elif break_glass and not preview.break_glass_allowed:
         preview.problems.append(preview.break_glass_refusal)
     if preview.duration is not None and preview.duration <= timedelta(0):
         preview.problems.append("The duration must be positive.")
@@ -158,10 +180,47 @@ def preview_request(
             f"At most {_human(limit)} can be asked for here (you asked for "
             f"{_human(preview.duration)})."
         )
-    preview.problems.extend(
-        _duplicates(person, role, scope, preview, clusters, roles, exclude_request)
-    )
+    if not service_account:
+        preview.problems.extend(
+            _duplicates(person, role, scope, preview, clusters, roles, exclude_request)
+        )
     return preview
+
+
+def unknown_clusters(names: Iterable[str], clusters: Iterable[ClusterSpec]) -> list[str]:
+    """The names no registered (not retired) cluster has."""
+    known = {c.name for c in clusters}
+    return sorted(set(names) - known)
+
+
+def coverage(
+    role_name: str,
+    scope: Mapping[str, Any],
+    clusters: Iterable[ClusterSpec],
+    roles: Mapping[str, RoleSpec],
+) -> list[str]:
+    """Every "environment/tier" a scope can ever reach where the role exists (pure).
+
+    Named clusters reach their own; otherwise every pair of the environments and tiers named
+    (none named: all of them), whether a cluster is there yet or not: a cluster that joins
+    later, or whose environment or tier is edited, is covered only if the approval covered it.
+    """
+    spec = roles.get(role_name)
+    if spec is None:
+        return []
+    environments = list(scope.get("environments") or Environment.values)
+    tiers = list(scope.get("tiers") or Tier.values)
+    named = set(scope.get("clusters") or ())
+    if named:
+        places = {(c.environment, c.tier) for c in clusters if c.name in named}
+        places = {(e, t) for e, t in places if e in environments and t in tiers}
+    else:
+        places = {(e, t) for e in environments for t in tiers}
+    return sorted(
+        place_of(probe)
+        for probe in (ClusterSpec(name="", environment=e, tier=t) for e, t in places)
+        if spec.definition_for(probe) is not None
+    )
 
 
 def _reach(role: Role, scope: dict[str, Any]) -> list[Reach]:
@@ -230,19 +289,24 @@ def break_glass_refusal(policy: ApprovalPolicy, person: Person, role: Role) -> s
 
 
 def _apply_policy(preview: Preview, role: Role, person: Person) -> None:
-    """The strictest of the policies governing the clusters this request reaches."""
+    """The strictest of the policies governing every environment/tier the request can reach."""
     policies = _policies()
     governing = []
-    for reach in preview.clusters:
-        matching = [p for p in policies if p.matches(reach.environment, reach.tier, role.pk)]
+    for place in preview.covers:
+        environment, _, tier = place.partition("/")
+        matching = [p for p in policies if p.matches(environment, tier, role.pk)]
         policy = max(matching, key=ApprovalPolicy.specificity, default=None)
         if policy is None:
+            where = ", ".join(r.cluster for r in preview.clusters if place_of_reach(r) == place)
             preview.problems.append(
-                f"No approval policy covers {reach.cluster} ({reach.environment}/{reach.tier}): "
-                "ask an operator to add one."
+                f"No approval policy covers {where + ' ' if where else ''}({place}): ask an "
+                "operator to add one."
             )
             return
         governing.append(policy)
+    if not governing:
+        preview.problems.append(f"The role {role.name} is not offered anywhere in this scope.")
+        return
     strictest = max(governing, key=lambda p: (p.approvals_required, -p.max_duration, p.pk))
     preview.policy = strictest
     preview.approvals_required = strictest.approvals_required
@@ -261,6 +325,10 @@ def _apply_policy(preview: Preview, role: Role, person: Person) -> None:
         )
 
 
+def place_of_reach(reach: Reach) -> str:
+    return f"{reach.environment}/{reach.tier}"
+
+
 def _duplicates(
     person: Person,
     role: Role,
@@ -271,7 +339,9 @@ def _duplicates(
     exclude_request: int | None = None,
 ) -> list[str]:
     """Why this request would only repeat access already held or already asked for."""
-    pending = AccessRequest.objects.filter(requester=person, role=role, state=RequestState.PENDING)
+    pending = AccessRequest.objects.filter(
+        requester=person, role=role, state=RequestState.PENDING, for_service_account=""
+    )
     if exclude_request:
         pending = pending.exclude(pk=exclude_request)
     wanted = {r.cluster for r in preview.clusters}
@@ -293,7 +363,9 @@ def _duplicates(
             continue  # ends sooner: asking for longer is an extension, not a duplicate
         spec = _spec(grant)
         covered = all(
-            spec.reaches(by_name[r.cluster]) and _covers(spec.namespaces, r.namespaces)
+            spec.reaches(by_name[r.cluster])
+            and (spec.covers is None or place_of(by_name[r.cluster]) in spec.covers)
+            and _covers(spec.namespaces, r.namespaces)
             for r in preview.clusters
         )
         if covered:
@@ -327,6 +399,7 @@ def _spec(grant: Grant) -> GrantSpec:
         clusters=tuple(grant.clusters or ()),
         selector=tuple(sorted((grant.cluster_selector or {}).items())),
         namespaces=tuple(grant.namespaces or ()),
+        covers=None if grant.covers is None else tuple(grant.covers),
     )
 
 
@@ -380,6 +453,8 @@ def request_facts(req: AccessRequest) -> dict[str, Any]:
         "break_glass": req.break_glass,
         "state": req.state,
         "approvals_required": req.approvals_required,
+        "for_service_account": req.for_service_account,
+        "covers": req.covers,
     }
 
 
@@ -396,9 +471,14 @@ def submit_request(
     break_glass: bool = False,
     actor: Any = None,
     extends: AccessRequest | None = None,
+    service_account: str = "",
     **scope: Any,
 ) -> AccessRequest:
-    """File a request after the same checks the preview shows; auto-approve or break glass."""
+    """File a request after the same checks the preview shows; auto-approve or break glass.
+
+    With `service_account`, the access is asked for that managed service account (which the
+    requester declared): the same policy decides, and approval changes the account instead of
+    granting the requester anything."""
     justification = justification.strip()
     if not requester.is_active:
         raise ValidationError(f"{requester.username} is not active in the directory.")
@@ -412,7 +492,12 @@ def submit_request(
         # One person's requests are filed one at a time, so two clicks make one request.
         Person.objects.select_for_update().filter(pk=requester.pk).first()
         preview = preview_request(
-            requester, role, duration=duration, break_glass=break_glass, **scope
+            requester,
+            role,
+            duration=duration,
+            break_glass=break_glass,
+            service_account=service_account,
+            **scope,
         )
         if preview.problems:
             raise ValidationError(preview.problems)
@@ -429,6 +514,8 @@ def submit_request(
             justification=justification,
             ticket=ticket.strip()[:100],
             break_glass=break_glass,
+            for_service_account=service_account,
+            covers=preview.covers,
             policy=preview.policy,
             approvals_required=preview.approvals_required,
             manager_may_approve=preview.manager_may_approve,
@@ -463,8 +550,17 @@ def submit_request(
 
 
 def _activate(req: AccessRequest, actor: Any, *, action: str, comment: str) -> None:
-    """Approved: the grant exists from now until the request's duration is up."""
+    """Approved: the grant exists from now until the request's duration is up (for a service
+    account: the account is told, and changes when all it asked for is approved)."""
     now = timezone.now()
+    if req.for_service_account:
+        req.state = RequestState.ACTIVE
+        req.decided_at = now
+        req.decision_comment = req.decision_comment or comment
+        req.save(update_fields=["state", "decided_at", "decision_comment"])
+        audit.record(action, actor=actor, obj=req, after={"state": req.state}, reason=comment)
+        service_account_request_decided.send(sender=AccessRequest, request=req, actor=actor)
+        return
     grant = grant_access(
         role=req.role,
         person=req.requester,
@@ -472,6 +568,7 @@ def _activate(req: AccessRequest, actor: Any, *, action: str, comment: str) -> N
         reason=f"request #{req.pk}: {req.justification}",
         source=GrantSource.REQUEST,
         expires_at=now + req.duration,
+        covers=list(req.covers),
         environments=req.environments,
         tiers=req.tiers,
         clusters=req.clusters,
@@ -585,6 +682,17 @@ def _narrow(
 ) -> dict[str, list[Any]]:
     """Apply an approver's narrowing to the request; returns field -> [before, after]."""
     changed: dict[str, list[Any]] = {}
+    asked_clusters = sorted({c.strip() for c in clusters or () if c.strip()})
+    asked_namespaces = sorted({n.strip() for n in namespaces or () if n.strip()})
+    if req.for_service_account and (
+        (asked_clusters and asked_clusters != sorted(req.clusters))
+        or (asked_namespaces and asked_namespaces != sorted(req.namespaces))
+    ):
+        # The account is declared as a whole: approve it as asked, or deny with what to change.
+        raise ValidationError(
+            f"A request for service account {req.for_service_account} cannot be narrowed: "
+            "approve it as it is, or deny it saying which clusters or namespaces to drop."
+        )
     reached = {r.cluster for r in _reach(req.role, _scope_of(req)) if r.definition}
     if clusters is not None:
         chosen = sorted({c.strip() for c in clusters if c.strip()})
@@ -597,6 +705,8 @@ def _narrow(
                 )
             changed["clusters"] = [req.clusters, chosen]
             req.clusters = chosen
+            kept = {place_of_reach(r) for r in _reach(req.role, _scope_of(req)) if r.definition}
+            req.covers = [place for place in req.covers if place in kept]
     if namespaces is not None:
         chosen = sorted({n.strip() for n in namespaces if n.strip()})
         if chosen and chosen != sorted(req.namespaces):
@@ -625,7 +735,7 @@ def _narrow(
         changed["duration_s"] = [int(req.duration.total_seconds()), int(duration.total_seconds())]
         req.duration = duration
     if changed:
-        req.save(update_fields=["clusters", "namespaces", "duration"])
+        req.save(update_fields=["clusters", "namespaces", "duration", "covers"])
     return changed
 
 
@@ -652,6 +762,7 @@ def deny_request(req: AccessRequest, approver: Any, *, comment: str) -> AccessRe
         audit.record(
             "request.denied", actor=approver, obj=req, after={"state": req.state}, reason=comment
         )
+        _tell_service_account(req, approver)
         notify.later("decided", req.pk)
     return req
 
@@ -670,7 +781,30 @@ def cancel_request(req: AccessRequest, user: Any, *, reason: str = "") -> Access
         audit.record(
             "request.cancelled", actor=user, obj=req, after={"state": req.state}, reason=reason
         )
+        _tell_service_account(req, user)
     return req
+
+
+def withdraw_service_account_requests(
+    requests: Iterable[AccessRequest], *, reason: str, actor: Any = None
+) -> None:
+    """A service account's change was replaced, denied or retired: its requests still waiting
+    are cancelled (audited), so nobody approves what no longer exists."""
+    for req in requests:
+        req = _locked(req.pk)
+        if req.state != RequestState.PENDING:
+            continue
+        req.state = RequestState.CANCELLED
+        req.ended_at = timezone.now()
+        req.save(update_fields=["state", "ended_at"])
+        audit.record(
+            "request.cancelled", actor=actor, obj=req, after={"state": req.state}, reason=reason
+        )
+
+
+def _tell_service_account(req: AccessRequest, actor: Any) -> None:
+    if req.for_service_account:
+        service_account_request_decided.send(sender=AccessRequest, request=req, actor=actor)
 
 
 def end_access(req: AccessRequest, user: Any, *, reason: str = "") -> AccessRequest:
@@ -680,6 +814,11 @@ def end_access(req: AccessRequest, user: Any, *, reason: str = "") -> AccessRequ
         if req.state != RequestState.ACTIVE:
             raise ValidationError(
                 f"This request is {req.get_state_display().lower()}: no access to end."
+            )
+        if req.for_service_account:
+            raise ValidationError(
+                f"This access belongs to service account {req.for_service_account}: change or "
+                "retire the account instead."
             )
         if not (_is_requester(user, req) or is_operator(user) or may_approve(user, req)[0]):
             raise PermissionDenied(

@@ -121,10 +121,14 @@ class ServiceAccountSerializer(serializers.ModelSerializer):
             "created_at",
             "retired_at",
             "targets",
+            "pending_change",
+            "approval_requests",
             "reason",
         ]
         read_only_fields = [
             "state",
+            "pending_change",
+            "approval_requests",
             "next_rotation_at",
             "last_rotated_at",
             "consecutive_failures",

@@ -43,6 +43,7 @@ from clusters.serviceaccounts.legacy import (
 from clusters.serviceaccounts.rotation import (
     AlreadyShown,
     LeaseLost,
+    NotOwned,
     RotationFailed,
     after_reconcile,
     bound_secret_name,
@@ -59,6 +60,7 @@ __all__ = [
     "AccountInput",
     "AlreadyShown",
     "LeaseLost",
+    "NotOwned",
     "RotationFailed",
     "add_delivery_target",
     "after_reconcile",

@@ -50,7 +50,8 @@ class _Progress:
     failure: str = ""
 
 
-def _is_ours(obj: Mapping[str, Any], account: ManagedServiceAccount) -> bool:
+def owned_by_account(obj: Mapping[str, Any], account: ManagedServiceAccount) -> bool:
+    """The object carries Warden's ownership label and this account's id annotation."""
     meta = obj.get("metadata") or {}
     return (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY and (
         meta.get("annotations") or {}
@@ -171,7 +172,7 @@ def _deliver_secret(
                 raise
     # Changed by someone since Warden wrote it, or made before: take it over only if it is ours.
     current = client.get("Secret", target.secret_name, target.namespace)
-    if not _is_ours(current, account):
+    if not owned_by_account(current, account):
         raise KubeError(
             409,
             "NotOwned",

@@ -114,10 +114,17 @@ def migrate_legacy_token(
     if (data.namespace, data.name) != (legacy.namespace, legacy.service_account):
         raise ValidationError("The managed account must be the legacy token's ServiceAccount.")
     _validate(data)
-    client = k8s.client_for(services.endpoint_for(legacy.cluster))
-    adopted = _adopt(client, legacy)
     with transaction.atomic():
-        account = declare_service_account(data, actor=actor, adopted=adopted, reason=reason)
+        # The account goes through the approval policies like any other declaration; the
+        # ServiceAccount is taken over only once it is approved (at once, or later).
+        account = declare_service_account(data, actor=actor, adopted=True, reason=reason)
+        adopted = False
+        if account.state == AccountState.ACTIVE:
+            client = k8s.client_for(services.endpoint_for(legacy.cluster))
+            adopted = _adopt(client, legacy)
+            if not adopted:
+                account.adopted = False
+                account.save(update_fields=["adopted"])
         legacy.state = LegacyTokenState.MIGRATED
         legacy.migrated_to = account
         legacy.save(update_fields=["state", "migrated_to"])
@@ -125,10 +132,33 @@ def migrate_legacy_token(
             "legacytoken.migrated",
             actor=actor,
             obj=legacy,
-            after={"account": str(account), "adopted_service_account": adopted},
+            after={
+                "account": str(account),
+                "adopted_service_account": adopted,
+                "waiting_for_approval": account.state == AccountState.PENDING,
+            },
             reason=reason,
         )
     return account
+
+
+def adopt_migrated(account_id: int) -> bool:
+    """Take over the legacy ServiceAccount of an account approved after its migration was
+    asked for; False when there is nothing (left) to take over."""
+    account = ManagedServiceAccount.objects.filter(
+        pk=account_id, state=AccountState.ACTIVE, adopted=True
+    ).first()
+    found = LegacyToken.objects.select_related("cluster").filter(migrated_to_id=account_id).first()
+    if account is None or found is None:
+        return False
+    client = k8s.client_for(services.endpoint_for(found.cluster))
+    try:
+        return _adopt(client, found)
+    except ValidationError as exc:
+        logger.warning("taking over %s for %s failed: %s", found, account, exc)
+        account.last_error = f"taking over the legacy ServiceAccount failed: {exc}"[:2000]
+        account.save(update_fields=["last_error"])
+        return False
 
 
 def _adopt(client: k8s.KubeClient, legacy: LegacyToken) -> bool:

@@ -44,11 +44,11 @@ from clusters.serviceaccounts.delivery import (
     GENERATION_LABEL,
     _deliver,
     _earliest,
-    _is_ours,
     _Progress,
     _seal,
     _unseal,
     kubeconfig_for,
+    owned_by_account,
 )
 from clusters.webhooks import WebhookError
 
@@ -75,6 +75,10 @@ class LeaseLost(Exception):
 
 class AlreadyShown(Exception):
     """A token was already shown once, or there is none to show."""
+
+
+class NotOwned(AlreadyShown):
+    """The token's ServiceAccount is not (or no longer) Warden's on a cluster: never shown."""
 
 
 def lease_duration() -> timedelta:
@@ -185,7 +189,7 @@ def rotate_accounts(
     Each account keeps its own lease, generation, run and audit events, and one account's
     failure is only its own; what the batch shares is the work around them: one claim, one
     read of the accounts, generations, clusters and targets, and one transaction (and one
-    audit lock) per step for all of them. The Kubernetes calls are the same four per rotation.
+    audit lock) per step for all of them. The Kubernetes calls are the same five per rotation.
     """
     ids = sorted(set(account_ids))
     lease = uuid.uuid4().hex
@@ -260,7 +264,8 @@ def _reached_clusters_of(accounts: list[ManagedServiceAccount]) -> dict[int, lis
 
 def _rotate_claimed(attempts: list[_Attempt], actor: Any, force: bool) -> dict[int, RotationRun]:
     retired = [a for a in attempts if a.account.state == AccountState.RETIRED]
-    active = [a for a in attempts if a.account.state != AccountState.RETIRED]
+    # A pending account (waiting for approval) gets no token.
+    active = [a for a in attempts if a.account.state == AccountState.ACTIVE]
     now = timezone.now()
     starting = []
     for attempt in active:
@@ -468,6 +473,8 @@ def _issue_missing(attempt: _Attempt) -> None:
     assert generation is not None
     for cluster in attempt.clusters():
         if cluster.name in generation.issued:
+            if cluster.name in progress.tokens and not _still_owned(attempt, cluster):
+                return  # a token an earlier attempt got is not delivered: see progress.failure
             continue
         down = attempt.batch.unreachable.get(cluster.name)
         if down:
@@ -480,6 +487,19 @@ def _issue_missing(attempt: _Attempt) -> None:
             _note_unreachable(attempt, cluster, exc)
             return
         progress.issued[cluster.name], progress.tokens[cluster.name] = record, token
+
+
+def _still_owned(attempt: _Attempt, cluster: Cluster) -> bool:
+    """A resumed generation's token from an earlier attempt is delivered only if its
+    ServiceAccount is still Warden's (and this account's) on the cluster now."""
+    client = k8s.client_for(services.endpoint_for(cluster))
+    try:
+        check_service_account_owned(client, cluster, attempt.account)
+    except (KubeError, RotationFailed) as exc:
+        attempt.progress.failure = f"checking {cluster.name}: {exc}"
+        _note_unreachable(attempt, cluster, exc)
+        return False
+    return True
 
 
 def _note_unreachable(attempt: _Attempt, cluster: Cluster, exc: Exception) -> None:
@@ -606,31 +626,10 @@ def _issue_on(
     cluster: Cluster, account: ManagedServiceAccount, generation: TokenGeneration
 ) -> tuple[dict[str, str], str]:
     client = k8s.client_for(services.endpoint_for(cluster))
+    check_service_account_owned(client, cluster, account)
     bound = _create_bound_secret(client, account, generation)
     seconds = int(account.token_lifetime.total_seconds())
-    try:
-        token, expires = client.request_token(account.namespace, account.name, seconds, bound)
-    except KubeError as exc:
-        if exc.status != 404 or "serviceaccounts" not in exc.message:
-            raise
-        # The ServiceAccount is not there yet (new account, or someone deleted it): the
-        # reconciler writes it, as every object Warden owns, then the request is made again.
-        run = services.reconcile_cluster(cluster.pk, trigger=ReconcileTrigger.CHANGE)
-        if run is None:
-            raise RotationFailed(
-                f"the ServiceAccount is not on {cluster.name} yet and another worker is "
-                "reconciling that cluster; retrying"
-            ) from exc
-        try:
-            token, expires = client.request_token(account.namespace, account.name, seconds, bound)
-        except KubeError as again:
-            if again.status == 404:
-                pending = "; ".join(run.pending.get(f"sa:{account.pk}", [])) or run.error
-                raise RotationFailed(
-                    f"the ServiceAccount cannot be created on {cluster.name}: "
-                    f"{pending or 'see the cluster reconcile'}"
-                ) from again
-            raise
+    token, expires = client.request_token(account.namespace, account.name, seconds, bound)
     record = {
         "secret": bound["name"],
         "uid": bound["uid"],
@@ -638,6 +637,48 @@ def _issue_on(
         "server": cluster.api_url,
     }
     return record, token
+
+
+def check_service_account_owned(
+    client: k8s.KubeClient, cluster: Cluster, account: ManagedServiceAccount
+) -> None:
+    """RotationFailed unless the ServiceAccount on `cluster` is the one Warden keeps for this
+    account (its managed-by label and this account's id annotation), read now: Warden never
+    asks for a token of a ServiceAccount it did not create and does not own."""
+    current = _read_service_account(client, account)
+    if current is None or not owned_by_account(current, account):
+        # Not there yet (new account, or someone deleted it), or adopted and not yet marked:
+        # the reconciler writes it, as every object Warden owns (and nothing it does not own).
+        run = services.reconcile_cluster(cluster.pk, trigger=ReconcileTrigger.CHANGE)
+        if run is None:
+            raise RotationFailed(
+                f"the ServiceAccount is not ready on {cluster.name} and another worker is "
+                "reconciling that cluster; retrying"
+            )
+        current = _read_service_account(client, account)
+        if current is None:
+            pending = "; ".join(run.pending.get(f"sa:{account.pk}", [])) or run.error
+            raise RotationFailed(
+                f"the ServiceAccount cannot be created on {cluster.name}: "
+                f"{pending or 'see the cluster reconcile'}"
+            )
+    if not owned_by_account(current, account):
+        raise RotationFailed(
+            f"ServiceAccount {account.namespace}/{account.name} on {cluster.name} is not "
+            "Warden's (no managed-by label and id annotation of this account): no token is "
+            "requested for it"
+        )
+
+
+def _read_service_account(
+    client: k8s.KubeClient, account: ManagedServiceAccount
+) -> dict[str, Any] | None:
+    try:
+        return client.get("ServiceAccount", account.name, account.namespace)
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def _bound_secret_body(account: ManagedServiceAccount, number: int) -> dict[str, Any]:
@@ -671,7 +712,7 @@ def _create_bound_secret(
         if exc.status != 409:
             raise
         current = client.get("Secret", name, namespace)
-        if not _is_ours(current, account):
+        if not owned_by_account(current, account):
             raise KubeError(
                 409,
                 "NotOwned",
@@ -984,7 +1025,11 @@ def _due_accounts(now: datetime | None = None) -> dict[int, tuple[str, ...]]:
 
 
 def reveal(generation_id: int, *, actor: Any) -> str:
-    """The generation's kubeconfig, once: the first caller gets it, then it is gone for good."""
+    """The generation's kubeconfig, once: the first caller gets it, then it is gone for good.
+
+    Each cluster is asked first whether the ServiceAccount is still Warden's: a token of one
+    it does not own is dropped, never handed over."""
+    _check_reveal_owned(generation_id, actor)
     with transaction.atomic():
         taken = TokenGeneration.objects.filter(
             pk=generation_id,
@@ -1011,6 +1056,40 @@ def reveal(generation_id: int, *, actor: Any) -> str:
             after={"generation": generation.number},
         )
     return kubeconfig
+
+
+def _check_reveal_owned(generation_id: int, actor: Any) -> None:
+    generation = TokenGeneration.objects.select_related("account").filter(pk=generation_id).first()
+    if generation is None or not generation.reveal_pending:
+        return  # reveal() says it is gone
+    account = generation.account
+    clusters = Cluster.objects.filter(name__in=list(generation.issued)).order_by("name")
+    for cluster in clusters:
+        client = k8s.client_for(services.endpoint_for(cluster))
+        try:
+            current = _read_service_account(client, account)
+        except KubeError as exc:
+            raise AlreadyShown(
+                f"{cluster.name} cannot be asked whether the ServiceAccount is still Warden's "
+                f"({exc.status}); try again later."
+            ) from exc
+        if current is not None and owned_by_account(current, account):
+            continue
+        with transaction.atomic():
+            TokenGeneration.objects.filter(pk=generation.pk).update(
+                reveal_pending=False, sealed_tokens=""
+            )
+            audit.record(
+                "serviceaccount.token_withheld",
+                actor=actor,
+                obj=account,
+                after={"generation": generation.number, "cluster": cluster.name},
+                reason="the ServiceAccount is not Warden's on that cluster",
+            )
+        raise NotOwned(
+            f"ServiceAccount {account} on {cluster.name} is not Warden's: its token is never "
+            "shown, and Warden keeps no copy."
+        )
 
 
 def after_reconcile(cluster: Cluster, created_keys: Iterable[tuple[str, str, str]]) -> list[int]:

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from kombu.exceptions import OperationalError
 
 from clusters import permissions, serviceaccounts
-from clusters.choices import DeliveryKind, GenerationState, LegacyTokenState
+from clusters.choices import AccountState, DeliveryKind, GenerationState, LegacyTokenState
 from clusters.forms import AccountForm, MigrateForm, ReasonForm, TargetForm
 from clusters.models import DeliveryTarget, LegacyToken, ManagedServiceAccount, TokenGeneration
 
@@ -68,11 +68,19 @@ def account_create(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(
-                request,
-                f"{account} is declared: Warden puts it on its clusters and issues its first "
-                "token now. Add where its tokens go below.",
-            )
+            if account.state == AccountState.PENDING:
+                messages.success(
+                    request,
+                    f"{account} is declared and waits for approval (its requests are in the "
+                    "approvers' inbox): nothing reaches a cluster and no token is issued until "
+                    "then.",
+                )
+            else:
+                messages.success(
+                    request,
+                    f"{account} is declared: Warden puts it on its clusters and issues its first "
+                    "token now. Add where its tokens go below.",
+                )
             return redirect("sa-detail", pk=account.pk)
     return render(request, "clusters/sa_form.html", {"form": form, "account": None})
 
@@ -89,11 +97,20 @@ def account_edit(request: HttpRequest, pk: int) -> HttpResponse:
         permissions.check_may_declare(request.user, account.owner_team, account.roles.all())
         permissions.check_may_declare(request.user, data.owner_team, data.roles)
         try:
-            serviceaccounts.declare_service_account(data, actor=request.user, account=account)
+            changed = serviceaccounts.declare_service_account(
+                data, actor=request.user, account=account
+            )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, f"{account} is changed; its clusters reconcile now.")
+            if changed.pending_change is not None or changed.state == AccountState.PENDING:
+                messages.success(
+                    request,
+                    f"The change to {account} widens what it may do: it waits for approval, and "
+                    "the account stays as it is until then.",
+                )
+            else:
+                messages.success(request, f"{account} is changed; its clusters reconcile now.")
             return redirect("sa-detail", pk=account.pk)
     return render(request, "clusters/sa_form.html", {"form": form, "account": account})
 

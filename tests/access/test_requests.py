@@ -86,7 +86,7 @@ def test_approvers_are_emailed_when_a_request_arrives(
         ({"environments": ["qa"]}, "Unknown environment qa"),
         ({"namespaces": ["Bad_NS"]}, "is not a namespace name"),
         ({"namespaces": []}, "name the namespaces you need"),
-        ({"clusters": ["nowhere"]}, "No cluster matches this scope"),
+        ({"clusters": ["nowhere"]}, "No cluster is called nowhere"),
         ({"duration": timedelta(days=60)}, "At most 14 days can be asked for here"),
         ({"duration": timedelta(hours=-1)}, "The duration must be positive"),
         ({"break_glass": True}, "Break-glass access is not allowed"),

@@ -25,6 +25,14 @@ def body(cluster, **overrides):
     return data
 
 
+def approve_all(api, account_id, approver="judy"):
+    """The account's waiting requests, approved by an approver of the payments policies."""
+    waiting = api("alice").get(f"/api/v1/service-accounts/{account_id}/").json()
+    for request_id in waiting["approval_requests"]:
+        done = api(approver).post(f"/api/v1/requests/{request_id}/approve/", {}, format="json")
+        assert done.status_code == 200, done.json()
+
+
 def test_a_team_member_declares_an_account_for_their_team(
     api, company, make_cluster, django_capture_on_commit_callbacks
 ):
@@ -32,11 +40,16 @@ def test_a_team_member_declares_an_account_for_their_team(
 
     with django_capture_on_commit_callbacks(execute=True):
         made = api("alice").post("/api/v1/service-accounts/", body(cluster), format="json")
-
+    # developer on dev needs an approval, as it would for alice herself
     assert made.status_code == 201, made.json()
     account = made.json()
+    assert account["state"] == "pending" and len(account["approval_requests"]) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        approve_all(api, account["id"])
+
     assert account["owner_team"] == "payments" and account["rotation_period"] == "1d"
     assert AuditEvent.objects.filter(action="serviceaccount.declared").count() == 1
+    assert AuditEvent.objects.filter(action="serviceaccount.approved").count() == 1
     generations = api("alice").get(f"/api/v1/service-accounts/{account['id']}/generations/")
     assert generations.json()["count"] == 1
     assert "token" not in str(generations.json()).replace("token_lifetime", "")
@@ -82,6 +95,7 @@ def test_the_new_token_is_shown_once(
             .post("/api/v1/service-accounts/", body(cluster, show_to_owner=True), format="json")
             .json()["id"]
         )
+        approve_all(api, pk)
     number = api("alice").get(f"/api/v1/service-accounts/{pk}/generations/").json()["results"][0]
 
     url = f"/api/v1/service-accounts/{pk}/generations/{number['number']}/reveal/"

@@ -1,5 +1,5 @@
 """Beat rotates due accounts in batches: each account keeps its own generation, run, audit
-events and failures, and a batch costs the same four API calls per rotation."""
+events and failures, and a batch costs the same five API calls per rotation."""
 
 from __future__ import annotations
 
@@ -62,13 +62,14 @@ def test_a_batch_rotates_every_account_with_its_own_generation_run_and_events(ma
     runs = serviceaccounts.rotate_accounts([a.pk for a, _ in accounts])
 
     # then: each has generation 2 in force and delivered, generation 1 revoked, one run each
-    # with the minimum four calls, and its own "rotated" and "token_revoked" events
+    # with the minimum five calls (the ownership read first), and its own "rotated" and
+    # "token_revoked" events
     assert sorted(runs) == sorted(a.pk for a, _ in accounts)
     for account, sim in accounts:
         run = runs[account.pk]
         assert (run.status, run.api_calls, run.generation.number) == (
             RotationStatus.SUCCEEDED,
-            4,
+            5,
             2,
         ), run.error
         assert active(account).number == 2
