@@ -1,0 +1,109 @@
+"""Managed service accounts on the real kube-apiserver: TokenRequest, bound tokens, TokenReview."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from clusters import serviceaccounts, services
+from clusters.choices import GenerationState, LegacyTokenState, RotationStatus
+from clusters.models import LegacyToken, TokenGeneration
+from tests.clusters.real.conftest import legacy_token
+from tests.clusters.sa_helpers import (
+    active,
+    authenticated_as,
+    consumer_secret,
+    declare,
+    delivered_token,
+    status_when_used,
+)
+from tests.contract.conftest import eventually
+
+pytestmark = pytest.mark.django_db
+SUBJECT = "system:serviceaccount:default:deployer"
+
+
+def test_declare_rotate_and_revoke_with_the_real_token_review(
+    real_cluster, register, catalogue, people
+):
+    # given: an account declared with the developer role, delivering to a consumer Secret
+    cluster = register()
+    account = declare(
+        cluster,
+        people["payments"],
+        roles=[catalogue["developer"]],
+        consumer=(cluster, "default", "deployer-token"),
+    )
+
+    # when: the first rotation issues generation 1
+    run = serviceaccounts.rotate_account(account.pk)
+
+    # then: the delivered token is the ServiceAccount's, and RBAC lets it do what the role says
+    assert run.status == RotationStatus.SUCCEEDED, run.error
+    old = delivered_token(real_cluster)
+    assert authenticated_as(real_cluster, old) == SUBJECT
+    assert status_when_used(real_cluster, old) == 200
+    assert status_when_used(real_cluster, old, namespace="kube-system") == 403
+    assert active(account).issued[cluster.name]["uid"]
+
+    # when: rotated on demand, then the grace period ends
+    run = serviceaccounts.rotate_account(account.pk, force=True)
+    assert run.status == RotationStatus.SUCCEEDED, run.error
+    new = delivered_token(real_cluster)
+    assert new != old
+    assert consumer_secret(real_cluster).metadata.labels["warden.io/token-generation"] == "2"
+    assert authenticated_as(real_cluster, old) == SUBJECT  # still in its grace period
+    TokenGeneration.objects.filter(account=account, state=GenerationState.GRACE).update(
+        grace_until=timezone.now() - timedelta(seconds=1)
+    )
+    run = serviceaccounts.rotate_account(account.pk)
+
+    # then: the real TokenReview refuses the old token (once kube-apiserver's 10s cache of its
+    # last success has run out) and accepts the new one
+    assert run.status == RotationStatus.SUCCEEDED, run.error
+    assert eventually(lambda: authenticated_as(real_cluster, old) is None)
+    assert status_when_used(real_cluster, old) == 401
+    assert authenticated_as(real_cluster, new) == SUBJECT
+    assert status_when_used(real_cluster, new) == 200
+    first = account.generations.get(number=1)
+    assert first.state == GenerationState.REVOKED and first.revoked_on == [cluster.name]
+
+
+def test_retiring_an_account_revokes_its_token_and_removes_it(real_cluster, register, people, rbac):
+    cluster = register()
+    account = declare(cluster, people["payments"], consumer=(cluster, "default", "deployer-token"))
+    serviceaccounts.rotate_account(account.pk)
+    token = delivered_token(real_cluster)
+
+    serviceaccounts.retire_service_account(account, reason="the deployer is gone")
+    revoke = serviceaccounts.rotate_account(account.pk)
+    removal = services.reconcile_cluster(cluster.pk)
+
+    assert revoke.status == RotationStatus.SUCCEEDED, revoke.error
+    assert authenticated_as(real_cluster, token) is None
+    assert status_when_used(real_cluster, token) == 401
+    assert removal.deleted == 1, removal.error
+    core = rbac.core(real_cluster)
+    assert "deployer" not in [
+        sa.metadata.name for sa in core.list_namespaced_service_account("default").items
+    ]
+    assert "deployer-token" not in [
+        s.metadata.name for s in core.list_namespaced_secret("default").items
+    ]
+
+
+def test_the_legacy_token_scan_finds_long_lived_token_secrets(real_cluster, register, people):
+    cluster = register()
+    token = legacy_token(real_cluster, "builder")
+
+    found = serviceaccounts.scan_legacy_tokens(cluster.pk)
+
+    names = set(LegacyToken.objects.values_list("namespace", "name"))
+    # the builder's, and the manager's own token Secret from deploy/rbac/warden-manager.yaml
+    assert ("default", "builder-token") in names
+    assert ("warden-system", "warden-manager-token") in names
+    assert found == len(names) == 2
+    assert LegacyToken.objects.get(name="builder-token").state == LegacyTokenState.FOUND
+    assert authenticated_as(real_cluster, token) == "system:serviceaccount:default:builder"
