@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import datetime as dt
 import ipaddress
 import json
@@ -72,6 +73,7 @@ rules:
 # People of the tests' directory (tests/clusters/conftest.py `people`) as the API server knows
 # them: a static token each, with their directory teams as groups.
 PEOPLE = {"alice": ("payments",), "bob": ("payments",), "carol": ("sre",), "dave": ()}
+PR_SET_PDEATHSIG = 1
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 
@@ -240,6 +242,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the process that started it dies, even by SIGKILL, so that a
+    killed test run leaves no server behind (Linux; elsewhere stop() is all there is)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @dataclass
 class Process:
     """A child process with its output in a log file; stopped with SIGTERM, then SIGKILL."""
@@ -257,6 +266,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         return self
 
