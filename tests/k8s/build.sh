@@ -12,12 +12,14 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${WARDEN_BUILD_CACHE:-$HOME/.cache/warden}"
 bin="$cache/bin"
-GO="${GO:-go}"
+# GO names the toolchain; unset, `go` on PATH or the official install's /usr/local/go/bin/go.
+if [ -z "${GO:-}" ]; then
+  GO=go
+  command -v go >/dev/null 2>&1 || GO=/usr/local/go/bin/go
+fi
 if ! command -v "$GO" >/dev/null 2>&1; then
-  if [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; else
-    echo "build.sh: Go is not installed (need Go >= 1.26 to build kube-apiserver)" >&2
-    exit 3
-  fi
+  echo "build.sh: Go is not installed ($GO not found; Go >= 1.26 builds kube-apiserver)" >&2
+  exit 3
 fi
 
 # The version of `module` that `dir`/go.mod requires.

@@ -695,6 +695,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kube-apiserver: {exc}", file=sys.stderr)
         return 1
     plane = ControlPlane(binaries)
+    # Ctrl-C and `kill` both stop it cleanly (even when started from a script, which would
+    # leave SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         (cluster,) = plane.add_clusters(args.name)
