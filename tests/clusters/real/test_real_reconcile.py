@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from kubernetes import client as k8s_client
 
-from access.models import Grant
+from access.models import Grant, Role, RoleDefinition
 from clusters import services
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import MANAGED_BY_LABEL
@@ -236,3 +236,39 @@ def test_retire_removes_only_what_warden_owns(real_cluster, register, catalogue,
     assert rbac.subjects(real_cluster, "hand-made") == ["bob"]
     assert status_listing_pods(real_cluster, "alice") == 403
     assert services.reconcile_cluster(cluster.pk) is None
+
+
+def test_the_manager_may_bind_cluster_admin_and_write_roles_it_does_not_hold(
+    real_cluster, register, catalogue, people, rbac
+):
+    # given: an admin grant (a binding to cluster-admin) and a role Warden defines by rules, in
+    # namespaces matched by a pattern; the manager holds neither (RBAC's escalation check)
+    cluster = register()
+    suffix = secrets.token_hex(3)
+    team_a, team_b = f"team-a-{suffix}", f"team-b-{suffix}"
+    core = rbac.core(real_cluster)
+    for name in (team_a, team_b, f"other-{suffix}"):
+        core.create_namespace(k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name=name)))
+    log_reader = Role.objects.create(name="log-reader", display_name="Log reader", rank=5)
+    RoleDefinition.objects.create(
+        role=log_reader,
+        rules=[{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}],
+        namespaces=[f"team-*-{suffix}"],
+    )
+    Grant.objects.create(team=people["payments"], role=log_reader)
+    Grant.objects.create(person=people["carol"], role=catalogue["admin"])
+
+    # when
+    run = services.reconcile_cluster(cluster.pk)
+
+    # then: the server accepted every write, and the access is what the roles say
+    assert run.status == ReconcileStatus.SUCCEEDED, run.error
+    assert rbac.api(real_cluster).read_cluster_role("warden-log-reader").rules[0].resources == [
+        "pods",
+        "pods/log",
+    ]
+    assert status_listing_pods(real_cluster, "alice", team_a) == 200
+    assert status_listing_pods(real_cluster, "alice", team_b) == 200
+    assert status_listing_pods(real_cluster, "alice", f"other-{suffix}") == 403
+    assert status_listing_pods(real_cluster, "carol", "kube-system") == 200
+    assert rbac.bindings(real_cluster)["warden-admin"].role_ref.name == "cluster-admin"
