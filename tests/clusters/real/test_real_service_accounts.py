@@ -107,3 +107,46 @@ def test_the_legacy_token_scan_finds_long_lived_token_secrets(real_cluster, regi
     assert found == len(names) == 2
     assert LegacyToken.objects.get(name="builder-token").state == LegacyTokenState.FOUND
     assert authenticated_as(real_cluster, token) == "system:serviceaccount:default:builder"
+
+
+def test_a_legacy_token_is_migrated_to_rotation_then_deleted(real_cluster, register, people, rbac):
+    # given: a long-lived token in use, reported by the scan
+    cluster = register()
+    legacy = legacy_token(real_cluster, "builder")
+    serviceaccounts.scan_legacy_tokens(cluster.pk)
+    found = LegacyToken.objects.get(name="builder-token")
+
+    # when: an operator takes its ServiceAccount over, and the first managed token is issued
+    account = serviceaccounts.migrate_legacy_token(
+        found,
+        serviceaccounts.AccountInput(
+            name="builder",
+            namespace="default",
+            owner_team=people["payments"],
+            roles=[],
+            clusters=[cluster.name],
+            grace_period=timedelta(days=1),
+            rotation_period=timedelta(days=7),
+            token_lifetime=timedelta(days=9),
+            show_to_owner=True,
+        ),
+        actor=None,
+        reason="rotate the builder's token",
+    )
+    run = serviceaccounts.rotate_account(account.pk)
+
+    # then: the real ServiceAccount is Warden's now, and both tokens authenticate as it
+    assert run.status == RotationStatus.SUCCEEDED, run.error
+    sa = rbac.core(real_cluster).read_namespaced_service_account("builder", "default")
+    assert sa.metadata.labels["app.kubernetes.io/managed-by"] == "warden"
+    assert "token:" in serviceaccounts.reveal(active(account).pk, actor=None)
+    assert authenticated_as(real_cluster, legacy) == "system:serviceaccount:default:builder"
+
+    # when: the consumers have moved and the operator deletes the legacy Secret
+    serviceaccounts.delete_legacy_token(found, actor=None, reason="consumers moved")
+
+    # then: the real server refuses the legacy token; the managed account lives on
+    assert eventually(lambda: authenticated_as(real_cluster, legacy) is None)
+    found.refresh_from_db()
+    assert found.state == LegacyTokenState.DELETED
+    assert account.generations.filter(state=GenerationState.ACTIVE).count() == 1
