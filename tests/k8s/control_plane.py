@@ -81,6 +81,10 @@ class Unavailable(RuntimeError):
     """The binaries are not there and could not be built; the message says how to get them."""
 
 
+class PortTaken(RuntimeError):
+    """A server could not listen: another process took its port between our pick and its bind."""
+
+
 # --- binaries ---------------------------------------------------------------------------------
 
 
@@ -272,7 +276,8 @@ class Process:
 
     def check_alive(self) -> None:
         if self.popen is not None and self.popen.poll() is not None:
-            raise RuntimeError(
+            error = PortTaken if "address already in use" in self.log_tail() else RuntimeError
+            raise error(
                 f"{self.name} exited with {self.popen.returncode}; its log ({self.log}) ends:\n"
                 + self.log_tail()
             )
@@ -513,7 +518,18 @@ class ControlPlane:
         self.etcd_url = ""
         self.clusters: dict[str, RealCluster] = {}
 
-    def start_etcd(self) -> None:
+    def start_etcd(self, attempts: int = 3) -> None:
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start_etcd()
+            except PortTaken:
+                if self.etcd is not None:
+                    self.etcd.stop()
+                shutil.rmtree(self.folder / "etcd", ignore_errors=True)
+                if attempt == attempts:
+                    raise
+
+    def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{client}"
         data = self.folder / "etcd"
@@ -547,12 +563,23 @@ class ControlPlane:
         """Start an API server (and controller manager) per name, in parallel; ready on return."""
         if self.etcd is None:
             self.start_etcd()
-        made = [self._start_apiserver(name) for name in names]
-        _wait(
-            "kube-apiserver",
-            lambda: all(c.ready() for c in made),
-            [p for c in made for p in c.processes],
-        )
+        for attempt in range(1, 4):
+            made = [self._start_apiserver(name) for name in names]
+            try:
+                _wait(
+                    "kube-apiserver",
+                    lambda batch=made: all(c.ready() for c in batch),
+                    [p for c in made for p in c.processes],
+                )
+                break
+            except PortTaken:
+                for cluster in made:  # start them again on other ports
+                    for process in cluster.processes:
+                        process.stop()
+                    del self.clusters[cluster.name]
+                    shutil.rmtree(cluster.folder, ignore_errors=True)
+                if attempt == 3:
+                    raise
         for cluster in made:
             self._start_controller_manager(cluster)
         for cluster in made:
