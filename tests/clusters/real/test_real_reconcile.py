@@ -15,6 +15,7 @@ from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import MANAGED_BY_LABEL
 from clusters.models import Cluster
 from tests.clusters.real.conftest import status_listing_pods
+from tests.clusters.sa_helpers import declare
 from tests.clusters.test_reconcile import binding_body
 
 pytestmark = pytest.mark.django_db
@@ -272,3 +273,33 @@ def test_the_manager_may_bind_cluster_admin_and_write_roles_it_does_not_hold(
     assert status_listing_pods(real_cluster, "alice", f"other-{suffix}") == 403
     assert status_listing_pods(real_cluster, "carol", "kube-system") == 200
     assert rbac.bindings(real_cluster)["warden-admin"].role_ref.name == "cluster-admin"
+
+
+def test_a_second_reconcile_of_every_kind_warden_writes_writes_nothing(
+    real_cluster, register, catalogue, people
+):
+    # given: a ClusterRole Warden defines by rules, bindings of both kinds, a managed
+    # ServiceAccount with its binding, all written once
+    cluster = register()
+    log_reader = Role.objects.create(name="log-reader", display_name="Log reader", rank=5)
+    RoleDefinition.objects.create(
+        role=log_reader,
+        rules=[
+            {"apiGroups": [""], "resources": ["pods/log", "pods"], "verbs": ["list", "get"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
+        ],
+        namespaces=["default"],
+    )
+    Grant.objects.create(team=people["payments"], role=log_reader)
+    Grant.objects.create(person=people["carol"], role=catalogue["viewer"])
+    declare(cluster, people["payments"], roles=[catalogue["developer"]])
+    first = services.reconcile_cluster(cluster.pk)
+    assert first.status == ReconcileStatus.SUCCEEDED and first.created >= 4, first.error
+    mark = real_cluster.audit_mark()
+
+    # when: nothing changed in Warden, and the server filled in its defaults
+    run = services.reconcile_cluster(cluster.pk)
+
+    # then: what the server answers compares equal to what Warden wants
+    assert (run.created, run.updated, run.recreated, run.deleted) == (0, 0, 0, 0), run.error
+    assert real_cluster.writes_since(mark) == []
