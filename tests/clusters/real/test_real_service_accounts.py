@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from kubernetes import client as k8s_client
+from kubernetes import config
 
 from clusters import serviceaccounts, services
 from clusters.choices import GenerationState, LegacyTokenState, RotationStatus
@@ -26,7 +29,7 @@ SUBJECT = "system:serviceaccount:default:deployer"
 
 
 def test_declare_rotate_and_revoke_with_the_real_token_review(
-    real_cluster, register, catalogue, people
+    real_cluster, register, catalogue, people, tmp_path
 ):
     # given: an account declared with the developer role, delivering to a consumer Secret
     cluster = register()
@@ -47,6 +50,11 @@ def test_declare_rotate_and_revoke_with_the_real_token_review(
     assert status_when_used(real_cluster, old) == 200
     assert status_when_used(real_cluster, old, namespace="kube-system") == 403
     assert active(account).issued[cluster.name]["uid"]
+    # the kubeconfig delivered beside the token works as is, as a consumer loads it
+    kubeconfig = base64.b64decode(consumer_secret(real_cluster).data["kubeconfig"]).decode()
+    (tmp_path / "kubeconfig").write_text(kubeconfig)
+    consumer = config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
+    assert k8s_client.CoreV1Api(consumer).list_namespaced_pod("default").items == []
 
     # when: rotated on demand, then the grace period ends
     run = serviceaccounts.rotate_account(account.pk, force=True)
