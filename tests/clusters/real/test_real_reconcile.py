@@ -303,3 +303,32 @@ def test_a_second_reconcile_of_every_kind_warden_writes_writes_nothing(
     # then: what the server answers compares equal to what Warden wants
     assert (run.created, run.updated, run.recreated, run.deleted) == (0, 0, 0, 0), run.error
     assert real_cluster.writes_since(mark) == []
+
+
+def test_a_grant_for_a_namespace_being_deleted_waits_and_the_rest_is_put_in_force(
+    real_cluster, register, catalogue, people, rbac
+):
+    # given: a namespace held in Terminating by a finalizer, as a stuck deletion does
+    cluster = register()
+    leaving = f"leaving-{secrets.token_hex(3)}"
+    core = rbac.core(real_cluster)
+    core.create_namespace(
+        k8s_client.V1Namespace(
+            metadata=k8s_client.V1ObjectMeta(name=leaving, finalizers=["example.com/hold"])
+        )
+    )
+    grant = Grant.objects.create(
+        person=people["alice"], role=catalogue["developer"], namespaces=[leaving]
+    )
+    Grant.objects.create(person=people["bob"], role=catalogue["viewer"])
+    core.delete_namespace(leaving)
+    try:
+        # when
+        run = services.reconcile_cluster(cluster.pk)
+
+        # then: the server would refuse new content there; Warden waits instead of failing
+        assert run.status == ReconcileStatus.SUCCEEDED, run.error
+        assert run.pending == {str(grant.pk): [f"namespace '{leaving}' is being deleted"]}
+        assert rbac.subjects(real_cluster, "warden-viewer") == ["bob"]
+    finally:
+        core.patch_namespace(leaving, {"metadata": {"finalizers": None}})
