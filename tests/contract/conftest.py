@@ -25,7 +25,6 @@ class Target:
     kubeconfig: str
     api: client.ApiClient
     sim: Any = None  # the kubesim cluster, for kubesim-only tests (faults, counters)
-    node: Any = None  # the running test, to mark where kubesim is known to differ
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -68,7 +67,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Target]:
     sim = request.getfixturevalue("kube_cluster")()
     _write_single(path, sim, sim.server_url.rsplit("/clusters/", 1)[0])
     api = config.new_client_from_config(config_file=str(path))
-    yield Target(str(path), api, sim, request.node)
+    yield Target(str(path), api, sim)
 
 
 def _write_single(path: Any, sim: Any, _server: str) -> None:
@@ -105,15 +104,6 @@ def namespace(target: Target) -> Iterator[str]:
 def kubesim_only(target: Target) -> None:
     if target.sim is None:
         pytest.skip("fault injection and counters exist only on kubesim")
-
-
-def kubesim_differs(target: Target, reason: str) -> None:
-    """kube-apiserver is the reference: on kubesim, this test is expected to fail, for `reason`.
-
-    strict, so that the day kubesim is fixed the marker has to go.
-    """
-    if target.sim is not None:
-        target.node.add_marker(pytest.mark.xfail(reason=f"kubesim bug: {reason}", strict=True))
 
 
 def eventually(check: Callable[[], bool], within_s: float = 15.0) -> bool:

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from tests.contract.conftest import eventually, kubesim_differs, kubesim_only
+from tests.contract.conftest import eventually, kubesim_only
 
 RBAC = "rbac.authorization.k8s.io"
 
@@ -97,7 +97,6 @@ def test_role_ref_cannot_change(target, namespace):
     current.role_ref.name = "edit"
     with pytest.raises(ApiException) as invalid:
         target.rbac.replace_namespaced_role_binding("b", namespace, current)
-    kubesim_differs(target, "says 'roleRef: Invalid value: cannot change roleRef'")
     assert invalid.value.status == 422
     message = status_of(invalid.value)["message"]
     assert "roleRef: Invalid value: " in message and "field is immutable" in message
@@ -155,7 +154,6 @@ def test_label_selectors_and_pagination_with_a_stable_snapshot(target, namespace
     assert names == [f"b{i}" for i in range(7)]
 
     # A token that is no continue token at all is a bad request (410 is for an expired one).
-    kubesim_differs(target, "answers 410 Expired to a malformed continue token")
     with pytest.raises(ApiException) as malformed:
         target.rbac.list_namespaced_role_binding(namespace, limit=3, _continue="bm90LWEtdG9rZW4=")
     assert malformed.value.status == 400
