@@ -3,8 +3,8 @@
 pytest_plugins = [
     "tests.fixtures.slapd",
     "tests.fixtures.kubesim",
-    "tests.fixtures.kube_apiserver",
     "tests.fixtures.company",
     "tests.fixtures.browser",
+    "tests.fixtures.kube_apiserver",
     "tests.fixtures.leftovers",
 ]
