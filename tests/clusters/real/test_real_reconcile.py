@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from kubernetes import client as k8s_client
 
-from access.models import Grant, Role, RoleDefinition
+from access.models import AuditEvent, Grant, Role, RoleDefinition
 from clusters import services
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import MANAGED_BY_LABEL
@@ -23,10 +23,15 @@ pytestmark = pytest.mark.django_db
 CHECKOUT = f"checkout-{secrets.token_hex(3)}"
 
 
-def test_the_manager_token_of_the_deploy_manifest_passes_the_access_check(register):
+def test_the_manager_token_of_the_deploy_manifest_passes_the_access_check(real_cluster, register):
     cluster = register()
 
-    assert Cluster.objects.get(pk=cluster.pk).state != ClusterState.RETIRED
+    saved = Cluster.objects.get(pk=cluster.pk)
+    assert saved.api_url == real_cluster.server_url
+    assert saved.token == real_cluster.manager_token  # stored (encrypted) for the reconciler
+    assert AuditEvent.objects.filter(
+        action="cluster.registered", object_id=str(cluster.pk)
+    ).exists()
 
 
 def test_a_token_with_too_little_rbac_is_refused_with_what_to_bind(real_cluster, register, rbac):
