@@ -13,6 +13,7 @@ from access.models import AuditEvent, Grant, Role, RoleDefinition
 from clusters import services
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import MANAGED_BY_LABEL
+from clusters.k8s import LIST_PAGE
 from clusters.models import Cluster
 from tests.clusters.real.conftest import status_listing_pods
 from tests.clusters.sa_helpers import declare
@@ -337,3 +338,30 @@ def test_a_grant_for_a_namespace_being_deleted_waits_and_the_rest_is_put_in_forc
         assert rbac.subjects(real_cluster, "warden-viewer") == ["bob"]
     finally:
         core.patch_namespace(leaving, {"metadata": {"finalizers": None}})
+
+
+def test_lists_longer_than_a_page_are_read_whole_with_the_servers_continue_tokens(
+    real_cluster, register, people, rbac
+):
+    # given: more hand-made bindings naming a directory person than one LIST page holds
+    cluster = register()
+    namespace = f"crowded-{secrets.token_hex(3)}"
+    core, api = rbac.core(real_cluster), rbac.api(real_cluster)
+    core.create_namespace(k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name=namespace)))
+    for i in range(LIST_PAGE + 10):
+        api.create_namespaced_role_binding(
+            namespace, binding_body(f"by-hand-{i:03d}", "view", ["alice"], namespace=namespace)
+        )
+    mark = real_cluster.audit_mark()
+
+    # when
+    found = services.scan_shadow_access(cluster.pk)
+
+    # then: every one is reported, read in two pages
+    assert len([f for f in found if f["namespace"] == namespace]) == LIST_PAGE + 10
+    lists = [
+        e
+        for e in real_cluster.audit_since(mark)
+        if e["verb"] == "list" and e["objectRef"]["resource"] == "rolebindings"
+    ]
+    assert len(lists) == 2 and "continue=" in lists[1]["requestURI"]
