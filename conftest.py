@@ -5,5 +5,6 @@ pytest_plugins = [
     "tests.fixtures.kubesim",
     "tests.fixtures.company",
     "tests.fixtures.browser",
+    "tests.fixtures.kube_apiserver",
     "tests.fixtures.leftovers",
 ]

@@ -173,6 +173,22 @@ class DirectorySnapshot:
 ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)
 
 
+@dataclass(frozen=True)
+class ClusterNamespaces:
+    """The namespaces a cluster holds; those being deleted take no new objects (the API server
+    refuses them: "unable to create new content in namespace ... because it is being
+    terminated"), so a grant there waits like one whose namespace does not exist."""
+
+    live: tuple[str, ...]
+    leaving: frozenset[str] = frozenset()
+
+    def why_absent(self, name: str) -> str:
+        if name in self.leaving:
+            return f"namespace {name!r} is being deleted"
+        # It may be created later; the next reconcile after that binds it.
+        return f"namespace {name!r} does not exist yet"
+
+
 @dataclass
 class DesiredState:
     """The objects one cluster must hold, and why some grants could not be put in force."""
@@ -196,10 +212,15 @@ def compile_cluster(
     namespaces: Iterable[str],
     now: datetime,
     service_accounts: Iterable[ServiceAccountSpec] = (),
+    leaving: Iterable[str] = (),
 ) -> DesiredState:
-    """The exact RBAC objects `cluster` must hold for these grants and service accounts, now."""
+    """The exact RBAC objects `cluster` must hold for these grants and service accounts, now.
+
+    `namespaces` are those that exist; `leaving`, those of them being deleted.
+    """
     state = DesiredState()
-    existing_namespaces = sorted(set(namespaces))
+    gone = frozenset(leaving)
+    existing_namespaces = ClusterNamespaces(tuple(sorted(set(namespaces) - gone)), gone)
     # (role, namespace or "") -> subject -> grant ids
     bindings: dict[tuple[str, str], dict[tuple[str, str], set[int]]] = defaultdict(
         lambda: defaultdict(set)
@@ -266,7 +287,7 @@ def _subjects(
 def _binding_namespaces(
     grant: GrantSpec,
     definition: RoleDefinitionSpec,
-    existing: list[str],
+    existing: ClusterNamespaces,
     state: DesiredState,
 ) -> list[str] | None:
     """Namespaces to bind in ("" = cluster-wide), or None when the grant cannot apply here."""
@@ -280,7 +301,7 @@ def _binding_namespaces(
 def _scope_namespaces(
     wanted_namespaces: tuple[str, ...],
     definition: RoleDefinitionSpec,
-    existing: list[str],
+    existing: ClusterNamespaces,
     pending: list[str],
 ) -> list[str] | None:
     """Namespaces to bind in ("" = cluster-wide), or None; reasons for gaps go to `pending`."""
@@ -290,14 +311,13 @@ def _scope_namespaces(
         if not definition.namespaces:
             pending.append("the role needs namespaces and the grant names none")
             return None
-        chosen = [ns for ns in existing if _matches(ns, definition.namespaces)]
+        chosen = [ns for ns in existing.live if _matches(ns, definition.namespaces)]
     else:
         chosen = []
         for wanted in wanted_namespaces:
-            found = [ns for ns in existing if fnmatch.fnmatchcase(ns, wanted)]
+            found = [ns for ns in existing.live if fnmatch.fnmatchcase(ns, wanted)]
             if not found and not _is_pattern(wanted):
-                # It may be created later; the next reconcile after that binds it.
-                pending.append(f"namespace {wanted!r} does not exist yet")
+                pending.append(existing.why_absent(wanted))
             chosen.extend(found)
         if definition.namespaces:
             outside = [ns for ns in chosen if not _matches(ns, definition.namespaces)]
@@ -318,7 +338,7 @@ def _add_service_account(
     account: ServiceAccountSpec,
     cluster: ClusterSpec,
     roles: Mapping[str, RoleSpec],
-    existing: list[str],
+    existing: ClusterNamespaces,
 ) -> set[str]:
     """The ServiceAccount and its bindings; returns the roles needing Warden's ClusterRole."""
     pending: list[str] = []
@@ -333,12 +353,12 @@ def _add_account_objects(
     account: ServiceAccountSpec,
     cluster: ClusterSpec,
     roles: Mapping[str, RoleSpec],
-    existing: list[str],
+    existing: ClusterNamespaces,
     pending: list[str],
 ) -> set[str]:
-    if account.namespace not in existing:
+    if account.namespace not in existing.live:
         # Warden does not create namespaces; the next reconcile after one appears writes it.
-        pending.append(f"namespace {account.namespace!r} does not exist yet")
+        pending.append(existing.why_absent(account.namespace))
         return set()
     key: ObjectKey = ("ServiceAccount", account.namespace, account.name)
     state.objects[key] = {

@@ -135,8 +135,13 @@ def reconcile(
     """Make the cluster hold exactly the compiled state; dry_run only computes the plan."""
     calls_before = client.calls
     namespaces: list[str] = []
+    leaving: list[str] = []
     if needs_namespaces(cluster, inputs):
-        namespaces = [ns["metadata"]["name"] for ns in client.list("Namespace")]
+        for ns in client.list("Namespace"):
+            meta = ns["metadata"]
+            namespaces.append(meta["name"])
+            if meta.get("deletionTimestamp"):
+                leaving.append(meta["name"])
     actual = read_actual(client, managed_kinds(cluster, inputs, last_desired or {}))
     desired = compile_cluster(
         cluster,
@@ -146,6 +151,7 @@ def reconcile(
         namespaces,
         inputs.now,
         inputs.service_accounts,
+        leaving,
     )
     plan = diff(desired.objects, actual)
     outcome = Outcome(plan=plan, desired=desired, actual=actual)

@@ -149,6 +149,19 @@ def test_missing_namespaces_are_pending_and_patterns_expand():
     assert state.pending[1] == ["namespace 'checkout' does not exist yet"]
 
 
+def test_a_namespace_being_deleted_takes_no_binding_and_says_so():
+    grants = [
+        GrantSpec(1, "developer", person="alice", namespaces=("team-a",)),
+        GrantSpec(2, "developer", person="bob", namespaces=("team-*",)),
+    ]
+
+    state = compile_cluster(DEV, grants, ROLES, DIRECTORY, NAMESPACES, NOW, leaving=["team-a"])
+
+    assert {key[1] for key in state.objects} == {"team-b"}
+    assert state.pending[1] == ["namespace 'team-a' is being deleted"]
+    assert 2 not in state.pending  # a pattern simply matches the namespaces that stay
+
+
 def test_warden_managed_rules_get_their_own_cluster_role_limited_to_role_namespaces():
     grants = [GrantSpec(1, "log-reader", person="alice", namespaces=("payments", "team-a"))]
 

@@ -1,15 +1,18 @@
-"""Contract tests run unchanged against kubesim or, with WARDEN_E2E_KUBECONFIG, a real cluster."""
+"""Contract tests run unchanged against kubesim, the real kube-apiserver (tests/k8s/) or, with
+WARDEN_E2E_KUBECONFIG, any cluster."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 REAL = os.environ.get("WARDEN_E2E_KUBECONFIG", "")
@@ -42,25 +45,33 @@ class Target:
         return client.ApiClient(configuration)
 
 
-@pytest.fixture
-def target(tmp_path, kube_cluster) -> Iterator[Target]:
+TARGETS = [
+    "kubesim",
+    pytest.param("kube-apiserver", marks=pytest.mark.kube_apiserver),
+]
+
+
+@pytest.fixture(params=["WARDEN_E2E_KUBECONFIG"] if REAL else TARGETS)
+def target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Target]:
+    """The cluster under contract: kubesim, the real kube-apiserver, or WARDEN_E2E_KUBECONFIG's."""
     if REAL:
         api = config.new_client_from_config(config_file=REAL)
         yield Target(REAL, api)
         return
-    sim = kube_cluster()
-    from kubesim import KubeSim  # noqa: F401 - the type the fixture hands out
-
-    kubesim_server = sim.server_url.rsplit("/clusters/", 1)[0]
     path = tmp_path / "kubeconfig"
-    _write_single(path, sim, kubesim_server)
-    yield Target(str(path), config.new_client_from_config(config_file=str(path)), sim)
+    if request.param == "kube-apiserver":
+        real = request.getfixturevalue("real_cluster")
+        path.write_text(yaml.safe_dump(real.kubeconfig()))
+        yield Target(str(path), config.new_client_from_config(config_file=str(path)))
+        return
+    sim = request.getfixturevalue("kube_cluster")()
+    _write_single(path, sim, sim.server_url.rsplit("/clusters/", 1)[0])
+    api = config.new_client_from_config(config_file=str(path))
+    yield Target(str(path), api, sim)
 
 
 def _write_single(path: Any, sim: Any, _server: str) -> None:
     import base64
-
-    import yaml
 
     doc = {
         "apiVersion": "v1",
@@ -93,3 +104,18 @@ def namespace(target: Target) -> Iterator[str]:
 def kubesim_only(target: Target) -> None:
     if target.sim is None:
         pytest.skip("fault injection and counters exist only on kubesim")
+
+
+def eventually(check: Callable[[], bool], within_s: float = 15.0) -> bool:
+    """True once `check()` is; False if it never is within `within_s` seconds.
+
+    For what a real API server does a little later: it caches a token's successful
+    authentication for 10s (kube-apiserver's token cache), so a revoked token is refused by the
+    end of that, not at once.
+    """
+    deadline = time.monotonic() + within_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
