@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from kubesim import patch as patching
+from kubesim.codec import decode_body
 from kubesim import rbac
 from kubesim.rbac import Attributes, UserInfo
 from kubesim.store import ApiError, Kind, Store, builtin_kinds
@@ -371,7 +372,9 @@ class SimCluster:
         name = rest[1] if len(rest) > 1 else ""
         sub = "/".join(rest[2:])
         if group in ("authorization.k8s.io", "authentication.k8s.io") and method == "POST":
-            return self._review(user, group, plural, namespace, self._json(body))
+            return self._review(
+                user, group, plural, namespace, decode_body(headers.get("content-type", ""), body)
+            )
         kind = self.store.kind_for(group, plural)
         if kind.namespaced is False and namespace:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -389,7 +392,9 @@ class SimCluster:
         )
         dry_run = params.get("dryRun") == "All"
         if sub == "token" and plural == "serviceaccounts" and method == "POST":
-            return self._token_request(namespace, name, self._json(body))
+            return self._token_request(
+                namespace, name, decode_body(headers.get("content-type", ""), body)
+            )
         if sub:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if verb == "watch":
@@ -410,12 +415,12 @@ class SimCluster:
         if verb == "get":
             return Response(200, self.store.get(kind, namespace, name))
         if verb == "create":
-            obj = self._json(body)
+            obj = decode_body(headers.get("content-type", ""), body)
             self._check_escalation(user, kind, namespace, obj)
             obj = self._prepare(kind, namespace, obj)
             return Response(201, self.store.create(kind, namespace, obj, dry_run))
         if verb == "update":
-            obj = self._json(body)
+            obj = decode_body(headers.get("content-type", ""), body)
             self._check_escalation(user, kind, namespace, obj)
             return Response(200, self.store.update(kind, namespace, name, obj, dry_run))
         if verb == "patch":
@@ -424,7 +429,7 @@ class SimCluster:
             self._check_escalation(user, kind, namespace, patched)
             return Response(200, self.store.update(kind, namespace, name, patched, dry_run))
         if verb == "delete":
-            options = self._json(body) if body else {}
+            options = decode_body(headers.get("content-type", ""), body) if body else {}
             preconditions = options.get("preconditions") or {}
             gone = self.store.delete(
                 kind,
@@ -661,18 +666,6 @@ class SimCluster:
             }
             return Response(201, out)
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
-
-    @staticmethod
-    def _json(body: bytes) -> dict[str, Any]:
-        try:
-            value = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise ApiError(
-                400, "BadRequest", f"the body of the request was in an unknown format: {exc}"
-            ) from exc
-        if not isinstance(value, dict):
-            raise ApiError(400, "BadRequest", "the body of the request must be an object")
-        return value
 
     # --- discovery --------------------------------------------------------------------------
 

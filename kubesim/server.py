@@ -99,7 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         split = urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        # A header sent more than once (kubectl's Impersonate-Group per group) is one
+        # comma-separated value, as HTTP allows.
+        headers: dict[str, str] = {}
+        for key, value in self.headers.items():
+            key = key.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
         sim = self.server.sim
         try:
             if split.path.startswith("/_kubesim"):
