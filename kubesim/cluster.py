@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from kubesim import patch as patching
-from kubesim.codec import decode_body
 from kubesim import rbac
+from kubesim.codec import decode_body
 from kubesim.rbac import Attributes, UserInfo
 from kubesim.store import ApiError, Kind, Store, builtin_kinds
 
