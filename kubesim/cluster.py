@@ -14,10 +14,10 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from kubesim import openapi, rbac
 from kubesim import patch as patching
-from kubesim import rbac
 from kubesim.codec import decode_body
 from kubesim.rbac import Attributes, UserInfo
 from kubesim.store import ApiError, Kind, Store, builtin_kinds
@@ -718,6 +718,13 @@ class SimCluster:
             }
         if path in ("/healthz", "/livez", "/readyz"):
             return {"status": "ok"}
+        if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+            docs = openapi.documents(list(self.store.kinds.values()), f"{major}.{minor}")
+            if path == "/openapi/v3":
+                return openapi.root(urlsplit(self.server_url).path, docs)
+            document = docs.get(path.removeprefix("/openapi/v3/"))
+            if document is not None:
+                return document
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
