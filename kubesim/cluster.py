@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kubesim import openapi, rbac
+from kubesim import codec, fields, openapi, rbac
 from kubesim import patch as patching
 from kubesim.codec import decode_body
+from kubesim.patch import APPLY_PATCH
 from kubesim.rbac import Attributes, UserInfo
 from kubesim.store import ApiError, Kind, Store, builtin_kinds
 
@@ -414,19 +415,25 @@ class SimCluster:
             )
         if verb == "get":
             return Response(200, self.store.get(kind, namespace, name))
+        manager = fields.manager_of(params, headers.get("user-agent", ""))
         if verb == "create":
             obj = decode_body(headers.get("content-type", ""), body)
             self._check_escalation(user, kind, namespace, obj)
-            obj = self._prepare(kind, namespace, obj)
+            obj = fields.record_update(None, self._prepare(kind, namespace, obj), manager, kind)
             return Response(201, self.store.create(kind, namespace, obj, dry_run))
         if verb == "update":
             obj = decode_body(headers.get("content-type", ""), body)
             self._check_escalation(user, kind, namespace, obj)
+            old = self.store.peek(kind.plural, namespace if kind.namespaced else "", name)
+            obj = fields.record_update(old, obj, manager, kind)
             return Response(200, self.store.update(kind, namespace, name, obj, dry_run))
+        if verb == "patch" and codec.media_type(headers.get("content-type", "")) == APPLY_PATCH:
+            return self._server_side_apply(user, kind, namespace, name, params, body, dry_run)
         if verb == "patch":
             current = self.store.get(kind, namespace, name)
             patched = patching.apply(current, body, headers.get("content-type", ""))
             self._check_escalation(user, kind, namespace, patched)
+            patched = fields.record_update(current, patched, manager, kind)
             return Response(200, self.store.update(kind, namespace, name, patched, dry_run))
         if verb == "delete":
             options = decode_body(headers.get("content-type", ""), body) if body else {}
@@ -458,6 +465,48 @@ class SimCluster:
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         )
+
+    def _server_side_apply(
+        self,
+        user: UserInfo,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        params: dict[str, str],
+        body: bytes,
+        dry_run: bool,
+    ) -> Response:
+        """PATCH with application/apply-patch+yaml: create or merge, owning what is applied."""
+        manager = params.get("fieldManager", "")
+        if not manager:
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                "is required for apply patch",
+            )
+        applied = codec.decode_body(codec.YAML, body)
+        meta = applied.get("metadata") or {}
+        if meta.get("name") and meta["name"] != name:
+            raise ApiError(
+                400, "BadRequest", "the name of the object does not match the name on the URL"
+            )
+        if (applied.get("apiVersion"), applied.get("kind")) != (kind.api_version, kind.kind):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the body's apiVersion and kind ({applied.get('apiVersion')}, "
+                f"{applied.get('kind')}) do not match the URL's ({kind.api_version}, {kind.kind})",
+            )
+        live = self.store.peek(kind.plural, namespace if kind.namespaced else "", name)
+        live = copy.deepcopy(live) if live is not None else None
+        merged = fields.apply(live, applied, manager, params.get("force") == "true", kind)
+        merged.setdefault("metadata", {})["name"] = name
+        self._check_escalation(user, kind, namespace, merged)
+        if live is None:
+            merged = self._prepare(kind, namespace, merged)
+            return Response(201, self.store.create(kind, namespace, merged, dry_run))
+        return Response(200, self.store.update(kind, namespace, name, merged, dry_run))
 
     # --- pieces -----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from kubesim.store import ApiError
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply: kubesim/fields.py
 
 
 def apply(current: dict[str, Any], body: bytes, content_type: str) -> dict[str, Any]:
@@ -33,7 +34,8 @@ def apply(current: dict[str, Any], body: bytes, content_type: str) -> dict[str, 
     raise ApiError(
         415,
         "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types include: {JSON_PATCH}, {MERGE}, {STRATEGIC}",
+        "the body of the request was in an unknown format - accepted media types include: "
+        f"{APPLY_PATCH}, {JSON_PATCH}, {MERGE}, {STRATEGIC}",
     )
 
 

@@ -544,6 +544,7 @@ class Store:
             if kind.kind == "Namespace":
                 obj.setdefault("spec", {"finalizers": ["kubernetes"]})
                 obj["status"] = {"phase": "Active"}
+                _label_namespace(obj)
             if dry_run:
                 return obj
             meta["resourceVersion"] = self._next_rv()
@@ -584,6 +585,7 @@ class Store:
             self._validate(kind, obj, old)
             if kind.kind == "Namespace":
                 obj["status"] = old.get("status", {"phase": "Active"})
+                _label_namespace(obj)
             if _semantic(obj) == _semantic(old):
                 return copy.deepcopy(old)  # a no-op write keeps its resourceVersion
             if dry_run:
@@ -692,6 +694,12 @@ class Store:
     def _changed(self, plural: str, event: str, obj: dict[str, Any]) -> None:
         for listener in self.on_change:
             listener(plural, event, obj)
+
+
+def _label_namespace(obj: dict[str, Any]) -> None:
+    """kube-apiserver labels every namespace with its own name (NamespaceDefaultLabelName)."""
+    meta = obj["metadata"]
+    meta["labels"] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta["name"]}
 
 
 def _semantic(obj: dict[str, Any]) -> dict[str, Any]:
