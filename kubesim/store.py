@@ -678,18 +678,7 @@ class Store:
                     f'metadata.labels: Invalid value: "{value}": must be no more than 63 characters'
                 )
         if errors:
-            raise ApiError(
-                422,
-                "Invalid",
-                f'{kind.kind} "{name}" is invalid: ' + ", ".join(errors),
-                {
-                    **_details(kind, name),
-                    "causes": [
-                        {"reason": "FieldValueInvalid", "message": e, "field": e.split(":", 1)[0]}
-                        for e in errors
-                    ],
-                },
-            )
+            raise invalid(kind, name, errors)
 
     def _changed(self, plural: str, event: str, obj: dict[str, Any]) -> None:
         for listener in self.on_change:
@@ -714,6 +703,35 @@ def _details(kind: Kind, name: str) -> dict[str, Any]:
     if kind.group:
         details["group"] = kind.group
     return details
+
+
+_CAUSES = {
+    "Required value": "FieldValueRequired",
+    "Unsupported value": "FieldValueNotSupported",
+    "Not found": "FieldValueNotFound",
+    "Forbidden": "FieldValueForbidden",
+    "Duplicate value": "FieldValueDuplicate",
+    "Too long": "FieldValueTooLong",
+}
+
+
+def invalid(kind: Kind, name: str, errors: list[str]) -> ApiError:
+    """kube-apiserver's 422: the message names the kind (RoleBinding.rbac.authorization.k8s.io),
+    the details the group and Kind, and each cause its field, reason and what is wrong."""
+    qualified = f"{kind.kind}.{kind.group}" if kind.group else kind.kind
+    causes = []
+    for error in errors:
+        field, _, message = error.partition(": ")
+        reason = next(
+            (r for prefix, r in _CAUSES.items() if message.startswith(prefix)), "FieldValueInvalid"
+        )
+        causes.append({"reason": reason, "message": message, "field": field})
+    details: dict[str, Any] = {"name": name, "kind": kind.kind, "causes": causes}
+    if kind.group:
+        details["group"] = kind.group
+    return ApiError(
+        422, "Invalid", f'{qualified} "{name}" is invalid: ' + ", ".join(errors), details
+    )
 
 
 def not_found(kind: Kind, name: str) -> ApiError:
