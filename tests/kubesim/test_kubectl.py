@@ -382,7 +382,8 @@ def test_patch_in_each_of_kubectls_patch_types(kubectl_target, namespace):
             "create", "rolebinding", "devs", "--clusterrole=view", "--group=devs", "-n", namespace
         )
     )
-    add_bob = '[{"op": "add", "path": "/subjects/-", "value": {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}}]'
+    bob = {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}
+    add_bob = json.dumps([{"op": "add", "path": "/subjects/-", "value": bob}])
 
     strategic = kubectl_target.run(
         "patch",
