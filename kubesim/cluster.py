@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kubesim import codec, fields, openapi, rbac
+from kubesim import codec, fields, openapi, rbac, watch
 from kubesim import patch as patching
 from kubesim.codec import decode_body
 from kubesim.patch import APPLY_PATCH
@@ -64,7 +64,7 @@ class Faults:
 @dataclass
 class Response:
     status: int
-    body: Any  # a JSON-able value, or bytes already encoded
+    body: Any  # a JSON-able value, bytes already encoded, or an iterator of bytes (a watch)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -89,6 +89,8 @@ class SimCluster:
     request_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
     in_flight: int = 0
     max_in_flight: int = 0
+    # Set when the cluster is removed or the server stops: open watches end.
+    closed: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         for kind in builtin_kinds():
@@ -399,7 +401,7 @@ class SimCluster:
         if sub:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if verb == "watch":
-            raise ApiError(405, "MethodNotAllowed", "kubesim does not serve watch")
+            return Response(200, watch.stream(self.store, kind, namespace, params, self.closed))
         if verb == "list":
             limit = int(params.get("limit") or 0)
             return Response(

@@ -115,7 +115,7 @@ def _document(group: str, version: str, kinds: list[Kind], server_version: str) 
         paths[at] = {"post": _operation("create", gvk, name, body=True)}
         if namespaced:
             paths[at]["parameters"] = [_path_param("namespace")]
-    components = _components(wanted, kinds, group, version)
+    components = _components(wanted, kinds)
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": f"v{server_version}.0"},
@@ -215,9 +215,7 @@ def _operation(
     return op
 
 
-def _components(
-    wanted: set[str], kinds: list[Kind], group: str, version: str
-) -> dict[str, dict[str, Any]]:
+def _components(wanted: set[str], kinds: list[Kind]) -> dict[str, dict[str, Any]]:
     """The schemas the paths name, and every message they refer to in turn."""
     out: dict[str, dict[str, Any]] = {
         f"{schema.META}.Patch": {"type": "object"},
@@ -252,7 +250,7 @@ def _components(
             todo.append(f"{schema.META}.ObjectMeta")
         else:
             out[name] = _message_schema(fields, todo)
-        gvk = _gvk_of(name, kind, group, version)
+        gvk = _gvk_of(name, kind)
         if gvk and fields is not None:
             out[name]["properties"] = {
                 "apiVersion": {"type": "string"},
@@ -261,6 +259,7 @@ def _components(
             }
             out[name]["x-kubernetes-group-version-kind"] = [gvk]
         if kind is not None:
+            list_gvk = {"group": kind.group, "version": kind.version, "kind": kind.kind + "List"}
             out[name + "List"] = {
                 "type": "object",
                 "required": ["items"],
@@ -270,13 +269,13 @@ def _components(
                     "metadata": {"allOf": [{"$ref": REF + f"{schema.META}.ListMeta"}]},
                     "items": {"type": "array", "items": {"$ref": REF + name}},
                 },
-                "x-kubernetes-group-version-kind": [{**gvk, "kind": kind.kind + "List"}],
+                "x-kubernetes-group-version-kind": [list_gvk],
             }
             todo.append(f"{schema.META}.ListMeta")
     return out
 
 
-def _gvk_of(name: str, kind: Kind | None, group: str, version: str) -> dict[str, str] | None:
+def _gvk_of(name: str, kind: Kind | None) -> dict[str, str] | None:
     if kind is not None:
         return {"group": kind.group, "version": kind.version, "kind": kind.kind}
     for (g, v, k), message in schema.KINDS.items():

@@ -10,6 +10,7 @@ import socket
 import ssl
 import tempfile
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,9 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if isinstance(payload, Iterator):
+            self._stream(status, payload, extra)
+            return
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -148,6 +152,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _stream(self, status: int, chunks: Iterator[bytes], extra: dict[str, str]) -> None:
+        """A watch: each line as one HTTP/1.1 chunk, sent as it happens."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True  # the client went away
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
@@ -185,6 +209,8 @@ class KubeSimServer:
         return self
 
     def stop(self) -> None:
+        for cluster in list(self.clusters.values()):
+            cluster.closed.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread = None
@@ -201,7 +227,9 @@ class KubeSimServer:
 
     def remove_cluster(self, name: str) -> None:
         with self._lock:
-            self.clusters.pop(name, None)
+            cluster = self.clusters.pop(name, None)
+        if cluster is not None:
+            cluster.closed.set()
 
     # --- control API for other processes ----------------------------------------------------
 

@@ -9,6 +9,7 @@ import json
 import re
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from kubesim import workloads
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+HISTORY = 1000  # changes a watch can be resumed from
 # RBAC object names follow path-segment rules: anything but "/" and "%", not "." or "..".
 PATH_SEGMENT = re.compile(r"^[^/%]+$")
 
@@ -349,6 +351,11 @@ class Store:
     lock: threading.RLock = field(default_factory=threading.RLock)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     on_change: list[Callable[[str, str, dict[str, Any] | None], None]] = field(default_factory=list)
+    # The newest changes (resourceVersion, plural, event, object), for watches that start at a
+    # resourceVersion a list gave (kube-apiserver's watch cache).
+    history: deque[tuple[int, str, str, dict[str, Any]]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY)
+    )
     # Each stored object's JSON, from its write until it is replaced or deleted (a write stores
     # a new dict, so a stored object never changes; ClusterRoles are the exception: the
     # aggregation controller fills their rules in place, so they are never kept).
@@ -681,6 +688,9 @@ class Store:
             raise invalid(kind, name, errors)
 
     def _changed(self, plural: str, event: str, obj: dict[str, Any]) -> None:
+        if event == "DELETED":  # a deletion is a change too, with a resourceVersion of its own
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": self._next_rv()}}
+        self.history.append((int(obj["metadata"]["resourceVersion"]), plural, event, obj))
         for listener in self.on_change:
             listener(plural, event, obj)
 

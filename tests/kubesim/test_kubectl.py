@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import subprocess
 import time
 
 import pytest
 import yaml
 from kubernetes import client
 
-from tests.fixtures.kubectl import KubectlTarget
+from tests.fixtures.kubectl import KubectlTarget, kubectl_binary
 
 
 @pytest.fixture
@@ -496,10 +497,6 @@ def test_a_user_without_rights_is_forbidden_with_the_servers_message(kubectl_tar
 
 
 def test_get_watch_prints_each_change_as_it_happens(kubectl_target, namespace):
-    import subprocess
-
-    from tests.fixtures.kubectl import kubectl_binary
-
     watcher = subprocess.Popen(
         [
             kubectl_binary() or "kubectl",
@@ -511,20 +508,33 @@ def test_get_watch_prints_each_change_as_it_happens(kubectl_target, namespace):
             "serviceaccounts",
             "-n",
             namespace,
-            "-w",
+            "-l",
+            "app=late",
+            "--watch",
+            "--output-watch-events",
+            "--no-headers",
             "-o",
-            "name",
-            "--request-timeout=20s",
+            "custom-columns=EVENT:.type,NAME:.object.metadata.name,TIER:.object.metadata.labels.tier",
+            "--request-timeout=30s",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        time.sleep(1.5)
-        ok(kubectl_target.run("create", "serviceaccount", "late", "-n", namespace))
-        line = watcher.stdout.readline() if watcher.stdout else ""
+        time.sleep(2)  # the watch is open
+        manifest = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "late"}}
+        manifest["metadata"]["labels"] = {"app": "late"}
+        ok(kubectl_target.run("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest)))
+        ok(kubectl_target.run("label", "sa", "late", "-n", namespace, "tier=gold"))
+        ok(kubectl_target.run("delete", "sa", "late", "-n", namespace))
+        lines = [watcher.stdout.readline().strip() for _ in range(3)] if watcher.stdout else []
     finally:
         watcher.terminate()
         watcher.wait(timeout=10)
-    assert line.strip() == "serviceaccount/late", watcher.stderr.read() if watcher.stderr else ""
+
+    assert [line.split() for line in lines] == [
+        ["ADDED", "late", "<none>"],
+        ["MODIFIED", "late", "gold"],
+        ["DELETED", "late", "gold"],
+    ], watcher.stderr.read() if watcher.stderr else ""
