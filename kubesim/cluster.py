@@ -12,11 +12,12 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kubesim import codec, fields, openapi, rbac, watch
+from kubesim import codec, fields, openapi, rbac, tables, watch
 from kubesim import patch as patching
 from kubesim.codec import decode_body
 from kubesim.patch import APPLY_PATCH
@@ -400,8 +401,28 @@ class SimCluster:
             )
         if sub:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        as_table = tables.wants_table(headers.get("accept", ""))
+        include = params.get("includeObject", "Metadata")
         if verb == "watch":
-            return Response(200, watch.stream(self.store, kind, namespace, params, self.closed))
+            render = _table_events(kind.kind, include) if as_table else None
+            stream = watch.stream(self.store, kind, namespace, params, self.closed, render)
+            return Response(200, stream)
+        if verb == "list" and as_table:
+            listed = self.store.list(
+                kind,
+                namespace,
+                params.get("labelSelector", ""),
+                params.get("fieldSelector", ""),
+                int(params.get("limit") or 0),
+                params.get("continue", ""),
+            )
+            return Response(
+                200, tables.table(kind.kind, listed["items"], listed["metadata"], include)
+            )
+        if verb == "get" and as_table:
+            obj = self.store.get(kind, namespace, name)
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            return Response(200, tables.table(kind.kind, [obj], meta, include))
         if verb == "list":
             limit = int(params.get("limit") or 0)
             return Response(
@@ -858,3 +879,16 @@ def _verb(method: str, name: str, params: dict[str, str]) -> str:
     raise ApiError(
         405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
     )
+
+
+def _table_events(kind: str, include: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A watch's objects as one-row Tables; only the first names the columns (as kube-apiserver)."""
+    first = [True]
+
+    def render(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        table = tables.table(kind, [obj], meta, include, with_columns=first[0])
+        first[0] = False
+        return table
+
+    return render

@@ -15,7 +15,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kubesim.store import ApiError, Kind, Store, parse_field_selector, parse_label_selector
@@ -24,9 +24,15 @@ DEFAULT_TIMEOUT_S = 1800
 
 
 def stream(
-    store: Store, kind: Kind, namespace: str, params: dict[str, str], closed: threading.Event
+    store: Store,
+    kind: Kind,
+    namespace: str,
+    params: dict[str, str],
+    closed: threading.Event,
+    render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Iterator[bytes]:
-    """The watch's lines; selectors and the start are checked before the first one is sent."""
+    """The watch's lines; selectors and the start are checked before the first one is sent.
+    `render` turns each changed object into what is sent (a Table row for kubectl's printer)."""
     labels = parse_label_selector(params.get("labelSelector", ""))
     fields = parse_field_selector(params.get("fieldSelector", ""))
 
@@ -55,7 +61,7 @@ def stream(
         now = store.revision
         store.on_change.append(listener)
     bookmark = _bookmark(kind, now) if initial else None
-    return _lines(store, listener, backlog, events, bookmark, params, closed)
+    return _lines(store, listener, backlog, events, bookmark, params, closed, render)
 
 
 def _since(store: Store, since: int, selected: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -75,20 +81,25 @@ def _lines(
     bookmark: dict[str, Any] | None,
     params: dict[str, str],
     closed: threading.Event,
+    render: Callable[[dict[str, Any]], dict[str, Any]] | None,
 ) -> Iterator[bytes]:
+    def line(event: str, obj: dict[str, Any]) -> bytes:
+        shown = render(obj) if render is not None and event != "BOOKMARK" else obj
+        return json.dumps({"type": event, "object": shown}).encode() + b"\n"
+
     timeout = params.get("timeoutSeconds", "")
     deadline = time.monotonic() + (int(timeout) if timeout.isdigit() else DEFAULT_TIMEOUT_S)
     try:
         for event, obj in backlog:
-            yield _line(event, obj)
+            yield line(event, obj)
         if bookmark is not None:
-            yield _line("BOOKMARK", bookmark)
+            yield line("BOOKMARK", bookmark)
         while not closed.is_set() and time.monotonic() < deadline:
             try:
                 event, obj = events.get(timeout=0.5)
             except queue.Empty:
                 continue
-            yield _line(event, obj)
+            yield line(event, obj)
     finally:
         with store.lock:
             store.on_change.remove(listener)
@@ -104,7 +115,3 @@ def _bookmark(kind: Kind, revision: int) -> dict[str, Any]:
             "annotations": {"k8s.io/initial-events-end": "true"},
         },
     }
-
-
-def _line(event: str, obj: dict[str, Any]) -> bytes:
-    return json.dumps({"type": event, "object": obj}).encode() + b"\n"

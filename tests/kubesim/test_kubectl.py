@@ -182,6 +182,31 @@ def test_get_prints_the_object_as_yaml_and_json(kubectl_target, namespace):
     ]
 
 
+def test_get_prints_the_servers_columns(kubectl_target, namespace):
+    ok(
+        kubectl_target.run(
+            "create",
+            "rolebinding",
+            "viewers",
+            "--clusterrole=view",
+            "--group=devs",
+            "--user=alice",
+            "-n",
+            namespace,
+        )
+    )
+
+    namespaces = ok(kubectl_target.run("get", "namespace", namespace)).splitlines()
+    bindings = ok(kubectl_target.run("get", "rolebindings", "-n", namespace, "-o", "wide"))
+
+    assert namespaces[0].split() == ["NAME", "STATUS", "AGE"]
+    assert namespaces[1].split()[:2] == [namespace, "Active"]
+    header, row = bindings.splitlines()
+    assert header.split() == ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    assert row.split()[:2] == ["viewers", "ClusterRole/view"]
+    assert row.split()[3:] == ["alice", "devs"]
+
+
 def test_get_in_chunks_pages_through_every_object(kubectl_target, namespace):
     for i in range(5):
         ok(kubectl_target.run("create", "serviceaccount", f"robot-{i}", "-n", namespace))
