@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from kubesim import codec, fields, openapi, rbac, tables, watch
+from kubesim import codec, fields, openapi, rbac, schema, tables, watch
 from kubesim import patch as patching
 from kubesim.codec import decode_body
 from kubesim.patch import APPLY_PATCH
@@ -439,25 +439,35 @@ class SimCluster:
         if verb == "get":
             return Response(200, self.store.get(kind, namespace, name))
         manager = fields.manager_of(params, headers.get("user-agent", ""))
+        warned: list[str] = []
         if verb == "create":
             obj = decode_body(headers.get("content-type", ""), body)
+            obj = _known_fields(kind, obj, params, warned)
             self._check_escalation(user, kind, namespace, obj)
             obj = fields.record_update(None, self._prepare(kind, namespace, obj), manager, kind)
-            return Response(201, self.store.create(kind, namespace, obj, dry_run))
+            created = self.store.create(kind, namespace, obj, dry_run)
+            return Response(201, created, _warning(warned))
         if verb == "update":
             obj = decode_body(headers.get("content-type", ""), body)
+            obj = _known_fields(kind, obj, params, warned)
             self._check_escalation(user, kind, namespace, obj)
             old = self.store.peek(kind.plural, namespace if kind.namespaced else "", name)
             obj = fields.record_update(old, obj, manager, kind)
-            return Response(200, self.store.update(kind, namespace, name, obj, dry_run))
+            updated = self.store.update(kind, namespace, name, obj, dry_run)
+            return Response(200, updated, _warning(warned))
         if verb == "patch" and codec.media_type(headers.get("content-type", "")) == APPLY_PATCH:
-            return self._server_side_apply(user, kind, namespace, name, params, body, dry_run)
+            applied = _known_fields(kind, codec.decode_body(codec.YAML, body), params, warned)
+            answer = self._server_side_apply(user, kind, namespace, name, params, applied, dry_run)
+            answer.headers.update(_warning(warned))
+            return answer
         if verb == "patch":
             current = self.store.get(kind, namespace, name)
             patched = patching.apply(current, body, headers.get("content-type", ""))
+            patched = _known_fields(kind, patched, params, warned)
             self._check_escalation(user, kind, namespace, patched)
             patched = fields.record_update(current, patched, manager, kind)
-            return Response(200, self.store.update(kind, namespace, name, patched, dry_run))
+            updated = self.store.update(kind, namespace, name, patched, dry_run)
+            return Response(200, updated, _warning(warned))
         if verb == "delete":
             options = decode_body(headers.get("content-type", ""), body) if body else {}
             preconditions = options.get("preconditions") or {}
@@ -496,7 +506,7 @@ class SimCluster:
         namespace: str,
         name: str,
         params: dict[str, str],
-        body: bytes,
+        applied: dict[str, Any],
         dry_run: bool,
     ) -> Response:
         """PATCH with application/apply-patch+yaml: create or merge, owning what is applied."""
@@ -508,7 +518,6 @@ class SimCluster:
                 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
                 "is required for apply patch",
             )
-        applied = codec.decode_body(codec.YAML, body)
         meta = applied.get("metadata") or {}
         if meta.get("name") and meta["name"] != name:
             raise ApiError(
@@ -892,3 +901,33 @@ def _table_events(kind: str, include: str) -> Callable[[dict[str, Any]], dict[st
         return table
 
     return render
+
+
+def _known_fields(
+    kind: Kind, obj: dict[str, Any], params: dict[str, str], warned: list[str]
+) -> dict[str, Any]:
+    """The object without fields its kind does not have, as kube-apiserver decodes it: dropped
+    with a warning (fieldValidation=Warn, the default), dropped (Ignore), or a 400 (Strict).
+    Kinds kubesim does not know field by field are kept as sent."""
+    message = schema.message_for(kind.group, kind.version, kind.kind)
+    if message is None:
+        return obj
+    known, unknown = schema.prune(message, obj)
+    mode = params.get("fieldValidation") or "Warn"
+    if unknown and mode == "Strict":
+        raise ApiError(
+            400,
+            "BadRequest",
+            f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
+            "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown),
+        )
+    if mode == "Warn":
+        warned += [f'unknown field "{p}"' for p in unknown]
+    return known
+
+
+def _warning(warned: list[str]) -> dict[str, str]:
+    """The Warning header (RFC 7234, code 299) kube-apiserver sends, one value per warning."""
+    if not warned:
+        return {}
+    return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warned)}

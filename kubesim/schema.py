@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 PACKAGES = {
@@ -201,3 +202,36 @@ def messages() -> dict[str, tuple[Field, ...]]:
 def message_for(group: str, version: str, kind: str) -> str | None:
     """The message of a kind kubesim knows field by field, or None."""
     return KINDS.get((group, version, kind))
+
+
+def prune(message: str, obj: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """`obj` without the fields its message does not have, and their paths (`spec.foo`,
+    `subjects[0].foo`): what kube-apiserver drops, warns of, or refuses (fieldValidation)."""
+    fields = {f.name: f for f in messages()[message]}
+    kept: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in obj.items():
+        path = f"{prefix}{key}"
+        spec = fields.get(key)
+        if spec is None:
+            if not prefix and key in ("apiVersion", "kind"):
+                kept[key] = value
+            else:
+                unknown.append(path)
+            continue
+        if spec.type in SCALARS or spec.type.rsplit(".", 1)[-1] in LIST_VALUED or spec.map:
+            kept[key] = value
+        elif spec.repeated and isinstance(value, list):
+            items = []
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    item, more = prune(spec.type, item, f"{path}[{i}].")
+                    unknown += more
+                items.append(item)
+            kept[key] = items
+        elif isinstance(value, dict):
+            kept[key], more = prune(spec.type, value, f"{path}.")
+            unknown += more
+        else:
+            kept[key] = value
+    return kept, unknown

@@ -331,6 +331,29 @@ def test_apply_creates_then_leaves_alone_then_configures(kubectl_target, namespa
     assert applied["metadata"]["labels"] == {"team": "b"}
 
 
+def test_apply_refuses_unknown_fields_or_drops_them_with_a_warning(kubectl_target, namespace):
+    doc = yaml.safe_load(rolebinding_yaml(namespace, "devs", "a"))
+    doc["subjects"][0]["team"] = "x"
+    doc["spec"] = {}
+
+    strict = kubectl_target.run("apply", "-f", "-", stdin=yaml.safe_dump(doc))
+    warned = kubectl_target.run("apply", "--validate=warn", "-f", "-", stdin=yaml.safe_dump(doc))
+
+    assert strict.returncode == 1
+    assert "strict decoding error" in strict.stderr
+    assert 'unknown field "spec"' in strict.stderr
+    assert 'unknown field "subjects[0].team"' in strict.stderr
+    assert ok(warned).strip() == "rolebinding.rbac.authorization.k8s.io/devs created"
+    assert 'Warning: unknown field "spec"' in warned.stderr
+    stored = json.loads(
+        ok(kubectl_target.run("get", "rolebinding", "devs", "-n", namespace, "-o", "json"))
+    )
+    assert "spec" not in stored
+    assert stored["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}
+    ]
+
+
 def test_apply_with_a_server_dry_run_changes_nothing(kubectl_target, namespace):
     dry = kubectl_target.run(
         "apply", "--dry-run=server", "-f", "-", stdin=rolebinding_yaml(namespace, "devs", "a")
