@@ -679,6 +679,10 @@ class SimCluster:
             "metadata": {"creationTimestamp": None},
             "spec": spec,
         }
+        if plural == "selfsubjectreviews":  # kubectl auth whoami
+            out.pop("spec")
+            out["status"] = {"userInfo": {"username": user.name, "groups": list(user.groups)}}
+            return Response(201, out)
         if plural == "tokenreviews":
             self._authorize(user, Attributes(verb="create", group=group, resource=plural))
             reviewed = self.authenticate(spec.get("token", ""))
@@ -855,12 +859,16 @@ class SimCluster:
         if group == "authentication.k8s.io":
             resources = [
                 {
-                    "name": "tokenreviews",
+                    "name": name,
                     "singularName": "",
                     "namespaced": False,
-                    "kind": "TokenReview",
+                    "kind": kind,
                     "verbs": ["create"],
                 }
+                for name, kind in (
+                    ("selfsubjectreviews", "SelfSubjectReview"),
+                    ("tokenreviews", "TokenReview"),
+                )
             ]
         if not resources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")

@@ -42,7 +42,10 @@ REVIEWS: dict[tuple[str, str], tuple[tuple[str, str, bool], ...]] = {
         ("subjectaccessreviews", "SubjectAccessReview", False),
         ("localsubjectaccessreviews", "LocalSubjectAccessReview", True),
     ),
-    ("authentication.k8s.io", "v1"): (("tokenreviews", "TokenReview", False),),
+    ("authentication.k8s.io", "v1"): (
+        ("selfsubjectreviews", "SelfSubjectReview", False),
+        ("tokenreviews", "TokenReview", False),
+    ),
 }
 
 

@@ -84,6 +84,8 @@ _MESSAGES: dict[str, dict[str, str]] = {
         "TokenReviewSpec": "token:1 audiences:2:[string]",
         "TokenReviewStatus": "authenticated:1:bool user:2:UserInfo audiences:4:[string] error:3",
         "UserInfo": "username:1 uid:2 groups:3:[string] extra:4:{ExtraValue}",
+        "SelfSubjectReview": f"{_OBJECT} status:2:SelfSubjectReviewStatus",
+        "SelfSubjectReviewStatus": "userInfo:1:UserInfo",
     },
     "authz": {
         "SelfSubjectAccessReview": f"{_OBJECT} spec!:2:SelfSubjectAccessReviewSpec "
@@ -127,7 +129,7 @@ KINDS: dict[tuple[str, str, str], str] = {
     },
     **{
         ("authentication.k8s.io", "v1", k): f"{PACKAGES['authn']}.{k}"
-        for k in ("TokenRequest", "TokenReview")
+        for k in ("TokenRequest", "TokenReview", "SelfSubjectReview")
     },
     **{
         ("authorization.k8s.io", "v1", k): f"{PACKAGES['authz']}.{k}"

@@ -304,6 +304,9 @@ def test_create_token_issues_a_token_the_server_accepts(kubectl_target, namespac
     )
     assert review.status.authenticated is True
     assert review.status.user.username == f"system:serviceaccount:{namespace}:deployer"
+    whoami = json.loads(ok(kubectl_target.run("auth", "whoami", "--token", token, "-o", "json")))
+    assert whoami["status"]["userInfo"]["username"] == f"system:serviceaccount:{namespace}:deployer"
+    assert f"system:serviceaccounts:{namespace}" in whoami["status"]["userInfo"]["groups"]
     missing = kubectl_target.run("create", "token", "nobody", "-n", namespace)
     assert missing.returncode == 1
     assert 'serviceaccounts "nobody" not found' in missing.stderr
