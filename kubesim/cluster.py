@@ -25,6 +25,7 @@ from kubesim.rbac import Attributes, UserInfo
 from kubesim.store import ApiError, Kind, Store, builtin_kinds
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 # The claim a legacy (Secret-held) token names its Secret by, as kube-controller-manager sets it.
 LEGACY_SECRET_CLAIM = "kubernetes.io/serviceaccount/secret.name"
 
@@ -469,6 +470,14 @@ class SimCluster:
             updated = self.store.update(kind, namespace, name, patched, dry_run)
             return Response(200, updated, _warning(warned))
         if verb == "delete":
+            if kind.plural == "namespaces" and name in IMMORTAL_NAMESPACES:
+                # kube-apiserver's NamespaceLifecycle admission keeps these.
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                    {"name": name, "kind": "namespaces"},
+                )
             options = decode_body(headers.get("content-type", ""), body) if body else {}
             preconditions = options.get("preconditions") or {}
             gone = self.store.delete(

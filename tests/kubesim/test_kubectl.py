@@ -98,12 +98,28 @@ def test_create_sends_protobuf_and_makes_each_kind(kubectl_target):
         kubectl_target.run(
             "create", "clusterrolebinding", f"{name}-viewers", "--clusterrole=view", "--group=sre"
         ),
+        kubectl_target.run(
+            "create", "role", "reader", "--verb=get,list", "--resource=pods", "-n", name
+        ),
+        kubectl_target.run(
+            "create", "clusterrole", f"{name}-reader", "--verb=get", "--resource=namespaces"
+        ),
+        kubectl_target.run(
+            "create", "secret", "generic", "creds", "--from-literal=key=s3cr3t", "-n", name
+        ),
+        kubectl_target.run(
+            "create", "configmap", "settings", "--from-literal=mode=dry", "-n", name
+        ),
     ]
 
     assert [ok(c).strip() for c in created] == [
         "serviceaccount/deployer created",
         "rolebinding.rbac.authorization.k8s.io/deployers created",
         f"clusterrolebinding.rbac.authorization.k8s.io/{name}-viewers created",
+        "role.rbac.authorization.k8s.io/reader created",
+        f"clusterrole.rbac.authorization.k8s.io/{name}-reader created",
+        "secret/creds created",
+        "configmap/settings created",
     ]
     api = kubectl_target.api()
     rbac = client.RbacAuthorizationV1Api(api)
@@ -119,6 +135,16 @@ def test_create_sends_protobuf_and_makes_each_kind(kubectl_target):
     account = client.CoreV1Api(api).read_namespaced_service_account("deployer", name)
     assert account.metadata.uid
     assert client.CoreV1Api(api).read_namespace(name).status.phase == "Active"
+    role = rbac.read_namespaced_role("reader", name)
+    assert [(r.verbs, r.resources, r.api_groups) for r in role.rules] == [
+        (["get", "list"], ["pods"], [""])
+    ]
+    cluster_role = rbac.read_cluster_role(f"{name}-reader")
+    assert [(r.verbs, r.resources) for r in cluster_role.rules] == [(["get"], ["namespaces"])]
+    secret = client.CoreV1Api(api).read_namespaced_secret("creds", name)
+    assert (secret.type, secret.data) == ("Opaque", {"key": "czNjcjN0"})
+    config_map = client.CoreV1Api(api).read_namespaced_config_map("settings", name)
+    assert config_map.data == {"mode": "dry"}
 
 
 def test_creating_what_exists_is_refused_with_the_servers_reason(kubectl_target, namespace):
@@ -519,6 +545,16 @@ def test_delete_removes_the_object_and_a_second_delete_is_not_found(kubectl_targ
             "devs", namespace
         )
     assert gone.value.status == 404
+
+
+def test_the_default_namespaces_cannot_be_deleted(kubectl_target):
+    refused = kubectl_target.run("delete", "namespace", "default")
+
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        'Error from server (Forbidden): namespaces "default" is forbidden: '
+        "this namespace may not be deleted"
+    )
 
 
 def test_a_user_without_rights_is_forbidden_with_the_servers_message(kubectl_target, namespace):
