@@ -91,7 +91,14 @@ def _validate_binding(obj: dict[str, Any], old: dict[str, Any] | None) -> list[s
     if obj["kind"] == "ClusterRoleBinding" and isinstance(ref, dict) and ref.get("kind") == "Role":
         errors.append('roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole"')
     if old is not None and isinstance(ref, dict) and ref != old.get("roleRef"):
-        errors.append("roleRef: Invalid value: cannot change roleRef")
+        value = {
+            "APIGroup": ref.get("apiGroup", ""),
+            "Kind": ref.get("kind"),
+            "Name": ref.get("name"),
+        }
+        errors.append(
+            f"roleRef: Invalid value: {json.dumps(value, separators=(',', ':'))}: field is immutable"
+        )
     for i, subject in enumerate(obj.get("subjects") or []):
         if not subject.get("name"):
             errors.append(f"subjects[{i}].name: Required value")
@@ -486,17 +493,22 @@ class Store:
         return picked, meta
 
     def _resume(self, token: str) -> tuple[Snapshot, int]:
+        """The snapshot a continue token names: 400 if it is no token of ours, 410 Expired if
+        its snapshot is gone (as kube-apiserver answers for a compacted resourceVersion)."""
         try:
             data = json.loads(base64.urlsafe_b64decode(token.encode()))
-            snapshot = self.snapshots[data["id"]]
-            return snapshot, int(data["start"])
+            snapshot_id, start = str(data["id"]), int(data["start"])
         except (ValueError, KeyError, TypeError) as exc:
+            raise ApiError(400, "BadRequest", f"continue key is not valid: {exc}") from exc
+        snapshot = self.snapshots.get(snapshot_id)
+        if snapshot is None:
             raise ApiError(
                 410,
                 "Expired",
                 "The provided continue parameter is too old to display a consistent list result. "
                 "You can start a new list without the continue parameter.",
-            ) from exc
+            )
+        return snapshot, start
 
     # --- writes -----------------------------------------------------------------------------
 

@@ -243,8 +243,11 @@ def validate_pod_template(path: str, template: Any, restart_policies: tuple[str,
                 f"{spec_path}.{field_name}[{i}]", container, names, volume_names
             )
     policy = spec.get("restartPolicy")
-    if policy not in restart_policies:
+    if policy not in restart_policies and "Always" in restart_policies:
         errors.append(unsupported(f"{spec_path}.restartPolicy", policy, restart_policies))
+    elif policy not in restart_policies:  # a Job's pods: kube-apiserver words it so
+        valid = ", ".join(f'"{p}"' for p in restart_policies)
+        errors.append(required(f"{spec_path}.restartPolicy", f"valid values: {valid}"))
     security = spec.get("securityContext") or {}
     for key in ("runAsUser", "runAsGroup", "fsGroup"):
         errors += _non_negative(f"{spec_path}.securityContext.{key}", security.get(key))

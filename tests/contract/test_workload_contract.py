@@ -157,7 +157,10 @@ def test_a_job_restarts_never_or_on_failure_and_its_template_is_immutable(target
     batch = client.BatchV1Api(target.api)
     with pytest.raises(ApiException) as always:
         batch.create_namespaced_job(namespace, job(restart_policy="Always"), dry_run="All")
-    assert 'restartPolicy: Unsupported value: "Always"' in invalid(always)
+    assert (
+        'spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"'
+        in invalid(always)
+    )
 
     made = batch.create_namespaced_job(namespace, job())
     # the job controller's selector: the Job's own uid, also on the template's labels

@@ -514,7 +514,7 @@ def test_patch_in_each_of_kubectls_patch_types(kubectl_target, namespace):
     ]
     assert immutable.returncode == 1
     assert 'The RoleBinding "devs" is invalid: roleRef: Invalid value' in immutable.stderr
-    assert "cannot change roleRef" in immutable.stderr
+    assert "field is immutable" in immutable.stderr
     binding = client.RbacAuthorizationV1Api(kubectl_target.api()).read_namespaced_role_binding(
         "devs", namespace
     )

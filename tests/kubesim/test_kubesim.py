@@ -167,3 +167,19 @@ def test_custom_resources_can_be_served(kube_cluster):
     )
     listed = api.list_namespaced_custom_object("cluster.x-k8s.io", "v1beta1", "capi", "clusters")
     assert [item["metadata"]["name"] for item in listed["items"]] == ["prod-eu"]
+
+
+def test_a_continue_token_is_400_when_malformed_and_410_when_its_snapshot_is_gone(kube_cluster):
+    cluster = kube_cluster()
+    kind = cluster.store.kinds["clusterroles"]
+    first = cluster.store.list(kind, "", limit=2)
+    token = first["metadata"]["continue"]
+
+    with pytest.raises(ApiError) as malformed:
+        cluster.store.list(kind, "", limit=2, continue_token="bm90LWEtdG9rZW4=")
+    cluster.store.snapshots.clear()  # what compaction does to old snapshots
+    with pytest.raises(ApiError) as expired:
+        cluster.store.list(kind, "", limit=2, continue_token=token)
+
+    assert (malformed.value.code, malformed.value.reason) == (400, "BadRequest")
+    assert (expired.value.code, expired.value.reason) == (410, "Expired")
