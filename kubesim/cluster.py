@@ -26,6 +26,9 @@ from kubesim.store import ApiError, Kind, Store, builtin_kinds
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+# Kinds whose DELETE answers with the object (being) deleted; the others answer a Success Status
+# (kube-apiserver's ReturnDeletedObject).
+RETURNS_DELETED = ("namespaces", "serviceaccounts", "pods", "services")
 # The claim a legacy (Secret-held) token names its Secret by, as kube-controller-manager sets it.
 LEGACY_SECRET_CLAIM = "kubernetes.io/serviceaccount/secret.name"
 
@@ -68,6 +71,15 @@ class Response:
     status: int
     body: Any  # a JSON-able value, bytes already encoded, or an iterator of bytes (a watch)
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def not_found_page() -> Response:
+    """kube-apiserver's answer where no API is served (e.g. /apis/<unknown group>/v1): text."""
+    return Response(
+        404,
+        b"404 page not found\n",
+        {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @dataclass
@@ -368,6 +380,8 @@ class SimCluster:
             if segments[0] == "api"
             else (segments[1], segments[2], segments[3:])
         )
+        if not self._serves(group, version):
+            return not_found_page()  # no handler at all: Go's mux answers, not the API machinery
         if not rest:
             return Response(200, self._resource_list(group, version))
         namespace = ""
@@ -568,15 +582,19 @@ class SimCluster:
             return UserInfo(target, (*groups, "system:authenticated"))
         return user
 
+    def _serves(self, group: str, version: str) -> bool:
+        if (group, version) in openapi.REVIEWS:
+            return True
+        return any(k.group == group and k.version == version for k in self.store.kinds.values())
+
     def _authorize(self, user: UserInfo, attrs: Attributes) -> None:
         if not rbac.authorize(self.store, user, attrs):
+            details = {"name": attrs.name, "group": attrs.group, "kind": attrs.resource}
             raise ApiError(
                 403,
                 "Forbidden",
                 rbac.forbidden_message(user, attrs),
-                {"name": attrs.name, "group": attrs.group, "kind": attrs.resource}
-                if attrs.resource_request
-                else {},
+                {k: v for k, v in details.items() if v} if attrs.resource_request else {},
             )
 
     def _check_escalation(
@@ -881,12 +899,10 @@ class SimCluster:
             ]
         if not resources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": gv,
-            "resources": resources,
-        }
+        answer = {"kind": "APIResourceList", "groupVersion": gv, "resources": resources}
+        if group:  # (kube-apiserver's core list has no apiVersion)
+            answer["apiVersion"] = "v1"
+        return answer
 
 
 def _verb(method: str, name: str, params: dict[str, str]) -> str:
