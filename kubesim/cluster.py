@@ -22,13 +22,24 @@ from kubesim import patch as patching
 from kubesim.codec import decode_body
 from kubesim.patch import APPLY_PATCH
 from kubesim.rbac import Attributes, UserInfo
-from kubesim.store import ApiError, Kind, Store, builtin_kinds
+from kubesim.store import (
+    ApiError,
+    Kind,
+    Store,
+    builtin_kinds,
+    invalid_object,
+    label_namespace,
+    now_rfc3339,
+)
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 # Kinds whose DELETE answers with the object (being) deleted; the others answer a Success Status
 # (kube-apiserver's ReturnDeletedObject).
 RETURNS_DELETED = ("namespaces", "serviceaccounts", "pods", "services")
+# The audience of a token asked for without one (kube-apiserver's --api-audiences default).
+DEFAULT_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+TOKEN_REQUEST = Kind("TokenRequest", "token", "authentication.k8s.io", "v1", True)
 # The claim a legacy (Secret-held) token names its Secret by, as kube-controller-manager sets it.
 LEGACY_SECRET_CLAIM = "kubernetes.io/serviceaccount/secret.name"
 
@@ -211,6 +222,10 @@ class SimCluster:
         return UserInfo(
             f"system:serviceaccount:{ns}:{sa_name}",
             ("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"),
+            {"authentication.kubernetes.io/credential-id": [f"JTI={claims['jti']}"]}
+            if claims.get("jti")
+            else {},
+            uid=sa["metadata"]["uid"],
         )
 
     def issue_token(
@@ -390,10 +405,10 @@ class SimCluster:
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else ""
         sub = "/".join(rest[2:])
+        manager = fields.manager_of(params, headers.get("user-agent", ""))
         if group in ("authorization.k8s.io", "authentication.k8s.io") and method == "POST":
-            return self._review(
-                user, group, plural, namespace, decode_body(headers.get("content-type", ""), body)
-            )
+            review = decode_body(headers.get("content-type", ""), body)
+            return self._review(user, group, plural, namespace, review, manager)
         kind = self.store.kind_for(group, plural)
         if kind.namespaced is False and namespace:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -412,7 +427,7 @@ class SimCluster:
         dry_run = params.get("dryRun") == "All"
         if sub == "token" and plural == "serviceaccounts" and method == "POST":
             return self._token_request(
-                namespace, name, decode_body(headers.get("content-type", ""), body)
+                namespace, name, decode_body(headers.get("content-type", ""), body), manager
             )
         if sub:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -453,13 +468,13 @@ class SimCluster:
             )
         if verb == "get":
             return Response(200, self.store.get(kind, namespace, name))
-        manager = fields.manager_of(params, headers.get("user-agent", ""))
         warned: list[str] = []
         if verb == "create":
             obj = decode_body(headers.get("content-type", ""), body)
             obj = _known_fields(kind, obj, params, warned)
             self._check_escalation(user, kind, namespace, obj)
-            obj = fields.record_update(None, self._prepare(kind, namespace, obj), manager, kind)
+            obj = self._prepare(kind, namespace, obj)
+            obj = fields.record_update(None, _defaulted(kind, obj), manager, kind)
             created = self.store.create(kind, namespace, obj, dry_run)
             return Response(201, created, _warning(warned))
         if verb == "update":
@@ -467,7 +482,7 @@ class SimCluster:
             obj = _known_fields(kind, obj, params, warned)
             self._check_escalation(user, kind, namespace, obj)
             old = self.store.peek(kind.plural, namespace if kind.namespaced else "", name)
-            obj = fields.record_update(old, obj, manager, kind)
+            obj = fields.record_update(old, _defaulted(kind, obj), manager, kind)
             updated = self.store.update(kind, namespace, name, obj, dry_run)
             return Response(200, updated, _warning(warned))
         if verb == "patch" and codec.media_type(headers.get("content-type", "")) == APPLY_PATCH:
@@ -480,7 +495,7 @@ class SimCluster:
             patched = patching.apply(current, body, headers.get("content-type", ""))
             patched = _known_fields(kind, patched, params, warned)
             self._check_escalation(user, kind, namespace, patched)
-            patched = fields.record_update(current, patched, manager, kind)
+            patched = fields.record_update(current, _defaulted(kind, patched), manager, kind)
             updated = self.store.update(kind, namespace, name, patched, dry_run)
             return Response(200, updated, _warning(warned))
         if verb == "delete":
@@ -502,7 +517,7 @@ class SimCluster:
                 dry_run or options.get("dryRun") == ["All"],
                 preconditions.get("uid") or "",
             )
-            return Response(200, gone)
+            return Response(200, _deleted(kind, gone))
         if verb == "deletecollection":
             listed = self.store.list(
                 kind, namespace, params.get("labelSelector", ""), params.get("fieldSelector", "")
@@ -535,11 +550,11 @@ class SimCluster:
         """PATCH with application/apply-patch+yaml: create or merge, owning what is applied."""
         manager = params.get("fieldManager", "")
         if not manager:
-            raise ApiError(
-                422,
-                "Invalid",
-                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
-                "is required for apply patch",
+            raise invalid_object(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                ["fieldManager: Required value: is required for apply patch"],
             )
         meta = applied.get("metadata") or {}
         if meta.get("name") and meta["name"] != name:
@@ -675,40 +690,70 @@ class SimCluster:
             }
         return obj
 
-    def _token_request(self, namespace: str, name: str, body: dict[str, Any]) -> Response:
+    def _token_request(
+        self, namespace: str, name: str, body: dict[str, Any], manager: str
+    ) -> Response:
         spec = body.get("spec") or {}
         seconds = int(spec.get("expirationSeconds") or 3600)
         if seconds < 600:
-            raise ApiError(
-                422,
-                "Invalid",
-                f'TokenRequest.authentication.k8s.io "{name}" is invalid: spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less than 10 minutes',
+            raise invalid_object(
+                "TokenRequest",
+                "authentication.k8s.io",
+                "",
+                [
+                    f"spec.expirationSeconds: Invalid value: {seconds}: may not specify a "
+                    "duration less than 10 minutes"
+                ],
             )
         token, expires = self.issue_token(namespace, name, seconds, spec.get("boundObjectRef"))
+        account = self.store.peek("serviceaccounts", namespace, name) or {"metadata": {}}
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "uid": account["metadata"].get("uid", ""),
+            "creationTimestamp": now_rfc3339(),
+        }
+        request = {"spec": spec}
+        fields.record_update(None, request, manager, TOKEN_REQUEST, "token")
+        meta.update(request.get("metadata") or {})
         return Response(
             201,
             {
                 "kind": "TokenRequest",
                 "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
-                "spec": {**spec, "expirationSeconds": seconds},
+                "metadata": meta,
+                "spec": {
+                    "audiences": spec.get("audiences") or [DEFAULT_AUDIENCE],
+                    "expirationSeconds": seconds,
+                    "boundObjectRef": spec.get("boundObjectRef"),
+                },
                 "status": {"token": token, "expirationTimestamp": expires},
             },
         )
 
     def _review(
-        self, user: UserInfo, group: str, plural: str, namespace: str, body: dict[str, Any]
+        self,
+        user: UserInfo,
+        group: str,
+        plural: str,
+        namespace: str,
+        body: dict[str, Any],
+        manager: str,
     ) -> Response:
         spec = body.get("spec") or {}
-        out = {
-            "apiVersion": f"{group}/v1",
+        out: dict[str, Any] = {
             "kind": body.get("kind", ""),
-            "metadata": {"creationTimestamp": None},
+            "apiVersion": f"{group}/v1",
+            "metadata": {},
             "spec": spec,
         }
+        # A review is created like any object: its writer owns what it sent.
+        review_kind = Kind(out["kind"], plural, group, "v1", plural.startswith("local"))
+        fields.record_update(None, out, manager, review_kind)
         if plural == "selfsubjectreviews":  # kubectl auth whoami
             out.pop("spec")
-            out["status"] = {"userInfo": {"username": user.name, "groups": list(user.groups)}}
+            out["metadata"] = {"creationTimestamp": now_rfc3339()}
+            out["status"] = {"userInfo": _user_info(user)}
             return Response(201, out)
         if plural == "tokenreviews":
             self._authorize(user, Attributes(verb="create", group=group, resource=plural))
@@ -716,10 +761,11 @@ class SimCluster:
             out["status"] = (
                 {
                     "authenticated": True,
-                    "user": {"username": reviewed.name, "groups": list(reviewed.groups)},
+                    "user": _user_info(reviewed),
+                    "audiences": spec.get("audiences") or [DEFAULT_AUDIENCE],
                 }
                 if reviewed
-                else {"authenticated": False, "error": "invalid bearer token"}
+                else {"user": {}, "error": "invalid bearer token"}
             )
             return Response(201, out)
         if plural in (
@@ -750,7 +796,8 @@ class SimCluster:
                     name=ra.get("name", ""),
                 )
             allowed = rbac.authorize(self.store, subject, attrs)
-            out["status"] = {"allowed": allowed} if allowed else {"allowed": False, "reason": ""}
+            reason = rbac.allowed_by(self.store, subject, attrs) if allowed else ""
+            out["status"] = {"allowed": allowed, **({"reason": reason} if reason else {})}
             return Response(201, out)
         if plural == "selfsubjectrulesreviews":
             rules = rbac.rules_for(self.store, user, spec.get("namespace", ""))
@@ -785,9 +832,18 @@ class SimCluster:
         path = "/" + path.strip("/")
         major, minor = self.version.split(".")[:2]
         if path == "/version":
+            emulation = {}
+            if int(minor) >= 33:  # (the emulation fields came with 1.33)
+                emulation = {
+                    "emulationMajor": major,
+                    "emulationMinor": minor,
+                    "minCompatibilityMajor": major,
+                    "minCompatibilityMinor": str(int(minor) - 1),
+                }
             return {
                 "major": major,
                 "minor": minor,
+                **emulation,
                 "gitVersion": f"v{major}.{minor}.0-kubesim",
                 "platform": "linux/amd64",
                 "goVersion": "go1.22",
@@ -964,3 +1020,44 @@ def _warning(warned: list[str]) -> dict[str, str]:
     if not warned:
         return {}
     return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warned)}
+
+
+def _deleted(kind: Kind, gone: dict[str, Any]) -> dict[str, Any]:
+    """What a DELETE answers: the object for the kinds kube-apiserver returns it for (a namespace
+    as it starts terminating: kubesim empties it at once), else a Success Status naming it."""
+    if kind.plural == "namespaces":
+        gone["metadata"]["deletionTimestamp"] = now_rfc3339()
+        gone["status"] = {"phase": "Terminating"}
+    if kind.plural in RETURNS_DELETED:
+        return gone
+    details = {
+        "name": gone["metadata"]["name"],
+        "group": kind.group,
+        "kind": kind.plural,
+        "uid": gone["metadata"]["uid"],
+    }
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {k: v for k, v in details.items() if v},
+    }
+
+
+def _defaulted(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+    """Defaults set before field ownership is recorded, so that the writer owns them too."""
+    if kind.kind == "Namespace" and (obj.get("metadata") or {}).get("name"):
+        label_namespace(obj)
+    return obj
+
+
+def _user_info(user: UserInfo) -> dict[str, Any]:
+    """A user as reviews show one (TokenReview, SelfSubjectReview)."""
+    info: dict[str, Any] = {"username": user.name}
+    if user.uid:
+        info["uid"] = user.uid
+    info["groups"] = list(user.groups)
+    if user.extra:
+        info["extra"] = user.extra
+    return info

@@ -14,9 +14,12 @@ a ServiceAccount's secrets by name), and fieldsV1 has no `.` entries for maps.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
+from kubesim import schema
 from kubesim.store import ApiError, Kind
 
 Path = tuple[str, ...]
@@ -50,26 +53,69 @@ def manager_of(params: dict[str, str], user_agent: str) -> str:
     return params.get("fieldManager") or user_agent.split("/")[0] or "unknown"
 
 
-def leaves(obj: dict[str, Any], prefix: Path = ()) -> dict[Path, Any]:
-    """Each field a manager can own, by path, with its value (maps are walked, lists are one)."""
+@dataclass(frozen=True)
+class Structure:
+    """What fieldsV1 needs to know of a kind beyond its JSON: which fields are maps or optional
+    structs (owned as a whole too: a `.` entry) and which structs are atomic (one field)."""
+
+    dotted: frozenset[Path]
+    atomic: frozenset[Path]
+
+
+@cache
+def structure(message: str | None) -> Structure:
+    dotted: set[Path] = set()
+    atomic: set[Path] = set()
+
+    def walk(name: str, prefix: Path) -> None:
+        for f in schema.messages()[name]:
+            path = (*prefix, f.name)
+            if f.map:
+                dotted.add(path)
+            elif f.repeated or f.type in schema.SCALARS:
+                continue
+            elif f.type in schema.ATOMIC:
+                atomic.add(path)
+            else:
+                if not f.required:
+                    dotted.add(path)
+                if len(path) < 6:
+                    walk(f.type, path)
+
+    if message is None:  # a kind kubesim does not know field by field: its metadata, at least
+        walk(f"{schema.META}.ObjectMeta", ("metadata",))
+    else:
+        walk(message, ())
+    return Structure(frozenset(dotted), frozenset(atomic))
+
+
+def structure_of(kind: Kind) -> Structure:
+    return structure(schema.message_for(kind.group, kind.version, kind.kind))
+
+
+def leaves(obj: dict[str, Any], shape: Structure, prefix: Path = ()) -> dict[Path, Any]:
+    """Each field a manager can own, by path, with its value (maps and structs are walked;
+    lists and atomic structs are one field)."""
     out: dict[Path, Any] = {}
     for key, value in obj.items():
         path = (*prefix, key)
         if path in _NOT_OWNED:
             continue
-        if isinstance(value, dict) and value:
-            out.update(leaves(value, path))
+        if isinstance(value, dict) and value and path not in shape.atomic:
+            out.update(leaves(value, shape, path))
         else:
             out[path] = value
     return out
 
 
-def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
+def to_fields_v1(paths: set[Path], shape: Structure) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     for path in sorted(paths):
         node = doc
-        for key in path:
+        for depth, key in enumerate(path):
             node = node.setdefault(f"f:{key}", {})
+            if path[: depth + 1] in shape.dotted and depth + 1 < len(path):
+                node.setdefault(".", {})
     return doc
 
 
@@ -92,20 +138,34 @@ def _owners(obj: dict[str, Any]) -> dict[tuple[str, str], set[Path]]:
     return owners
 
 
-def _entries(owners: dict[tuple[str, str], set[Path]], api_version: str) -> list[dict[str, Any]]:
+def _set_entries(
+    meta: dict[str, Any],
+    owners: dict[tuple[str, str], set[Path]],
+    kind: Kind,
+    subresource: str = "",
+) -> None:
+    """metadata.managedFields from who owns what; none at all when no one owns anything."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return [
-        {
+    shape = structure_of(kind)
+    entries = []
+    for (manager, operation), paths in owners.items():
+        if not paths:
+            continue
+        entry = {
             "manager": manager,
             "operation": operation,
-            "apiVersion": api_version,
+            "apiVersion": kind.api_version,
             "time": now,
             "fieldsType": "FieldsV1",
-            "fieldsV1": to_fields_v1(paths),
+            "fieldsV1": to_fields_v1(paths, shape),
         }
-        for (manager, operation), paths in owners.items()
-        if paths
-    ]
+        if subresource:
+            entry["subresource"] = subresource
+        entries.append(entry)
+    if entries:
+        meta["managedFields"] = entries
+    else:
+        meta.pop("managedFields", None)
 
 
 def _get(obj: Any, path: Path) -> Any:
@@ -140,7 +200,11 @@ def _remove(obj: dict[str, Any], path: Path) -> None:
 
 
 def record_update(
-    old: dict[str, Any] | None, new: dict[str, Any], manager: str, kind: Kind
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    manager: str,
+    kind: Kind,
+    subresource: str = "",
 ) -> dict[str, Any]:
     """`new` with managedFields after a create, update or patch by `manager`."""
     new = copy.deepcopy(new)
@@ -150,15 +214,16 @@ def record_update(
     if old is not None and sent is not None and sent != kept:
         return new  # the client rewrote the managed fields itself (kubectl's CSA-to-SSA upgrade)
     owners = _owners(old or {})
-    before = leaves(old or {})
-    after = leaves(new)
+    shape = structure_of(kind)
+    before = leaves(old or {}, shape)
+    after = leaves(new, shape)
     changed = {p for p, v in after.items() if before.get(p, _MISSING) != v}
     for key, paths in owners.items():
         paths.intersection_update(after)  # removed fields are owned by no one
         if key != (manager, UPDATE):
             paths.difference_update(changed)
     owners.setdefault((manager, UPDATE), set()).update(changed)
-    meta["managedFields"] = _entries(owners, kind.api_version)
+    _set_entries(meta, owners, kind, subresource)
     return new
 
 
@@ -171,7 +236,7 @@ def apply(
 ) -> dict[str, Any]:
     """The object after `manager` applies `applied` to `live` (None: it is created)."""
     owners = _owners(live or {})
-    wanted = leaves(applied)
+    wanted = leaves(applied, structure_of(kind))
     conflicts = sorted(
         (path, other, operation)
         for (other, operation), paths in owners.items()
@@ -196,7 +261,7 @@ def apply(
     for name in ("name", "namespace"):
         if name in (applied.get("metadata") or {}):
             result["metadata"][name] = applied["metadata"][name]
-    result["metadata"]["managedFields"] = _entries(owners, kind.api_version)
+    _set_entries(result["metadata"], owners, kind)
     return result
 
 

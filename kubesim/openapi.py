@@ -312,7 +312,10 @@ def _message_schema(fields: tuple[schema.Field, ...], todo: list[str]) -> dict[s
                 value["x-kubernetes-list-type"] = "atomic"
         properties[field.name] = value
     out: dict[str, Any] = {"type": "object", "properties": properties}
-    required = [f.name for f in fields if f.required]
+    # (metadata, spec and status are required only in the sense that JSON always has them)
+    required = [
+        f.name for f in fields if f.required and f.name not in ("metadata", "spec", "status")
+    ]
     if required:
         out["required"] = required
     return out

@@ -31,12 +31,7 @@ def apply(current: dict[str, Any], body: bytes, content_type: str) -> dict[str, 
         if not isinstance(patch, list):
             raise ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
         return json_patch(copy.deepcopy(current), patch)
-    raise ApiError(
-        415,
-        "UnsupportedMediaType",
-        "the body of the request was in an unknown format - accepted media types include: "
-        f"{APPLY_PATCH}, {JSON_PATCH}, {MERGE}, {STRATEGIC}",
-    )
+    raise ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type", {})
 
 
 def merge(target: Any, patch: Any) -> Any:

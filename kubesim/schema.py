@@ -28,7 +28,7 @@ PACKAGES = {
     "authn": "io.k8s.api.authentication.v1",
     "authz": "io.k8s.api.authorization.v1",
 }
-_OBJECT = "metadata:1:meta.ObjectMeta"
+_OBJECT = "metadata!:1:meta.ObjectMeta"
 _REVIEW = f"{_OBJECT} spec!:2:SubjectAccessReviewSpec status:3:SubjectAccessReviewStatus"
 
 _MESSAGES: dict[str, dict[str, str]] = {
@@ -51,7 +51,7 @@ _MESSAGES: dict[str, dict[str, str]] = {
         "dryRun:5:[string]",
     },
     "core": {
-        "Namespace": f"{_OBJECT} spec:2:NamespaceSpec status:3:NamespaceStatus",
+        "Namespace": f"{_OBJECT} spec!:2:NamespaceSpec status!:3:NamespaceStatus",
         "NamespaceSpec": "finalizers:1:[string]",
         "NamespaceStatus": "phase:1 conditions:2:[NamespaceCondition]/type",
         "NamespaceCondition": "type!:1 status!:2 lastTransitionTime:4:Time reason:5 message:6",
@@ -114,6 +114,15 @@ _MESSAGES: dict[str, dict[str, str]] = {
 # Both authentication and authorization have an ExtraValue: a list of strings in JSON.
 _MESSAGES["authn"]["ExtraValue"] = _MESSAGES["authz"]["ExtraValue"] = "items:1:[string]"
 SCALARS = ("string", "bool", "int64", "int32", "bytes", "Time", "FieldsV1")
+# Structs that are one field for server-side apply (+structType=atomic).
+ATOMIC = frozenset(
+    {
+        f"{PACKAGES['rbac']}.RoleRef",
+        f"{PACKAGES['core']}.ObjectReference",
+        f"{PACKAGES['core']}.LocalObjectReference",
+        f"{PACKAGES['meta']}.OwnerReference",
+    }
+)
 # Messages that are a plain list in JSON (their one repeated field is the value).
 LIST_VALUED = ("ExtraValue",)
 

@@ -40,6 +40,7 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.details = details or {}
+        self.empty_details = details == {}  # `"details": {}` is sent, as some answers have it
         self.headers = headers or {}
 
     def status(self) -> dict[str, Any]:
@@ -52,7 +53,7 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
+        if self.details or self.empty_details:
             body["details"] = self.details
         return body
 
@@ -563,7 +564,7 @@ class Store:
             if kind.kind == "Namespace":
                 obj.setdefault("spec", {"finalizers": ["kubernetes"]})
                 obj["status"] = {"phase": "Active"}
-                _label_namespace(obj)
+                label_namespace(obj)
             if dry_run:
                 return obj
             meta["resourceVersion"] = self._next_rv()
@@ -604,7 +605,7 @@ class Store:
             self._validate(kind, obj, old)
             if kind.kind == "Namespace":
                 obj["status"] = old.get("status", {"phase": "Active"})
-                _label_namespace(obj)
+                label_namespace(obj)
             if _semantic(obj) == _semantic(old):
                 return copy.deepcopy(old)  # a no-op write keeps its resourceVersion
             if dry_run:
@@ -707,7 +708,7 @@ class Store:
             listener(plural, event, obj)
 
 
-def _label_namespace(obj: dict[str, Any]) -> None:
+def label_namespace(obj: dict[str, Any]) -> None:
     """kube-apiserver labels every namespace with its own name (NamespaceDefaultLabelName)."""
     meta = obj["metadata"]
     meta["labels"] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta["name"]}
@@ -738,9 +739,13 @@ _CAUSES = {
 
 
 def invalid(kind: Kind, name: str, errors: list[str]) -> ApiError:
+    return invalid_object(kind.kind, kind.group, name, errors)
+
+
+def invalid_object(kind: str, group: str, name: str, errors: list[str]) -> ApiError:
     """kube-apiserver's 422: the message names the kind (RoleBinding.rbac.authorization.k8s.io),
     the details the group and Kind, and each cause its field, reason and what is wrong."""
-    qualified = f"{kind.kind}.{kind.group}" if kind.group else kind.kind
+    qualified = f"{kind}.{group}" if group else kind
     causes = []
     for error in errors:
         field, _, message = error.partition(": ")
@@ -748,9 +753,8 @@ def invalid(kind: Kind, name: str, errors: list[str]) -> ApiError:
             (r for prefix, r in _CAUSES.items() if message.startswith(prefix)), "FieldValueInvalid"
         )
         causes.append({"reason": reason, "message": message, "field": field})
-    details: dict[str, Any] = {"name": name, "kind": kind.kind, "causes": causes}
-    if kind.group:
-        details["group"] = kind.group
+    details: dict[str, Any] = {"name": name, "group": group, "kind": kind, "causes": causes}
+    details = {k: v for k, v in details.items() if v}
     return ApiError(
         422, "Invalid", f'{qualified} "{name}" is invalid: ' + ", ".join(errors), details
     )

@@ -317,7 +317,10 @@ def both(request: Any, kube_cluster: Any) -> tuple[Any, Any]:
         real = request.getfixturevalue("real_cluster")
     except pytest.FixtureLookupError:
         pytest.skip("no real kube-apiserver fixture here (tests/fixtures/kube_apiserver.py)")
-    return real, kube_cluster()
+    major, minor = call(real, Step("version", "GET", "/version"))[1]["gitVersion"][1:].split(".")[
+        :2
+    ]
+    return real, kube_cluster(version=f"{major}.{minor}")
 
 
 def test_kubesim_answers_every_request_as_the_real_kube_apiserver_does(both):
