@@ -713,9 +713,8 @@ class SimCluster:
             "uid": account["metadata"].get("uid", ""),
             "creationTimestamp": now_rfc3339(),
         }
-        request = {"spec": spec}
-        fields.record_update(None, request, manager, TOKEN_REQUEST, "token")
-        meta.update(request.get("metadata") or {})
+        owned = fields.record_update(None, {"spec": spec}, manager, TOKEN_REQUEST, "token")
+        meta.update(owned.get("metadata") or {})
         return Response(
             201,
             {
@@ -749,7 +748,7 @@ class SimCluster:
         }
         # A review is created like any object: its writer owns what it sent.
         review_kind = Kind(out["kind"], plural, group, "v1", plural.startswith("local"))
-        fields.record_update(None, out, manager, review_kind)
+        out["metadata"] = fields.record_update(None, out, manager, review_kind)["metadata"]
         if plural == "selfsubjectreviews":  # kubectl auth whoami
             out.pop("spec")
             out["metadata"] = {"creationTimestamp": now_rfc3339()}

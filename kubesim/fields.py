@@ -101,8 +101,8 @@ def leaves(obj: dict[str, Any], shape: Structure, prefix: Path = ()) -> dict[Pat
         path = (*prefix, key)
         if path in _NOT_OWNED:
             continue
-        if isinstance(value, dict) and value and path not in shape.atomic:
-            out.update(leaves(value, shape, path))
+        if isinstance(value, dict) and path not in shape.atomic:
+            out.update(leaves(value, shape, path))  # (an empty map or struct owns nothing)
         else:
             out[path] = value
     return out

@@ -431,7 +431,7 @@ class Store:
     ) -> bytes:
         """The same list response, already encoded: each object is encoded once under the lock
         instead of copied and encoded later (the HTTP server's hot path on large lists)."""
-        encode = json.dumps if kind.plural == "clusterroles" else self._encoded
+        encode = _as_list_item if kind.plural == "clusterroles" else self._encoded
         items, meta = self._select(
             kind, namespace, label_selector, field_selector, limit, continue_token, encode
         )
@@ -443,13 +443,13 @@ class Store:
     def _encoded(self, obj: dict[str, Any]) -> str:
         entry = self.encoded.get(id(obj))
         if entry is None or entry[0] is not obj:
-            entry = self.encoded[id(obj)] = (obj, json.dumps(obj))
+            entry = self.encoded[id(obj)] = (obj, _as_list_item(obj))
         return entry[1]
 
     def _remember_encoded(self, kind: Kind, obj: dict[str, Any]) -> None:
         # Encoded as it is written: an object is written once and listed many times.
         if kind.plural != "clusterroles":
-            self.encoded[id(obj)] = (obj, json.dumps(obj))
+            self.encoded[id(obj)] = (obj, _as_list_item(obj))
 
     def _forget(self, obj: dict[str, Any]) -> None:
         self.encoded.pop(id(obj), None)
@@ -706,6 +706,12 @@ class Store:
         self.history.append((int(obj["metadata"]["resourceVersion"]), plural, event, obj))
         for listener in self.on_change:
             listener(plural, event, obj)
+
+
+def _as_list_item(obj: dict[str, Any]) -> str:
+    """An object as a list's item: kube-apiserver leaves out kind and apiVersion (the list has
+    them)."""
+    return json.dumps({k: v for k, v in obj.items() if k not in ("kind", "apiVersion")})
 
 
 def label_namespace(obj: dict[str, Any]) -> None:
