@@ -469,21 +469,23 @@ class SimCluster:
         if verb == "get":
             return Response(200, self.store.get(kind, namespace, name))
         warned: list[str] = []
+
+        def owned(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+            return fields.record_update(old, new, manager, kind)
+
         if verb == "create":
             obj = decode_body(headers.get("content-type", ""), body)
             obj = _known_fields(kind, obj, params, warned)
             self._check_escalation(user, kind, namespace, obj)
-            obj = self._prepare(kind, namespace, obj)
-            obj = fields.record_update(None, _defaulted(kind, obj), manager, kind)
-            created = self.store.create(kind, namespace, obj, dry_run)
+            obj = _defaulted(kind, self._prepare(kind, namespace, obj))
+            created = self.store.create(kind, namespace, obj, dry_run, owned)
             return Response(201, created, _warning(warned))
         if verb == "update":
             obj = decode_body(headers.get("content-type", ""), body)
             obj = _known_fields(kind, obj, params, warned)
             self._check_escalation(user, kind, namespace, obj)
-            old = self.store.peek(kind.plural, namespace if kind.namespaced else "", name)
-            obj = fields.record_update(old, _defaulted(kind, obj), manager, kind)
-            updated = self.store.update(kind, namespace, name, obj, dry_run)
+            obj = _defaulted(kind, obj)
+            updated = self.store.update(kind, namespace, name, obj, dry_run, owned)
             return Response(200, updated, _warning(warned))
         if verb == "patch" and codec.media_type(headers.get("content-type", "")) == APPLY_PATCH:
             applied = _known_fields(kind, codec.decode_body(codec.YAML, body), params, warned)
@@ -495,8 +497,8 @@ class SimCluster:
             patched = patching.apply(current, body, headers.get("content-type", ""))
             patched = _known_fields(kind, patched, params, warned)
             self._check_escalation(user, kind, namespace, patched)
-            patched = fields.record_update(current, _defaulted(kind, patched), manager, kind)
-            updated = self.store.update(kind, namespace, name, patched, dry_run)
+            patched = _defaulted(kind, patched)
+            updated = self.store.update(kind, namespace, name, patched, dry_run, owned)
             return Response(200, updated, _warning(warned))
         if verb == "delete":
             if kind.plural == "namespaces" and name in IMMORTAL_NAMESPACES:
@@ -530,6 +532,9 @@ class SimCluster:
                     "",
                     dry_run,
                 )
+            for item in listed["items"]:  # (list items carry no kind or apiVersion)
+                item.pop("kind", None)
+                item.pop("apiVersion", None)
             return Response(200, listed)
         raise ApiError(
             405,

@@ -108,60 +108,74 @@ def leaves(obj: dict[str, Any], shape: Structure, prefix: Path = ()) -> dict[Pat
     return out
 
 
-def to_fields_v1(paths: set[Path], shape: Structure) -> dict[str, Any]:
+def markers(obj: dict[str, Any], shape: Structure) -> set[Path]:
+    """The maps and optional structs `obj` has, as owned-as-a-whole paths (`labels/.`)."""
+    return {(*p, ".") for p in shape.dotted if isinstance(_get(obj, p), dict) and _get(obj, p)}
+
+
+def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     for path in sorted(paths):
         node = doc
-        for depth, key in enumerate(path):
-            node = node.setdefault(f"f:{key}", {})
-            if path[: depth + 1] in shape.dotted and depth + 1 < len(path):
-                node.setdefault(".", {})
+        for key in path:
+            node = node.setdefault("." if key == "." else f"f:{key}", {})
     return doc
 
 
 def from_fields_v1(doc: dict[str, Any], prefix: Path = ()) -> set[Path]:
     paths: set[Path] = set()
     for key, child in doc.items():
-        if not key.startswith("f:"):
-            continue
-        path = (*prefix, key[2:])
-        inner = from_fields_v1(child, path) if child else set()
-        paths |= inner or {path}
+        if key == ".":
+            paths.add((*prefix, "."))
+        elif key.startswith("f:"):
+            path = (*prefix, key[2:])
+            paths |= from_fields_v1(child, path) if child else {path}
     return paths
 
 
-def _owners(obj: dict[str, Any]) -> dict[tuple[str, str], set[Path]]:
-    owners: dict[tuple[str, str], set[Path]] = {}
+Owners = dict[tuple[str, str], set[Path]]
+
+
+def _owners(obj: dict[str, Any]) -> tuple[Owners, dict[tuple[str, str], dict[str, Any]]]:
+    """Who owns which paths, and each entry as it was (its time and subresource)."""
+    owners: Owners = {}
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
     for entry in (obj.get("metadata") or {}).get("managedFields") or []:
         key = (entry.get("manager", ""), entry.get("operation", UPDATE))
         owners[key] = from_fields_v1(entry.get("fieldsV1") or {})
-    return owners
+        entries[key] = entry
+    return owners, entries
 
 
 def _set_entries(
     meta: dict[str, Any],
-    owners: dict[tuple[str, str], set[Path]],
+    owners: Owners,
+    before: dict[tuple[str, str], dict[str, Any]],
+    writer: tuple[str, str],
     kind: Kind,
     subresource: str = "",
 ) -> None:
-    """metadata.managedFields from who owns what; none at all when no one owns anything."""
+    """metadata.managedFields from who owns what, in kube-apiserver's order (operation, time,
+    manager); the writer's entry has the time of this write, the others keep theirs."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    shape = structure_of(kind)
     entries = []
-    for (manager, operation), paths in owners.items():
+    for key, paths in owners.items():
         if not paths:
             continue
+        old = before.get(key, {})
         entry = {
-            "manager": manager,
-            "operation": operation,
-            "apiVersion": kind.api_version,
-            "time": now,
+            "manager": key[0],
+            "operation": key[1],
+            "apiVersion": kind.api_version if key == writer else old.get("apiVersion", ""),
+            "time": now if key == writer else old.get("time", now),
             "fieldsType": "FieldsV1",
-            "fieldsV1": to_fields_v1(paths, shape),
+            "fieldsV1": to_fields_v1(paths),
         }
-        if subresource:
-            entry["subresource"] = subresource
+        sub = subresource if key == writer else old.get("subresource", "")
+        if sub:
+            entry["subresource"] = sub
         entries.append(entry)
+    entries.sort(key=lambda e: (e["operation"], e["time"], e["manager"]))
     if entries:
         meta["managedFields"] = entries
     else:
@@ -213,17 +227,19 @@ def record_update(
     kept = (old or {}).get("metadata", {}).get("managedFields")
     if old is not None and sent is not None and sent != kept:
         return new  # the client rewrote the managed fields itself (kubectl's CSA-to-SSA upgrade)
-    owners = _owners(old or {})
+    owners, entries = _owners(old or {})
     shape = structure_of(kind)
     before = leaves(old or {}, shape)
     after = leaves(new, shape)
     changed = {p for p, v in after.items() if before.get(p, _MISSING) != v}
+    changed |= markers(new, shape) - markers(old or {}, shape)  # maps this write made
+    alive = set(after) | markers(new, shape)
     for key, paths in owners.items():
-        paths.intersection_update(after)  # removed fields are owned by no one
+        paths.intersection_update(alive)  # removed fields are owned by no one
         if key != (manager, UPDATE):
             paths.difference_update(changed)
     owners.setdefault((manager, UPDATE), set()).update(changed)
-    _set_entries(meta, owners, kind, subresource)
+    _set_entries(meta, owners, entries, (manager, UPDATE), kind, subresource)
     return new
 
 
@@ -235,7 +251,7 @@ def apply(
     kind: Kind,
 ) -> dict[str, Any]:
     """The object after `manager` applies `applied` to `live` (None: it is created)."""
-    owners = _owners(live or {})
+    owners, entries = _owners(live or {})
     wanted = leaves(applied, structure_of(kind))
     conflicts = sorted(
         (path, other, operation)
@@ -250,7 +266,8 @@ def apply(
     previous = owners.get((manager, APPLY), set())
     others = set().union(*(p for k, p in owners.items() if k != (manager, APPLY)))
     for path in previous - set(wanted) - others:
-        _remove(result, path)
+        if path[-1] != ".":
+            _remove(result, path)
     for path, value in wanted.items():
         _set(result, path, value)
     for key, paths in owners.items():
@@ -261,7 +278,7 @@ def apply(
     for name in ("name", "namespace"):
         if name in (applied.get("metadata") or {}):
             result["metadata"][name] = applied["metadata"][name]
-    _set_entries(result["metadata"], owners, kind)
+    _set_entries(result["metadata"], owners, entries, (manager, APPLY), kind)
     return result
 
 

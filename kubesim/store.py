@@ -20,6 +20,8 @@ from kubesim import workloads
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HISTORY = 1000  # changes a watch can be resumed from
+# Records field ownership on a write: (the object before or None, after) -> after, owned.
+Owner = Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any]]
 # RBAC object names follow path-segment rules: anything but "/" and "%", not "." or "..".
 PATH_SEGMENT = re.compile(r"^[^/%]+$")
 
@@ -514,8 +516,14 @@ class Store:
     # --- writes -----------------------------------------------------------------------------
 
     def create(
-        self, kind: Kind, namespace: str, obj: dict[str, Any], dry_run: bool = False
+        self,
+        kind: Kind,
+        namespace: str,
+        obj: dict[str, Any],
+        dry_run: bool = False,
+        owner: Owner | None = None,
     ) -> dict[str, Any]:
+        """`owner(old, new)`, when given, records who set which field once defaults are in."""
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
@@ -534,6 +542,9 @@ class Store:
             meta.pop("namespace", None)
         meta["uid"] = str(uuid.uuid4())  # before defaulting: a Job's selector names its uid
         self._validate(kind, obj, None)
+        if owner is not None:
+            obj = owner(None, obj)
+            meta = obj["metadata"]
         with self.lock:
             if kind.namespaced:
                 ns = self.peek("namespaces", "", namespace)
@@ -574,7 +585,13 @@ class Store:
             return copy.deepcopy(obj)
 
     def update(
-        self, kind: Kind, namespace: str, name: str, obj: dict[str, Any], dry_run: bool = False
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        obj: dict[str, Any],
+        dry_run: bool = False,
+        owner: Owner | None = None,
     ) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -603,6 +620,9 @@ class Store:
                 if preserved in old["metadata"]:
                     meta[preserved] = old["metadata"][preserved]
             self._validate(kind, obj, old)
+            if owner is not None:
+                obj = owner(old, obj)
+                meta = obj["metadata"]
             if kind.kind == "Namespace":
                 obj["status"] = old.get("status", {"phase": "Active"})
                 label_namespace(obj)

@@ -187,11 +187,18 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
     for container in itertools.chain(
         spec.get("initContainers") or [], spec.get("containers") or []
     ):
+        container.setdefault("resources", {})
         container.setdefault("terminationMessagePath", "/dev/termination-log")
-        container.setdefault("imagePullPolicy", "IfNotPresent")
+        container.setdefault("terminationMessagePolicy", "File")
+        image = str(container.get("image") or "")
+        tagged = ":" in image.rsplit("/", 1)[-1] or "@" in image
+        latest = not tagged or image.endswith(":latest")
+        container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
         for port in container.get("ports") or []:
             port.setdefault("protocol", "TCP")
 
@@ -551,6 +558,9 @@ def default_service(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         n = next(_cluster_ips)
         spec["clusterIP"] = old_ip or f"10.96.{n // 250}.{n % 250 + 1}"
     spec["clusterIPs"] = [spec["clusterIP"]]
+    spec.setdefault("ipFamilies", ["IPv4"])
+    spec.setdefault("ipFamilyPolicy", "SingleStack")
+    spec.setdefault("internalTrafficPolicy", "Cluster")
     obj.setdefault("status", {"loadBalancer": {}})
 
 
