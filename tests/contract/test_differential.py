@@ -391,6 +391,7 @@ def both(request: Any, kube_cluster: Any) -> tuple[Any, Any]:
     return real, kube_cluster(version=f"{major}.{minor}")
 
 
+@pytest.mark.kube_apiserver
 def test_kubesim_answers_every_request_as_the_real_kube_apiserver_does(both):
     real, sim = both
     ns = f"diff-{secrets.token_hex(3)}"
