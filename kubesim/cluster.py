@@ -37,6 +37,8 @@ IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 # Kinds whose DELETE answers with the object (being) deleted; the others answer a Success Status
 # (kube-apiserver's ReturnDeletedObject).
 RETURNS_DELETED = ("namespaces", "serviceaccounts", "pods", "services")
+# The kinds kubesim serves that `kubectl get all` lists (kube-apiserver's "all" category).
+IN_CATEGORY_ALL = ("pods", "services", "deployments", "jobs")
 # The audience of a token asked for without one (kube-apiserver's --api-audiences default).
 DEFAULT_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 TOKEN_REQUEST = Kind("TokenRequest", "token", "authentication.k8s.io", "v1", True)
@@ -902,19 +904,20 @@ class SimCluster:
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
         gv = f"{group}/{version}" if group else version
         resources = []
-        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update"]
+        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
         for kind in self.store.kinds.values():
             if kind.group == group and kind.version == version:
-                resources.append(
-                    {
-                        "name": kind.plural,
-                        "singularName": kind.kind.lower(),
-                        "namespaced": kind.namespaced,
-                        "kind": kind.kind,
-                        "verbs": verbs,
-                        "shortNames": list(kind.short_names),
-                    }
-                )
+                resource = {
+                    "name": kind.plural,
+                    "singularName": kind.kind.lower(),
+                    "namespaced": kind.namespaced,
+                    "kind": kind.kind,
+                    "verbs": verbs,
+                    "shortNames": list(kind.short_names),
+                }
+                if kind.plural in IN_CATEGORY_ALL:
+                    resource["categories"] = ["all"]  # kubectl get all
+                resources.append(resource)
                 if kind.plural == "serviceaccounts":
                     resources.append(
                         {
@@ -1028,10 +1031,7 @@ def _warning(warned: list[str]) -> dict[str, str]:
 
 def _deleted(kind: Kind, gone: dict[str, Any]) -> dict[str, Any]:
     """What a DELETE answers: the object for the kinds kube-apiserver returns it for (a namespace
-    as it starts terminating: kubesim empties it at once), else a Success Status naming it."""
-    if kind.plural == "namespaces":
-        gone["metadata"]["deletionTimestamp"] = now_rfc3339()
-        gone["status"] = {"phase": "Terminating"}
+    as it starts terminating), else a Success Status naming it."""
     if kind.plural in RETURNS_DELETED:
         return gone
     details = {

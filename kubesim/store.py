@@ -20,6 +20,7 @@ from kubesim import workloads
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HISTORY = 1000  # changes a watch can be resumed from
+NAMESPACE_FINALIZE_S = 0.5  # how long a deleted namespace stays Terminating
 # Records field ownership on a write: (the object before or None, after) -> after, owned.
 Owner = Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any]]
 # RBAC object names follow path-segment rules: anything but "/" and "%", not "." or "..".
@@ -573,7 +574,13 @@ class Store:
             meta["creationTimestamp"] = now_rfc3339()
             meta.pop("resourceVersion", None)
             if kind.kind == "Namespace":
-                obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+                # (kube-apiserver's namespace strategy: the kubernetes finalizer is always there)
+                finalizers = (obj.get("spec") or {}).get("finalizers") or []
+                if "kubernetes" not in finalizers:
+                    obj["spec"] = {
+                        **(obj.get("spec") or {}),
+                        "finalizers": [*finalizers, "kubernetes"],
+                    }
                 obj["status"] = {"phase": "Active"}
                 label_namespace(obj)
             if dry_run:
@@ -666,17 +673,49 @@ class Store:
                     f'Operation cannot be fulfilled on {kind.qualified} "{name}": the ResourceVersion in the precondition ({precondition_rv}) does not match the ResourceVersion in record ({old["metadata"]["resourceVersion"]}). The object might have been modified',
                     _details(kind, name),
                 )
+            if kind.kind == "Namespace":
+                return self._terminate(kind, key, old, dry_run)
             if dry_run:
                 return copy.deepcopy(old)
             del self.objects[kind.plural][key]
             self._forget(old)
-            if kind.kind == "Namespace":
-                self._delete_namespace_contents(name)
             self._changed(kind.plural, "DELETED", old)
             return copy.deepcopy(old)
 
+    def _terminate(
+        self, kind: Kind, key: tuple[str, str], old: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]:
+        """A deleted namespace terminates: it refuses new content at once, and the namespace
+        controller removes what it holds, then the namespace, a moment later (kube-apiserver
+        with kube-controller-manager take a few seconds; kubesim NAMESPACE_FINALIZE_S)."""
+        if old["metadata"].get("deletionTimestamp"):
+            return copy.deepcopy(old)  # already terminating
+        terminating = copy.deepcopy(old)
+        terminating["metadata"]["deletionTimestamp"] = now_rfc3339()
+        terminating["status"] = {"phase": "Terminating"}
+        if dry_run:
+            return terminating
+        terminating["metadata"]["resourceVersion"] = self._next_rv()
+        self._forget(old)
+        self.objects[kind.plural][key] = terminating
+        self._remember_encoded(kind, terminating)
+        self._changed(kind.plural, "MODIFIED", terminating)
+        timer = threading.Timer(NAMESPACE_FINALIZE_S, self._finalize_namespace, (key[1],))
+        timer.daemon = True
+        timer.start()
+        return copy.deepcopy(terminating)
+
+    def _finalize_namespace(self, name: str) -> None:
+        with self.lock:
+            namespace = self.objects["namespaces"].pop(("", name), None)
+            if namespace is None:
+                return
+            self._delete_namespace_contents(name)
+            self._forget(namespace)
+            self._changed("namespaces", "DELETED", namespace)
+
     def _delete_namespace_contents(self, namespace: str) -> None:
-        # The namespace controller, done at once: kubesim has no slow finalizers.
+        # The namespace controller: kubesim has no slow finalizers.
         for kind in self.kinds.values():
             if kind.namespaced:
                 for key in [k for k in self.objects[kind.plural] if k[0] == namespace]:

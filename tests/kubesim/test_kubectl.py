@@ -547,6 +547,22 @@ def test_delete_removes_the_object_and_a_second_delete_is_not_found(kubectl_targ
     assert gone.value.status == 404
 
 
+def test_delete_of_a_file_removes_a_namespace_and_what_it_holds(kubectl_target):
+    name = f"gone-{secrets.token_hex(3)}"
+    manifest = yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    manifest += "---\n" + rolebinding_yaml(name, "devs", "a")
+    ok(kubectl_target.run("apply", "-f", "-", stdin=manifest))
+
+    deleted = kubectl_target.run("delete", "-f", "-", stdin=manifest, timeout=120)
+
+    assert ok(deleted).splitlines() == [
+        f'namespace "{name}" deleted',
+        f'rolebinding.rbac.authorization.k8s.io "devs" deleted from {name} namespace',
+    ]
+    gone = kubectl_target.run("get", "namespace", name)
+    assert gone.returncode == 1 and "(NotFound)" in gone.stderr
+
+
 def test_the_default_namespaces_cannot_be_deleted(kubectl_target):
     refused = kubectl_target.run("delete", "namespace", "default")
 
