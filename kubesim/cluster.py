@@ -15,9 +15,9 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
-from kubesim import codec, fields, openapi, rbac, schema, tables, watch
+from kubesim import codec, discovery, fields, rbac, schema, tables, watch
 from kubesim import patch as patching
 from kubesim.codec import decode_body
 from kubesim.patch import APPLY_PATCH
@@ -37,8 +37,6 @@ IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 # Kinds whose DELETE answers with the object (being) deleted; the others answer a Success Status
 # (kube-apiserver's ReturnDeletedObject).
 RETURNS_DELETED = ("namespaces", "serviceaccounts", "pods", "services")
-# The kinds kubesim serves that `kubectl get all` lists (kube-apiserver's "all" category).
-IN_CATEGORY_ALL = ("pods", "services", "deployments", "jobs")
 # The audience of a token asked for without one (kube-apiserver's --api-audiences default).
 DEFAULT_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 TOKEN_REQUEST = Kind("TokenRequest", "token", "authentication.k8s.io", "v1", True)
@@ -391,16 +389,18 @@ class SimCluster:
                 resource_request=False,
             )
             self._authorize(user, attrs)
-            return Response(200, self._non_resource(path))
+            return Response(
+                200, discovery.non_resource(self.store, self.version, self.server_url, path)
+            )
         group, version, rest = (
             ("", segments[1], segments[2:])
             if segments[0] == "api"
             else (segments[1], segments[2], segments[3:])
         )
-        if not self._serves(group, version):
+        if not discovery.serves(self.store, group, version):
             return not_found_page()  # no handler at all: Go's mux answers, not the API machinery
         if not rest:
-            return Response(200, self._resource_list(group, version))
+            return Response(200, discovery.resource_list(self.store, group, version))
         namespace = ""
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
@@ -603,11 +603,6 @@ class SimCluster:
                 self._authorize(user, Attributes(verb="impersonate", resource="groups", name=group))
             return UserInfo(target, (*groups, "system:authenticated"))
         return user
-
-    def _serves(self, group: str, version: str) -> bool:
-        if (group, version) in openapi.REVIEWS:
-            return True
-        return any(k.group == group and k.version == version for k in self.store.kinds.values())
 
     def _authorize(self, user: UserInfo, attrs: Attributes) -> None:
         if not rbac.authorize(self.store, user, attrs):
@@ -831,141 +826,6 @@ class SimCluster:
             }
             return Response(201, out)
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
-
-    # --- discovery --------------------------------------------------------------------------
-
-    def _non_resource(self, path: str) -> dict[str, Any]:
-        path = "/" + path.strip("/")
-        major, minor = self.version.split(".")[:2]
-        if path == "/version":
-            emulation = {}
-            if int(minor) >= 33:  # (the emulation fields came with 1.33)
-                emulation = {
-                    "emulationMajor": major,
-                    "emulationMinor": minor,
-                    "minCompatibilityMajor": major,
-                    "minCompatibilityMinor": str(int(minor) - 1),
-                }
-            return {
-                "major": major,
-                "minor": minor,
-                **emulation,
-                "gitVersion": f"v{major}.{minor}.0-kubesim",
-                "platform": "linux/amd64",
-                "goVersion": "go1.22",
-                "compiler": "gc",
-                "buildDate": "2026-01-01T00:00:00Z",
-                "gitCommit": "kubesim",
-                "gitTreeState": "clean",
-            }
-        if path == "/api":
-            return {
-                "kind": "APIVersions",
-                "versions": ["v1"],
-                "serverAddressByClientCIDRs": [
-                    {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
-                ],
-            }
-        if path == "/apis":
-            groups: dict[str, set[str]] = {}
-            for kind in self.store.kinds.values():
-                if kind.group:
-                    groups.setdefault(kind.group, set()).add(kind.version)
-            for extra in ("authorization.k8s.io", "authentication.k8s.io"):
-                groups.setdefault(extra, set()).add("v1")
-            return {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [
-                    {
-                        "name": g,
-                        "versions": [
-                            {"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)
-                        ],
-                        "preferredVersion": {
-                            "groupVersion": f"{g}/{sorted(vs)[-1]}",
-                            "version": sorted(vs)[-1],
-                        },
-                    }
-                    for g, vs in sorted(groups.items())
-                ],
-            }
-        if path in ("/healthz", "/livez", "/readyz"):
-            return {"status": "ok"}
-        if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
-            docs = openapi.documents(list(self.store.kinds.values()), f"{major}.{minor}")
-            if path == "/openapi/v3":
-                return openapi.root(urlsplit(self.server_url).path, docs)
-            document = docs.get(path.removeprefix("/openapi/v3/"))
-            if document is not None:
-                return document
-        raise ApiError(404, "NotFound", "the server could not find the requested resource")
-
-    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        gv = f"{group}/{version}" if group else version
-        resources = []
-        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-        for kind in self.store.kinds.values():
-            if kind.group == group and kind.version == version:
-                resource = {
-                    "name": kind.plural,
-                    "singularName": kind.kind.lower(),
-                    "namespaced": kind.namespaced,
-                    "kind": kind.kind,
-                    "verbs": verbs,
-                    "shortNames": list(kind.short_names),
-                }
-                if kind.plural in IN_CATEGORY_ALL:
-                    resource["categories"] = ["all"]  # kubectl get all
-                resources.append(resource)
-                if kind.plural == "serviceaccounts":
-                    resources.append(
-                        {
-                            "name": "serviceaccounts/token",
-                            "singularName": "",
-                            "namespaced": True,
-                            "group": "authentication.k8s.io",
-                            "version": "v1",
-                            "kind": "TokenRequest",
-                            "verbs": ["create"],
-                        }
-                    )
-        if group == "authorization.k8s.io":
-            resources = [
-                {
-                    "name": n,
-                    "singularName": "",
-                    "namespaced": n == "localsubjectaccessreviews",
-                    "kind": k,
-                    "verbs": ["create"],
-                }
-                for n, k in (
-                    ("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
-                    ("selfsubjectrulesreviews", "SelfSubjectRulesReview"),
-                    ("subjectaccessreviews", "SubjectAccessReview"),
-                    ("localsubjectaccessreviews", "LocalSubjectAccessReview"),
-                )
-            ]
-        if group == "authentication.k8s.io":
-            resources = [
-                {
-                    "name": name,
-                    "singularName": "",
-                    "namespaced": False,
-                    "kind": kind,
-                    "verbs": ["create"],
-                }
-                for name, kind in (
-                    ("selfsubjectreviews", "SelfSubjectReview"),
-                    ("tokenreviews", "TokenReview"),
-                )
-            ]
-        if not resources:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        answer = {"kind": "APIResourceList", "groupVersion": gv, "resources": resources}
-        if group:  # (kube-apiserver's core list has no apiVersion)
-            answer["apiVersion"] = "v1"
-        return answer
 
 
 def _verb(method: str, name: str, params: dict[str, str]) -> str:
