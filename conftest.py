@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.slapd",
     "tests.fixtures.kubesim",
+    "tests.fixtures.kubectl",
     "tests.fixtures.company",
     "tests.fixtures.browser",
     "tests.fixtures.kube_apiserver",

@@ -21,7 +21,8 @@ HTTP control API (for a kubesim in another process): `GET|POST /_kubesim/cluster
 `GET|DELETE /_kubesim/clusters/<name>/counters`, `POST /_kubesim/clusters/<name>/users`,
 `GET /_kubesim/clusters/<name>/requests` (the request log: start and end time, method, path, user agent, and
 the most requests served at once; DELETE .../counters clears it).
-Command line: `python -m kubesim --clusters a,b --kubeconfig PATH [--tls] [--count N]`.
+Command line: `python -m kubesim --clusters a,b --kubeconfig PATH [--count N] [--http]`: HTTPS with
+a generated CA unless `--http` asks for plain HTTP.
 """
 
 from __future__ import annotations

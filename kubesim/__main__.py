@@ -14,13 +14,17 @@ def main() -> None:
     parser.add_argument("--clusters", default="", help="comma-separated cluster names")
     parser.add_argument("--count", type=int, default=0, help="start N clusters named sim-0001…")
     parser.add_argument("--kubeconfig", default="", help="write a kubeconfig with a context each")
-    parser.add_argument("--tls", action="store_true", help="serve HTTPS with a generated CA")
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="serve plain HTTP instead of HTTPS (kubectl sends no bearer token over plain HTTP)",
+    )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--namespaces", type=int, default=0, help="create ns-001… in each cluster")
     args = parser.parse_args()
 
-    sim = KubeSim(tls=args.tls, port=args.port)
+    sim = KubeSim(tls=not args.http, port=args.port)
     names = [n for n in args.clusters.split(",") if n]
     names += [f"sim-{i:04d}" for i in range(1, args.count + 1)]
     for name in names:

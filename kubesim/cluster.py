@@ -12,16 +12,34 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from kubesim import codec, discovery, fields, rbac, schema, tables, watch
 from kubesim import patch as patching
-from kubesim import rbac
+from kubesim.codec import decode_body
+from kubesim.patch import APPLY_PATCH
 from kubesim.rbac import Attributes, UserInfo
-from kubesim.store import ApiError, Kind, Store, builtin_kinds
+from kubesim.store import (
+    ApiError,
+    Kind,
+    Store,
+    builtin_kinds,
+    invalid_object,
+    label_namespace,
+    now_rfc3339,
+)
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+# Kinds whose DELETE answers with the object (being) deleted; the others answer a Success Status
+# (kube-apiserver's ReturnDeletedObject).
+RETURNS_DELETED = ("namespaces", "serviceaccounts", "pods", "services")
+# The audience of a token asked for without one (kube-apiserver's --api-audiences default).
+DEFAULT_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+TOKEN_REQUEST = Kind("TokenRequest", "token", "authentication.k8s.io", "v1", True)
 # The claim a legacy (Secret-held) token names its Secret by, as kube-controller-manager sets it.
 LEGACY_SECRET_CLAIM = "kubernetes.io/serviceaccount/secret.name"
 
@@ -62,8 +80,17 @@ class Faults:
 @dataclass
 class Response:
     status: int
-    body: Any  # a JSON-able value, or bytes already encoded
+    body: Any  # a JSON-able value, bytes already encoded, or an iterator of bytes (a watch)
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def not_found_page() -> Response:
+    """kube-apiserver's answer where no API is served (e.g. /apis/<unknown group>/v1): text."""
+    return Response(
+        404,
+        b"404 page not found\n",
+        {"Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @dataclass
@@ -87,6 +114,8 @@ class SimCluster:
     request_log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=5000))
     in_flight: int = 0
     max_in_flight: int = 0
+    # Set when the cluster is removed or the server stops: open watches end.
+    closed: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         for kind in builtin_kinds():
@@ -193,6 +222,10 @@ class SimCluster:
         return UserInfo(
             f"system:serviceaccount:{ns}:{sa_name}",
             ("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"),
+            {"authentication.kubernetes.io/credential-id": [f"JTI={claims['jti']}"]}
+            if claims.get("jti")
+            else {},
+            uid=sa["metadata"]["uid"],
         )
 
     def issue_token(
@@ -356,22 +389,28 @@ class SimCluster:
                 resource_request=False,
             )
             self._authorize(user, attrs)
-            return Response(200, self._non_resource(path))
+            return Response(
+                200, discovery.non_resource(self.store, self.version, self.server_url, path)
+            )
         group, version, rest = (
             ("", segments[1], segments[2:])
             if segments[0] == "api"
             else (segments[1], segments[2], segments[3:])
         )
+        if not discovery.serves(self.store, group, version):
+            return not_found_page()  # no handler at all: Go's mux answers, not the API machinery
         if not rest:
-            return Response(200, self._resource_list(group, version))
+            return Response(200, discovery.resource_list(self.store, group, version))
         namespace = ""
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else ""
         sub = "/".join(rest[2:])
+        manager = fields.manager_of(params, headers.get("user-agent", ""))
         if group in ("authorization.k8s.io", "authentication.k8s.io") and method == "POST":
-            return self._review(user, group, plural, namespace, self._json(body))
+            review = decode_body(headers.get("content-type", ""), body)
+            return self._review(user, group, plural, namespace, review, manager)
         kind = self.store.kind_for(group, plural)
         if kind.namespaced is False and namespace:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -389,11 +428,33 @@ class SimCluster:
         )
         dry_run = params.get("dryRun") == "All"
         if sub == "token" and plural == "serviceaccounts" and method == "POST":
-            return self._token_request(namespace, name, self._json(body))
+            return self._token_request(
+                namespace, name, decode_body(headers.get("content-type", ""), body), manager
+            )
         if sub:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        as_table = tables.wants_table(headers.get("accept", ""))
+        include = params.get("includeObject", "Metadata")
         if verb == "watch":
-            raise ApiError(405, "MethodNotAllowed", "kubesim does not serve watch")
+            render = _table_events(kind.kind, include) if as_table else None
+            stream = watch.stream(self.store, kind, namespace, params, self.closed, render)
+            return Response(200, stream)
+        if verb == "list" and as_table:
+            listed = self.store.list(
+                kind,
+                namespace,
+                params.get("labelSelector", ""),
+                params.get("fieldSelector", ""),
+                int(params.get("limit") or 0),
+                params.get("continue", ""),
+            )
+            return Response(
+                200, tables.table(kind.kind, listed["items"], listed["metadata"], include)
+            )
+        if verb == "get" and as_table:
+            obj = self.store.get(kind, namespace, name)
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            return Response(200, tables.table(kind.kind, [obj], meta, include))
         if verb == "list":
             limit = int(params.get("limit") or 0)
             return Response(
@@ -409,22 +470,48 @@ class SimCluster:
             )
         if verb == "get":
             return Response(200, self.store.get(kind, namespace, name))
+        warned: list[str] = []
+
+        def owned(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+            return fields.record_update(old, new, manager, kind)
+
         if verb == "create":
-            obj = self._json(body)
+            obj = decode_body(headers.get("content-type", ""), body)
+            obj = _known_fields(kind, obj, params, warned)
             self._check_escalation(user, kind, namespace, obj)
-            obj = self._prepare(kind, namespace, obj)
-            return Response(201, self.store.create(kind, namespace, obj, dry_run))
+            obj = _defaulted(kind, self._prepare(kind, namespace, obj))
+            created = self.store.create(kind, namespace, obj, dry_run, owned)
+            return Response(201, created, _warning(warned))
         if verb == "update":
-            obj = self._json(body)
+            obj = decode_body(headers.get("content-type", ""), body)
+            obj = _known_fields(kind, obj, params, warned)
             self._check_escalation(user, kind, namespace, obj)
-            return Response(200, self.store.update(kind, namespace, name, obj, dry_run))
+            obj = _defaulted(kind, obj)
+            updated = self.store.update(kind, namespace, name, obj, dry_run, owned)
+            return Response(200, updated, _warning(warned))
+        if verb == "patch" and codec.media_type(headers.get("content-type", "")) == APPLY_PATCH:
+            applied = _known_fields(kind, codec.decode_body(codec.YAML, body), params, warned)
+            answer = self._server_side_apply(user, kind, namespace, name, params, applied, dry_run)
+            answer.headers.update(_warning(warned))
+            return answer
         if verb == "patch":
             current = self.store.get(kind, namespace, name)
             patched = patching.apply(current, body, headers.get("content-type", ""))
+            patched = _known_fields(kind, patched, params, warned)
             self._check_escalation(user, kind, namespace, patched)
-            return Response(200, self.store.update(kind, namespace, name, patched, dry_run))
+            patched = _defaulted(kind, patched)
+            updated = self.store.update(kind, namespace, name, patched, dry_run, owned)
+            return Response(200, updated, _warning(warned))
         if verb == "delete":
-            options = self._json(body) if body else {}
+            if kind.plural == "namespaces" and name in IMMORTAL_NAMESPACES:
+                # kube-apiserver's NamespaceLifecycle admission keeps these.
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                    {"name": name, "kind": "namespaces"},
+                )
+            options = decode_body(headers.get("content-type", ""), body) if body else {}
             preconditions = options.get("preconditions") or {}
             gone = self.store.delete(
                 kind,
@@ -434,7 +521,7 @@ class SimCluster:
                 dry_run or options.get("dryRun") == ["All"],
                 preconditions.get("uid") or "",
             )
-            return Response(200, gone)
+            return Response(200, _deleted(kind, gone))
         if verb == "deletecollection":
             listed = self.store.list(
                 kind, namespace, params.get("labelSelector", ""), params.get("fieldSelector", "")
@@ -447,12 +534,56 @@ class SimCluster:
                     "",
                     dry_run,
                 )
+            for item in listed["items"]:  # (list items carry no kind or apiVersion)
+                item.pop("kind", None)
+                item.pop("apiVersion", None)
             return Response(200, listed)
         raise ApiError(
             405,
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         )
+
+    def _server_side_apply(
+        self,
+        user: UserInfo,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        params: dict[str, str],
+        applied: dict[str, Any],
+        dry_run: bool,
+    ) -> Response:
+        """PATCH with application/apply-patch+yaml: create or merge, owning what is applied."""
+        manager = params.get("fieldManager", "")
+        if not manager:
+            raise invalid_object(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                ["fieldManager: Required value: is required for apply patch"],
+            )
+        meta = applied.get("metadata") or {}
+        if meta.get("name") and meta["name"] != name:
+            raise ApiError(
+                400, "BadRequest", "the name of the object does not match the name on the URL"
+            )
+        if (applied.get("apiVersion"), applied.get("kind")) != (kind.api_version, kind.kind):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the body's apiVersion and kind ({applied.get('apiVersion')}, "
+                f"{applied.get('kind')}) do not match the URL's ({kind.api_version}, {kind.kind})",
+            )
+        live = self.store.peek(kind.plural, namespace if kind.namespaced else "", name)
+        live = copy.deepcopy(live) if live is not None else None
+        merged = fields.apply(live, applied, manager, params.get("force") == "true", kind)
+        merged.setdefault("metadata", {})["name"] = name
+        self._check_escalation(user, kind, namespace, merged)
+        if live is None:
+            merged = self._prepare(kind, namespace, merged)
+            return Response(201, self.store.create(kind, namespace, merged, dry_run))
+        return Response(200, self.store.update(kind, namespace, name, merged, dry_run))
 
     # --- pieces -----------------------------------------------------------------------------
 
@@ -475,13 +606,12 @@ class SimCluster:
 
     def _authorize(self, user: UserInfo, attrs: Attributes) -> None:
         if not rbac.authorize(self.store, user, attrs):
+            details = {"name": attrs.name, "group": attrs.group, "kind": attrs.resource}
             raise ApiError(
                 403,
                 "Forbidden",
                 rbac.forbidden_message(user, attrs),
-                {"name": attrs.name, "group": attrs.group, "kind": attrs.resource}
-                if attrs.resource_request
-                else {},
+                {k: v for k, v in details.items() if v} if attrs.resource_request else {},
             )
 
     def _check_escalation(
@@ -562,47 +692,81 @@ class SimCluster:
             }
         return obj
 
-    def _token_request(self, namespace: str, name: str, body: dict[str, Any]) -> Response:
+    def _token_request(
+        self, namespace: str, name: str, body: dict[str, Any], manager: str
+    ) -> Response:
         spec = body.get("spec") or {}
         seconds = int(spec.get("expirationSeconds") or 3600)
         if seconds < 600:
-            raise ApiError(
-                422,
-                "Invalid",
-                f'TokenRequest.authentication.k8s.io "{name}" is invalid: spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less than 10 minutes',
+            raise invalid_object(
+                "TokenRequest",
+                "authentication.k8s.io",
+                "",
+                [
+                    f"spec.expirationSeconds: Invalid value: {seconds}: may not specify a "
+                    "duration less than 10 minutes"
+                ],
             )
         token, expires = self.issue_token(namespace, name, seconds, spec.get("boundObjectRef"))
+        account = self.store.peek("serviceaccounts", namespace, name) or {"metadata": {}}
+        meta: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "uid": account["metadata"].get("uid", ""),
+            "creationTimestamp": now_rfc3339(),
+        }
+        owned = fields.record_update(None, {"spec": spec}, manager, TOKEN_REQUEST, "token")
+        meta.update(owned.get("metadata") or {})
         return Response(
             201,
             {
                 "kind": "TokenRequest",
                 "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
-                "spec": {**spec, "expirationSeconds": seconds},
+                "metadata": meta,
+                "spec": {
+                    "audiences": spec.get("audiences") or [DEFAULT_AUDIENCE],
+                    "expirationSeconds": seconds,
+                    "boundObjectRef": spec.get("boundObjectRef"),
+                },
                 "status": {"token": token, "expirationTimestamp": expires},
             },
         )
 
     def _review(
-        self, user: UserInfo, group: str, plural: str, namespace: str, body: dict[str, Any]
+        self,
+        user: UserInfo,
+        group: str,
+        plural: str,
+        namespace: str,
+        body: dict[str, Any],
+        manager: str,
     ) -> Response:
         spec = body.get("spec") or {}
-        out = {
-            "apiVersion": f"{group}/v1",
+        out: dict[str, Any] = {
             "kind": body.get("kind", ""),
-            "metadata": {"creationTimestamp": None},
+            "apiVersion": f"{group}/v1",
+            "metadata": {},
             "spec": spec,
         }
+        # A review is created like any object: its writer owns what it sent.
+        review_kind = Kind(out["kind"], plural, group, "v1", plural.startswith("local"))
+        out["metadata"] = fields.record_update(None, out, manager, review_kind)["metadata"]
+        if plural == "selfsubjectreviews":  # kubectl auth whoami
+            out.pop("spec")
+            out["metadata"] = {"creationTimestamp": now_rfc3339()}
+            out["status"] = {"userInfo": _user_info(user)}
+            return Response(201, out)
         if plural == "tokenreviews":
             self._authorize(user, Attributes(verb="create", group=group, resource=plural))
             reviewed = self.authenticate(spec.get("token", ""))
             out["status"] = (
                 {
                     "authenticated": True,
-                    "user": {"username": reviewed.name, "groups": list(reviewed.groups)},
+                    "user": _user_info(reviewed),
+                    "audiences": spec.get("audiences") or [DEFAULT_AUDIENCE],
                 }
                 if reviewed
-                else {"authenticated": False, "error": "invalid bearer token"}
+                else {"user": {}, "error": "invalid bearer token"}
             )
             return Response(201, out)
         if plural in (
@@ -633,7 +797,8 @@ class SimCluster:
                     name=ra.get("name", ""),
                 )
             allowed = rbac.authorize(self.store, subject, attrs)
-            out["status"] = {"allowed": allowed} if allowed else {"allowed": False, "reason": ""}
+            reason = rbac.allowed_by(self.store, subject, attrs) if allowed else ""
+            out["status"] = {"allowed": allowed, **({"reason": reason} if reason else {})}
             return Response(201, out)
         if plural == "selfsubjectrulesreviews":
             rules = rbac.rules_for(self.store, user, spec.get("namespace", ""))
@@ -662,134 +827,6 @@ class SimCluster:
             return Response(201, out)
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
-    @staticmethod
-    def _json(body: bytes) -> dict[str, Any]:
-        try:
-            value = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise ApiError(
-                400, "BadRequest", f"the body of the request was in an unknown format: {exc}"
-            ) from exc
-        if not isinstance(value, dict):
-            raise ApiError(400, "BadRequest", "the body of the request must be an object")
-        return value
-
-    # --- discovery --------------------------------------------------------------------------
-
-    def _non_resource(self, path: str) -> dict[str, Any]:
-        path = "/" + path.strip("/")
-        major, minor = self.version.split(".")[:2]
-        if path == "/version":
-            return {
-                "major": major,
-                "minor": minor,
-                "gitVersion": f"v{major}.{minor}.0-kubesim",
-                "platform": "linux/amd64",
-                "goVersion": "go1.22",
-                "compiler": "gc",
-                "buildDate": "2026-01-01T00:00:00Z",
-                "gitCommit": "kubesim",
-                "gitTreeState": "clean",
-            }
-        if path == "/api":
-            return {
-                "kind": "APIVersions",
-                "versions": ["v1"],
-                "serverAddressByClientCIDRs": [
-                    {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}
-                ],
-            }
-        if path == "/apis":
-            groups: dict[str, set[str]] = {}
-            for kind in self.store.kinds.values():
-                if kind.group:
-                    groups.setdefault(kind.group, set()).add(kind.version)
-            for extra in ("authorization.k8s.io", "authentication.k8s.io"):
-                groups.setdefault(extra, set()).add("v1")
-            return {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [
-                    {
-                        "name": g,
-                        "versions": [
-                            {"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)
-                        ],
-                        "preferredVersion": {
-                            "groupVersion": f"{g}/{sorted(vs)[-1]}",
-                            "version": sorted(vs)[-1],
-                        },
-                    }
-                    for g, vs in sorted(groups.items())
-                ],
-            }
-        if path in ("/healthz", "/livez", "/readyz"):
-            return {"status": "ok"}
-        raise ApiError(404, "NotFound", "the server could not find the requested resource")
-
-    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        gv = f"{group}/{version}" if group else version
-        resources = []
-        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update"]
-        for kind in self.store.kinds.values():
-            if kind.group == group and kind.version == version:
-                resources.append(
-                    {
-                        "name": kind.plural,
-                        "singularName": kind.kind.lower(),
-                        "namespaced": kind.namespaced,
-                        "kind": kind.kind,
-                        "verbs": verbs,
-                        "shortNames": list(kind.short_names),
-                    }
-                )
-                if kind.plural == "serviceaccounts":
-                    resources.append(
-                        {
-                            "name": "serviceaccounts/token",
-                            "singularName": "",
-                            "namespaced": True,
-                            "group": "authentication.k8s.io",
-                            "version": "v1",
-                            "kind": "TokenRequest",
-                            "verbs": ["create"],
-                        }
-                    )
-        if group == "authorization.k8s.io":
-            resources = [
-                {
-                    "name": n,
-                    "singularName": "",
-                    "namespaced": n == "localsubjectaccessreviews",
-                    "kind": k,
-                    "verbs": ["create"],
-                }
-                for n, k in (
-                    ("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
-                    ("selfsubjectrulesreviews", "SelfSubjectRulesReview"),
-                    ("subjectaccessreviews", "SubjectAccessReview"),
-                    ("localsubjectaccessreviews", "LocalSubjectAccessReview"),
-                )
-            ]
-        if group == "authentication.k8s.io":
-            resources = [
-                {
-                    "name": "tokenreviews",
-                    "singularName": "",
-                    "namespaced": False,
-                    "kind": "TokenReview",
-                    "verbs": ["create"],
-                }
-            ]
-        if not resources:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": gv,
-            "resources": resources,
-        }
-
 
 def _verb(method: str, name: str, params: dict[str, str]) -> str:
     if method == "GET":
@@ -807,3 +844,84 @@ def _verb(method: str, name: str, params: dict[str, str]) -> str:
     raise ApiError(
         405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
     )
+
+
+def _table_events(kind: str, include: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A watch's objects as one-row Tables; only the first names the columns (as kube-apiserver)."""
+    first = [True]
+
+    def render(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        table = tables.table(kind, [obj], meta, include, with_columns=first[0])
+        first[0] = False
+        return table
+
+    return render
+
+
+def _known_fields(
+    kind: Kind, obj: dict[str, Any], params: dict[str, str], warned: list[str]
+) -> dict[str, Any]:
+    """The object without fields its kind does not have, as kube-apiserver decodes it: dropped
+    with a warning (fieldValidation=Warn, the default), dropped (Ignore), or a 400 (Strict).
+    Kinds kubesim does not know field by field are kept as sent."""
+    message = schema.message_for(kind.group, kind.version, kind.kind)
+    if message is None:
+        return obj
+    known, unknown = schema.prune(message, obj)
+    mode = params.get("fieldValidation") or "Warn"
+    if unknown and mode == "Strict":
+        raise ApiError(
+            400,
+            "BadRequest",
+            f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
+            "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown),
+        )
+    if mode == "Warn":
+        warned += [f'unknown field "{p}"' for p in unknown]
+    return known
+
+
+def _warning(warned: list[str]) -> dict[str, str]:
+    """The Warning header (RFC 7234, code 299) kube-apiserver sends, one value per warning."""
+    if not warned:
+        return {}
+    return {"Warning": ", ".join('299 - "' + w.replace('"', '\\"') + '"' for w in warned)}
+
+
+def _deleted(kind: Kind, gone: dict[str, Any]) -> dict[str, Any]:
+    """What a DELETE answers: the object for the kinds kube-apiserver returns it for (a namespace
+    as it starts terminating), else a Success Status naming it."""
+    if kind.plural in RETURNS_DELETED:
+        return gone
+    details = {
+        "name": gone["metadata"]["name"],
+        "group": kind.group,
+        "kind": kind.plural,
+        "uid": gone["metadata"]["uid"],
+    }
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {k: v for k, v in details.items() if v},
+    }
+
+
+def _defaulted(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+    """Defaults set before field ownership is recorded, so that the writer owns them too."""
+    if kind.kind == "Namespace" and (obj.get("metadata") or {}).get("name"):
+        label_namespace(obj)
+    return obj
+
+
+def _user_info(user: UserInfo) -> dict[str, Any]:
+    """A user as reviews show one (TokenReview, SelfSubjectReview)."""
+    info: dict[str, Any] = {"username": user.name}
+    if user.uid:
+        info["uid"] = user.uid
+    info["groups"] = list(user.groups)
+    if user.extra:
+        info["extra"] = user.extra
+    return info

@@ -12,6 +12,7 @@ from kubesim.store import ApiError
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply: kubesim/fields.py
 
 
 def apply(current: dict[str, Any], body: bytes, content_type: str) -> dict[str, Any]:
@@ -30,11 +31,7 @@ def apply(current: dict[str, Any], body: bytes, content_type: str) -> dict[str, 
         if not isinstance(patch, list):
             raise ApiError(400, "BadRequest", "a JSON patch must be a list of operations")
         return json_patch(copy.deepcopy(current), patch)
-    raise ApiError(
-        415,
-        "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types include: {JSON_PATCH}, {MERGE}, {STRATEGIC}",
-    )
+    raise ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type", {})
 
 
 def merge(target: Any, patch: Any) -> Any:

@@ -234,6 +234,7 @@ class UserInfo:
     name: str
     groups: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    uid: str = ""
 
     @property
     def is_master(self) -> bool:
@@ -324,6 +325,37 @@ def authorize(store: Store, user: UserInfo, attrs: Attributes) -> bool:
     if user.is_master:
         return True
     return any(rule_allows(rule, attrs) for rule in rules_for(store, user, attrs.namespace))
+
+
+def allowed_by(store: Store, user: UserInfo, attrs: Attributes) -> str:
+    """kube-apiserver's reason for an RBAC allow: the first binding that grants it ("" for
+    system:masters, whom the privileged-group authorizer lets through before RBAC)."""
+    if user.is_master:
+        return ""
+    scopes = [("clusterrolebindings", "")]
+    if attrs.namespace:
+        scopes.append(("rolebindings", attrs.namespace))
+    for plural, namespace in scopes:
+        for binding in store.items(plural):
+            if namespace and binding["metadata"].get("namespace") != namespace:
+                continue
+            subjects = [
+                s for s in binding.get("subjects") or [] if subject_matches(s, user, namespace)
+            ]
+            rules = _role_rules(store, binding["roleRef"], namespace)
+            if subjects and any(rule_allows(rule, attrs) for rule in rules):
+                name = binding["metadata"]["name"]
+                where = f"{name}/{namespace}" if namespace else name
+                ref = binding["roleRef"]
+                subject = subjects[0]
+                who = subject.get("name", "")
+                if subject.get("kind") == "ServiceAccount":
+                    who = f"{subject.get('namespace') or namespace}/{who}"
+                return (
+                    f'RBAC: allowed by {binding["kind"]} "{where}" of {ref.get("kind")} '
+                    f'"{ref.get("name")}" to {subject.get("kind")} "{who}"'
+                )
+    return ""
 
 
 def forbidden_message(user: UserInfo, attrs: Attributes) -> str:

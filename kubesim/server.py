@@ -10,6 +10,7 @@ import socket
 import ssl
 import tempfile
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         split = urlsplit(self.path)
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        # A header sent more than once (kubectl's Impersonate-Group per group) is one
+        # comma-separated value, as HTTP allows.
+        headers: dict[str, str] = {}
+        for key, value in self.headers.items():
+            key = key.lower()
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
         sim = self.server.sim
         try:
             if split.path.startswith("/_kubesim"):
@@ -135,14 +141,38 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
+        if isinstance(payload, Iterator):
+            self._stream(status, payload, extra)
+            return
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        if "Content-Type" not in extra:
+            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in extra.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _stream(self, status: int, chunks: Iterator[bytes], extra: dict[str, str]) -> None:
+        """A watch: each line as one HTTP/1.1 chunk, sent as it happens."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            for chunk in chunks:
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True  # the client went away
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
@@ -180,6 +210,8 @@ class KubeSimServer:
         return self
 
     def stop(self) -> None:
+        for cluster in list(self.clusters.values()):
+            cluster.closed.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread = None
@@ -196,7 +228,9 @@ class KubeSimServer:
 
     def remove_cluster(self, name: str) -> None:
         with self._lock:
-            self.clusters.pop(name, None)
+            cluster = self.clusters.pop(name, None)
+        if cluster is not None:
+            cluster.closed.set()
 
     # --- control API for other processes ----------------------------------------------------
 

@@ -9,6 +9,7 @@ import json
 import re
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,10 @@ from kubesim import workloads
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+HISTORY = 1000  # changes a watch can be resumed from
+NAMESPACE_FINALIZE_S = 0.5  # how long a deleted namespace stays Terminating
+# Records field ownership on a write: (the object before or None, after) -> after, owned.
+Owner = Callable[[dict[str, Any] | None, dict[str, Any]], dict[str, Any]]
 # RBAC object names follow path-segment rules: anything but "/" and "%", not "." or "..".
 PATH_SEGMENT = re.compile(r"^[^/%]+$")
 
@@ -38,6 +43,7 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.details = details or {}
+        self.empty_details = details == {}  # `"details": {}` is sent, as some answers have it
         self.headers = headers or {}
 
     def status(self) -> dict[str, Any]:
@@ -50,7 +56,7 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
+        if self.details or self.empty_details:
             body["details"] = self.details
         return body
 
@@ -89,7 +95,14 @@ def _validate_binding(obj: dict[str, Any], old: dict[str, Any] | None) -> list[s
     if obj["kind"] == "ClusterRoleBinding" and isinstance(ref, dict) and ref.get("kind") == "Role":
         errors.append('roleRef.kind: Unsupported value: "Role": supported values: "ClusterRole"')
     if old is not None and isinstance(ref, dict) and ref != old.get("roleRef"):
-        errors.append("roleRef: Invalid value: cannot change roleRef")
+        value = {
+            "APIGroup": ref.get("apiGroup", ""),
+            "Kind": ref.get("kind"),
+            "Name": ref.get("name"),
+        }
+        errors.append(
+            f"roleRef: Invalid value: {json.dumps(value, separators=(',', ':'))}: field is immutable"
+        )
     for i, subject in enumerate(obj.get("subjects") or []):
         if not subject.get("name"):
             errors.append(f"subjects[{i}].name: Required value")
@@ -349,6 +362,11 @@ class Store:
     lock: threading.RLock = field(default_factory=threading.RLock)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     on_change: list[Callable[[str, str, dict[str, Any] | None], None]] = field(default_factory=list)
+    # The newest changes (resourceVersion, plural, event, object), for watches that start at a
+    # resourceVersion a list gave (kube-apiserver's watch cache).
+    history: deque[tuple[int, str, str, dict[str, Any]]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY)
+    )
     # Each stored object's JSON, from its write until it is replaced or deleted (a write stores
     # a new dict, so a stored object never changes; ClusterRoles are the exception: the
     # aggregation controller fills their rules in place, so they are never kept).
@@ -416,7 +434,7 @@ class Store:
     ) -> bytes:
         """The same list response, already encoded: each object is encoded once under the lock
         instead of copied and encoded later (the HTTP server's hot path on large lists)."""
-        encode = json.dumps if kind.plural == "clusterroles" else self._encoded
+        encode = _as_list_item if kind.plural == "clusterroles" else self._encoded
         items, meta = self._select(
             kind, namespace, label_selector, field_selector, limit, continue_token, encode
         )
@@ -428,13 +446,13 @@ class Store:
     def _encoded(self, obj: dict[str, Any]) -> str:
         entry = self.encoded.get(id(obj))
         if entry is None or entry[0] is not obj:
-            entry = self.encoded[id(obj)] = (obj, json.dumps(obj))
+            entry = self.encoded[id(obj)] = (obj, _as_list_item(obj))
         return entry[1]
 
     def _remember_encoded(self, kind: Kind, obj: dict[str, Any]) -> None:
         # Encoded as it is written: an object is written once and listed many times.
         if kind.plural != "clusterroles":
-            self.encoded[id(obj)] = (obj, json.dumps(obj))
+            self.encoded[id(obj)] = (obj, _as_list_item(obj))
 
     def _forget(self, obj: dict[str, Any]) -> None:
         self.encoded.pop(id(obj), None)
@@ -479,23 +497,34 @@ class Store:
         return picked, meta
 
     def _resume(self, token: str) -> tuple[Snapshot, int]:
+        """The snapshot a continue token names: 400 if it is no token of ours, 410 Expired if
+        its snapshot is gone (as kube-apiserver answers for a compacted resourceVersion)."""
         try:
             data = json.loads(base64.urlsafe_b64decode(token.encode()))
-            snapshot = self.snapshots[data["id"]]
-            return snapshot, int(data["start"])
+            snapshot_id, start = str(data["id"]), int(data["start"])
         except (ValueError, KeyError, TypeError) as exc:
+            raise ApiError(400, "BadRequest", f"continue key is not valid: {exc}") from exc
+        snapshot = self.snapshots.get(snapshot_id)
+        if snapshot is None:
             raise ApiError(
                 410,
                 "Expired",
                 "The provided continue parameter is too old to display a consistent list result. "
                 "You can start a new list without the continue parameter.",
-            ) from exc
+            )
+        return snapshot, start
 
     # --- writes -----------------------------------------------------------------------------
 
     def create(
-        self, kind: Kind, namespace: str, obj: dict[str, Any], dry_run: bool = False
+        self,
+        kind: Kind,
+        namespace: str,
+        obj: dict[str, Any],
+        dry_run: bool = False,
+        owner: Owner | None = None,
     ) -> dict[str, Any]:
+        """`owner(old, new)`, when given, records who set which field once defaults are in."""
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
@@ -514,6 +543,9 @@ class Store:
             meta.pop("namespace", None)
         meta["uid"] = str(uuid.uuid4())  # before defaulting: a Job's selector names its uid
         self._validate(kind, obj, None)
+        if owner is not None:
+            obj = owner(None, obj)
+            meta = obj["metadata"]
         with self.lock:
             if kind.namespaced:
                 ns = self.peek("namespaces", "", namespace)
@@ -542,8 +574,15 @@ class Store:
             meta["creationTimestamp"] = now_rfc3339()
             meta.pop("resourceVersion", None)
             if kind.kind == "Namespace":
-                obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+                # (kube-apiserver's namespace strategy: the kubernetes finalizer is always there)
+                finalizers = (obj.get("spec") or {}).get("finalizers") or []
+                if "kubernetes" not in finalizers:
+                    obj["spec"] = {
+                        **(obj.get("spec") or {}),
+                        "finalizers": [*finalizers, "kubernetes"],
+                    }
                 obj["status"] = {"phase": "Active"}
+                label_namespace(obj)
             if dry_run:
                 return obj
             meta["resourceVersion"] = self._next_rv()
@@ -553,7 +592,13 @@ class Store:
             return copy.deepcopy(obj)
 
     def update(
-        self, kind: Kind, namespace: str, name: str, obj: dict[str, Any], dry_run: bool = False
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        obj: dict[str, Any],
+        dry_run: bool = False,
+        owner: Owner | None = None,
     ) -> dict[str, Any]:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -582,8 +627,12 @@ class Store:
                 if preserved in old["metadata"]:
                     meta[preserved] = old["metadata"][preserved]
             self._validate(kind, obj, old)
+            if owner is not None:
+                obj = owner(old, obj)
+                meta = obj["metadata"]
             if kind.kind == "Namespace":
                 obj["status"] = old.get("status", {"phase": "Active"})
+                label_namespace(obj)
             if _semantic(obj) == _semantic(old):
                 return copy.deepcopy(old)  # a no-op write keeps its resourceVersion
             if dry_run:
@@ -624,17 +673,49 @@ class Store:
                     f'Operation cannot be fulfilled on {kind.qualified} "{name}": the ResourceVersion in the precondition ({precondition_rv}) does not match the ResourceVersion in record ({old["metadata"]["resourceVersion"]}). The object might have been modified',
                     _details(kind, name),
                 )
+            if kind.kind == "Namespace":
+                return self._terminate(kind, key, old, dry_run)
             if dry_run:
                 return copy.deepcopy(old)
             del self.objects[kind.plural][key]
             self._forget(old)
-            if kind.kind == "Namespace":
-                self._delete_namespace_contents(name)
             self._changed(kind.plural, "DELETED", old)
             return copy.deepcopy(old)
 
+    def _terminate(
+        self, kind: Kind, key: tuple[str, str], old: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]:
+        """A deleted namespace terminates: it refuses new content at once, and the namespace
+        controller removes what it holds, then the namespace, a moment later (kube-apiserver
+        with kube-controller-manager take a few seconds; kubesim NAMESPACE_FINALIZE_S)."""
+        if old["metadata"].get("deletionTimestamp"):
+            return copy.deepcopy(old)  # already terminating
+        terminating = copy.deepcopy(old)
+        terminating["metadata"]["deletionTimestamp"] = now_rfc3339()
+        terminating["status"] = {"phase": "Terminating"}
+        if dry_run:
+            return terminating
+        terminating["metadata"]["resourceVersion"] = self._next_rv()
+        self._forget(old)
+        self.objects[kind.plural][key] = terminating
+        self._remember_encoded(kind, terminating)
+        self._changed(kind.plural, "MODIFIED", terminating)
+        timer = threading.Timer(NAMESPACE_FINALIZE_S, self._finalize_namespace, (key[1],))
+        timer.daemon = True
+        timer.start()
+        return copy.deepcopy(terminating)
+
+    def _finalize_namespace(self, name: str) -> None:
+        with self.lock:
+            namespace = self.objects["namespaces"].pop(("", name), None)
+            if namespace is None:
+                return
+            self._delete_namespace_contents(name)
+            self._forget(namespace)
+            self._changed("namespaces", "DELETED", namespace)
+
     def _delete_namespace_contents(self, namespace: str) -> None:
-        # The namespace controller, done at once: kubesim has no slow finalizers.
+        # The namespace controller: kubesim has no slow finalizers.
         for kind in self.kinds.values():
             if kind.namespaced:
                 for key in [k for k in self.objects[kind.plural] if k[0] == namespace]:
@@ -676,22 +757,26 @@ class Store:
                     f'metadata.labels: Invalid value: "{value}": must be no more than 63 characters'
                 )
         if errors:
-            raise ApiError(
-                422,
-                "Invalid",
-                f'{kind.kind} "{name}" is invalid: ' + ", ".join(errors),
-                {
-                    **_details(kind, name),
-                    "causes": [
-                        {"reason": "FieldValueInvalid", "message": e, "field": e.split(":", 1)[0]}
-                        for e in errors
-                    ],
-                },
-            )
+            raise invalid(kind, name, errors)
 
     def _changed(self, plural: str, event: str, obj: dict[str, Any]) -> None:
+        if event == "DELETED":  # a deletion is a change too, with a resourceVersion of its own
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": self._next_rv()}}
+        self.history.append((int(obj["metadata"]["resourceVersion"]), plural, event, obj))
         for listener in self.on_change:
             listener(plural, event, obj)
+
+
+def _as_list_item(obj: dict[str, Any]) -> str:
+    """An object as a list's item: kube-apiserver leaves out kind and apiVersion (the list has
+    them)."""
+    return json.dumps({k: v for k, v in obj.items() if k not in ("kind", "apiVersion")})
+
+
+def label_namespace(obj: dict[str, Any]) -> None:
+    """kube-apiserver labels every namespace with its own name (NamespaceDefaultLabelName)."""
+    meta = obj["metadata"]
+    meta["labels"] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta["name"]}
 
 
 def _semantic(obj: dict[str, Any]) -> dict[str, Any]:
@@ -706,6 +791,38 @@ def _details(kind: Kind, name: str) -> dict[str, Any]:
     if kind.group:
         details["group"] = kind.group
     return details
+
+
+_CAUSES = {
+    "Required value": "FieldValueRequired",
+    "Unsupported value": "FieldValueNotSupported",
+    "Not found": "FieldValueNotFound",
+    "Forbidden": "FieldValueForbidden",
+    "Duplicate value": "FieldValueDuplicate",
+    "Too long": "FieldValueTooLong",
+}
+
+
+def invalid(kind: Kind, name: str, errors: list[str]) -> ApiError:
+    return invalid_object(kind.kind, kind.group, name, errors)
+
+
+def invalid_object(kind: str, group: str, name: str, errors: list[str]) -> ApiError:
+    """kube-apiserver's 422: the message names the kind (RoleBinding.rbac.authorization.k8s.io),
+    the details the group and Kind, and each cause its field, reason and what is wrong."""
+    qualified = f"{kind}.{group}" if group else kind
+    causes = []
+    for error in errors:
+        field, _, message = error.partition(": ")
+        reason = next(
+            (r for prefix, r in _CAUSES.items() if message.startswith(prefix)), "FieldValueInvalid"
+        )
+        causes.append({"reason": reason, "message": message, "field": field})
+    details: dict[str, Any] = {"name": name, "group": group, "kind": kind, "causes": causes}
+    details = {k: v for k, v in details.items() if v}
+    return ApiError(
+        422, "Invalid", f'{qualified} "{name}" is invalid: ' + ", ".join(errors), details
+    )
 
 
 def not_found(kind: Kind, name: str) -> ApiError:

@@ -187,11 +187,18 @@ def default_pod_spec(spec: dict[str, Any]) -> None:
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
     for container in itertools.chain(
         spec.get("initContainers") or [], spec.get("containers") or []
     ):
+        container.setdefault("resources", {})
         container.setdefault("terminationMessagePath", "/dev/termination-log")
-        container.setdefault("imagePullPolicy", "IfNotPresent")
+        container.setdefault("terminationMessagePolicy", "File")
+        image = str(container.get("image") or "")
+        tagged = ":" in image.rsplit("/", 1)[-1] or "@" in image
+        latest = not tagged or image.endswith(":latest")
+        container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
         for port in container.get("ports") or []:
             port.setdefault("protocol", "TCP")
 
@@ -243,8 +250,11 @@ def validate_pod_template(path: str, template: Any, restart_policies: tuple[str,
                 f"{spec_path}.{field_name}[{i}]", container, names, volume_names
             )
     policy = spec.get("restartPolicy")
-    if policy not in restart_policies:
+    if policy not in restart_policies and "Always" in restart_policies:
         errors.append(unsupported(f"{spec_path}.restartPolicy", policy, restart_policies))
+    elif policy not in restart_policies:  # a Job's pods: kube-apiserver words it so
+        valid = ", ".join(f'"{p}"' for p in restart_policies)
+        errors.append(required(f"{spec_path}.restartPolicy", f"valid values: {valid}"))
     security = spec.get("securityContext") or {}
     for key in ("runAsUser", "runAsGroup", "fsGroup"):
         errors += _non_negative(f"{spec_path}.securityContext.{key}", security.get(key))
@@ -548,6 +558,9 @@ def default_service(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         n = next(_cluster_ips)
         spec["clusterIP"] = old_ip or f"10.96.{n // 250}.{n % 250 + 1}"
     spec["clusterIPs"] = [spec["clusterIP"]]
+    spec.setdefault("ipFamilies", ["IPv4"])
+    spec.setdefault("ipFamilyPolicy", "SingleStack")
+    spec.setdefault("internalTrafficPolicy", "Cluster")
     obj.setdefault("status", {"loadBalancer": {}})
 
 

@@ -3,7 +3,6 @@ production promises it keeps (non-root, read-only, probes, one beat, secrets fro
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,11 @@ import pytest
 import yaml
 
 from tests.contract.conftest import _write_single
+from tests.fixtures.kubectl import kubectl_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 KUSTOMIZE_DIR = ROOT / "deploy" / "kubernetes"
-KUBECTL = shutil.which("kubectl")
+KUBECTL = kubectl_binary()
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 
@@ -88,11 +88,12 @@ def kubectl(tmp_path, kube_cluster):
     """kubectl against a fresh kubesim cluster, as an operator would run it."""
     sim = kube_cluster()
     config = tmp_path / "kubeconfig"
+    cache = tmp_path / "kubectl-cache"  # discovery and OpenAPI of this cluster alone
     _write_single(config, sim, "")
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [KUBECTL or "kubectl", "--kubeconfig", str(config), *args],
+            [KUBECTL or "kubectl", "--kubeconfig", str(config), "--cache-dir", str(cache), *args],
             capture_output=True,
             text=True,
             input=stdin,
@@ -107,16 +108,15 @@ def as_yaml(docs: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-# kubesim serves no OpenAPI document, so kubectl's client-side schema check is off: validation is
-# the server's (kubesim's), as with `kubectl apply --validate=false` against a real cluster.
-DRY_RUN = ("apply", "--dry-run=server", "--validate=false", "-f", "-")
+# kubectl validates on the server (its OpenAPI says the server takes fieldValidation).
+DRY_RUN = ("apply", "--dry-run=server", "-f", "-")
 
 
 @needs_kubectl
 def test_every_object_passes_a_server_side_dry_run_and_nothing_is_created(kubectl):
     docs = rendered()
     namespace = by_kind(docs, "Namespace")["warden"]
-    created = kubectl("apply", "--validate=false", "-f", "-", stdin=as_yaml([namespace]))
+    created = kubectl("apply", "-f", "-", stdin=as_yaml([namespace]))
     assert created.returncode == 0, created.stderr
     example = yaml.safe_load((KUSTOMIZE_DIR / "secrets.example.yaml").read_text())
     example["metadata"]["namespace"] = "warden"
@@ -166,9 +166,9 @@ def test_an_upgrade_that_changes_a_deployments_selector_is_refused(kubectl):
     docs = rendered()
     kubectl("create", "namespace", "warden")
     beat = by_kind(docs, "Deployment")["warden-beat"]
-    first = kubectl("apply", "--validate=false", "-f", "-", stdin=as_yaml([beat]))
+    first = kubectl("apply", "-f", "-", stdin=as_yaml([beat]))
     assert first.returncode == 0, first.stderr
-    again = kubectl("apply", "--validate=false", "-f", "-", stdin=as_yaml([beat]))
+    again = kubectl("apply", "-f", "-", stdin=as_yaml([beat]))
     assert again.stdout.strip() == "deployment.apps/warden-beat unchanged", again.stderr
 
     beat["spec"]["selector"]["matchLabels"]["track"] = "stable"

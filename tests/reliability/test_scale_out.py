@@ -205,7 +205,6 @@ def test_a_fleet_reconcile_survives_a_worker_killed_mid_run(tmp_path):
                 sys.executable,
                 "-m",
                 "kubesim",
-                "--tls",
                 "--count",
                 str(CLUSTERS),
                 "--namespaces",

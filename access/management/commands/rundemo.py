@@ -183,7 +183,6 @@ class Command(BaseCommand):
                 sys.executable,
                 "-m",
                 "kubesim",
-                "--tls",
                 "--clusters",
                 ",".join(names),
                 "--kubeconfig",
