@@ -8,7 +8,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -25,6 +25,16 @@ class Target:
     kubeconfig: str
     api: client.ApiClient
     sim: Any = None  # the kubesim cluster, for kubesim-only tests (faults, counters)
+    people: dict[str, str] = field(default_factory=dict)  # the real server's static users
+
+    def token_of(self, user: str) -> str:
+        """A bearer token of a person with no access yet: on kube-apiserver one of its static
+        users (tests/k8s/control_plane.PEOPLE), on kubesim the same name made there."""
+        if self.sim is not None:
+            return str(self.sim.add_user(user))
+        if user not in self.people:
+            pytest.skip(f"{user} is not a static user of this API server")
+        return self.people[user]
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -62,7 +72,8 @@ def target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Target]:
     if request.param == "kube-apiserver":
         real = request.getfixturevalue("real_cluster")
         path.write_text(yaml.safe_dump(real.kubeconfig()))
-        yield Target(str(path), config.new_client_from_config(config_file=str(path)))
+        api = config.new_client_from_config(config_file=str(path))
+        yield Target(str(path), api, people=dict(real.people))
         return
     sim = request.getfixturevalue("kube_cluster")()
     _write_single(path, sim, sim.server_url.rsplit("/clusters/", 1)[0])
@@ -101,9 +112,15 @@ def namespace(target: Target) -> Iterator[str]:
         target.core.delete_namespace(name)
 
 
-def kubesim_only(target: Target) -> None:
-    if target.sim is None:
+@pytest.fixture
+def kubesim_target(tmp_path: Any, kube_cluster: Any) -> Target:
+    """kubesim alone, for what only it has (fault injection, request counters)."""
+    if REAL:
         pytest.skip("fault injection and counters exist only on kubesim")
+    sim = kube_cluster()
+    path = tmp_path / "kubeconfig"
+    _write_single(path, sim, sim.server_url.rsplit("/clusters/", 1)[0])
+    return Target(str(path), config.new_client_from_config(config_file=str(path)), sim)
 
 
 def eventually(check: Callable[[], bool], within_s: float = 15.0) -> bool:

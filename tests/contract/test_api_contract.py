@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from tests.contract.conftest import eventually, kubesim_only
+from tests.contract.conftest import eventually
 
 RBAC = "rbac.authorization.k8s.io"
 
@@ -309,8 +309,7 @@ def test_rbac_evaluation_follows_the_documented_rules(target, namespace):
 
 
 def test_a_token_with_too_little_access_gets_the_real_forbidden_message(target, namespace):
-    kubesim_only(target)
-    token = target.sim.add_user("alice", groups=["devs"])
+    token = target.token_of("alice")
     with pytest.raises(ApiException) as forbidden:
         client.CoreV1Api(target.as_token(token)).list_namespaced_pod(namespace)
     assert forbidden.value.status == 403
@@ -321,10 +320,9 @@ def test_a_token_with_too_little_access_gets_the_real_forbidden_message(target, 
 
 
 def test_binding_a_role_one_does_not_hold_needs_bind(target, namespace):
-    kubesim_only(target)
-    token = target.sim.add_user("deputy")
+    token = target.token_of("dave")
     target.rbac.create_namespaced_role_binding(
-        namespace, binding("deputy-admin", "admin", [("User", "deputy", None)], namespace)
+        namespace, binding("deputy-admin", "admin", [("User", "dave", None)], namespace)
     )
     deputy = client.RbacAuthorizationV1Api(target.as_token(token))
     # admin may grant view and edit in its namespace (it holds them), not cluster-admin
@@ -377,8 +375,8 @@ def raw_get(sim, path):
         return exc.code, dict(exc.headers)
 
 
-def test_faults_and_counters(target):
-    kubesim_only(target)
+def test_faults_and_counters(kubesim_target):
+    target = kubesim_target
     sim = target.sim
     sim.reset_counters()
     target.rbac.list_cluster_role_binding()
