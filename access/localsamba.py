@@ -27,6 +27,8 @@ SAMBA_TOOL = os.environ.get("WARDEN_SAMBA_TOOL", "/usr/bin/samba-tool")
 LDBADD = os.environ.get("WARDEN_LDBADD", "/usr/bin/ldbadd")
 PROGRAMS = (SAMBA, SAMBA_TOOL, LDBADD)
 DEBIAN_PACKAGES = "samba samba-ad-dc samba-ad-provision ldb-tools"
+# Bump when provision() changes what it makes, so saved templates are made again.
+TEMPLATE_VERSION = 3
 
 
 class SambaError(RuntimeError):
@@ -120,6 +122,11 @@ class LocalSambaDC:
         if result.returncode != 0:
             output = result.stderr.decode(errors="replace")
             raise SambaError(f"samba-tool domain provision failed: {output[-2000:]}")
+        # Not written by provision: a changed password replaces the old one at once (Samba's
+        # default lets even LDAP simple binds use the old one for 60 more minutes).
+        conf = self.conf_path.read_text(encoding="utf-8")
+        conf = conf.replace("[global]\n", "[global]\n\told password allowed period = 0\n", 1)
+        self.conf_path.write_text(conf, encoding="utf-8")
 
     def save_template(self, template: Path) -> None:
         """Keep this provisioned and loaded domain (stopped) for from_template(); atomic, so
