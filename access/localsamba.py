@@ -40,6 +40,20 @@ def missing_programs() -> list[str]:
     return [program for program in PROGRAMS if not Path(program).exists()]
 
 
+def free_loopback_address(first: int = 20, last: int = 99) -> str:
+    """The first 127.0.0.N whose LDAP port is free: AD's ports are fixed, so each DC (a test
+    session's, the benchmark's, another worktree's) takes an address of its own."""
+    for n in range(first, last + 1):
+        address = f"127.0.0.{n}"
+        with socket.socket() as sock:
+            try:
+                sock.bind((address, 389))
+            except OSError:
+                continue
+            return address
+    raise SambaError(f"no free loopback address in 127.0.0.{first}-{last} for a DC's ports")
+
+
 def unicode_pwd(password: str) -> str:
     """AD's unicodePwd value for LDIF (base64 of the quoted password in UTF-16-LE)."""
     return base64.b64encode(f'"{password}"'.encode("utf-16-le")).decode()

@@ -9,9 +9,10 @@ also nests the next group). It then measures, in one run against the same server
   full_sync_s  the first sync into an empty database,
   noop_sync_s  a second sync with nothing changed,
   in_chain_s   nested membership the other way: one LDAP_MATCHING_RULE_IN_CHAIN search
-               (1.2.840.113556.1.4.1941) per group for its people however deep, over --chain-sample (20)
-               groups, and in_chain_all_s that time scaled to every group. The sync's own walk
-               of the member lists it reads anyway is inside full_sync_s.
+               (1.2.840.113556.1.4.1941) per group for its people however deep, over
+               --chain-sample (20) groups, and in_chain_all_s that time scaled to every
+               group. The sync's own walk of the member lists it reads anyway is inside
+               full_sync_s.
 Runs alone, as root: `.venv/bin/python bench/directory_sync_ad.py [--people N --groups N]`. The
 database is a fresh one (SQLite in a temporary folder, or `test_<name>` on DATABASE_URL's
 server). The last line printed is one JSON object of figures.
@@ -42,7 +43,6 @@ PEOPLE_DN = f"OU=People,OU=Bench,{DOMAIN}"
 GROUPS_DN = f"OU=Groups,OU=Bench,{DOMAIN}"
 SERVICE_DN = f"CN=svc-warden,CN=Users,{DOMAIN}"
 SERVICE_PASSWORD = "Bench-Service-1!"
-ADDRESS = "127.0.0.40"
 
 
 def person_dn(i: int) -> str:
@@ -178,9 +178,11 @@ def main() -> None:
     os.environ["WARDEN_VAR_DIR"] = str(work)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-    from access.localsamba import LocalSambaDC
+    from access.localsamba import LocalSambaDC, free_loopback_address
 
-    server = LocalSambaDC(work / "dc", address=ADDRESS, realm="BENCH.TEST", domain="BENCH")
+    server = LocalSambaDC(
+        work / "dc", address=free_loopback_address(), realm="BENCH.TEST", domain="BENCH"
+    )
     log("provisioning the domain")
     server.provision()
     log(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import ldap
+import psutil
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
@@ -58,6 +59,15 @@ class CountingConnection:
 
     def __getattr__(self, name):
         return getattr(self.conn, name)
+
+
+def test_the_dc_listens_on_its_own_loopback_address_and_nowhere_else(samba_dc):
+    sockets = psutil.Process(samba_dc.process.pid).net_connections(kind="inet")
+
+    listening = {(s.laddr.ip, s.laddr.port) for s in sockets if s.status == psutil.CONN_LISTEN}
+    assert (samba_dc.address, 636) in listening and (samba_dc.address, 389) in listening
+    assert {s.laddr.ip for s in sockets if s.laddr} == {samba_dc.address}
+    assert samba_dc.address.startswith("127.")
 
 
 def test_it_mirrors_people_and_groups_keyed_by_object_guid(seeded_ad):
