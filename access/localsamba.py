@@ -222,9 +222,14 @@ class LocalSambaDC:
                 raise SambaError(f"samba exited at start: {output[-2000:]}")
             try:
                 with socket.create_connection((self.address, 636), timeout=0.5):
-                    return self.ldaps_uri
+                    pass
             except OSError:
                 time.sleep(0.2)
+                continue
+            # The port answers: make sure it is this samba, not one that held the address.
+            time.sleep(0.5)
+            if self.process.poll() is None:
+                return self.ldaps_uri
         self.stop()
         raise SambaError(f"samba did not listen on {self.ldaps_uri} within {timeout:.0f}s")
 
