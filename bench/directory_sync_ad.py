@@ -16,6 +16,10 @@ also nests the next group). It then measures, in one run against the same server
 Runs alone, as root: `.venv/bin/python bench/directory_sync_ad.py [--people N --groups N]`. The
 database is a fresh one (SQLite in a temporary folder, or `test_<name>` on DATABASE_URL's
 server). The last line printed is one JSON object of figures.
+
+Measured on 2 shared cores, SQLite (load with ldbadd: 23 min, most of it adding people one by
+one through Samba's module stack): bare read 3.87 s, full sync 5.19 s (1.34x), no-change sync
+4.35 s (1.12x); in chain 177.5 s for 20 groups, ~17,750 s for all 2,000: the walk stays.
 """
 
 from __future__ import annotations
