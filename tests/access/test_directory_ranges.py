@@ -6,7 +6,10 @@ import pytest
 from ldap.controls import SimplePagedResultsControl
 
 from access import directory as door
+from access import services
+from access.choices import SyncStatus
 from access.directory import DirectoryConfig, DirectoryIncomplete
+from access.models import Membership, Person, Team
 
 GROUP_DN = "CN=everyone,OU=Teams,DC=corp,DC=example"
 MEMBERS = [f"CN=user{i:05d},OU=People,DC=corp,DC=example".encode() for i in range(4000)]
@@ -48,6 +51,9 @@ class WindowsDC:
     def abandon(self, msgid):
         pass
 
+    def unbind_s(self):
+        pass
+
 
 def read(server: WindowsDC) -> list[door.DirectoryGroup]:
     config = DirectoryConfig(uri="ldaps://dc", schema="ad", group_base_dn="DC=corp,DC=example")
@@ -67,6 +73,31 @@ def test_the_unasked_first_range_windows_sends_is_read_to_the_end():
 def test_a_skipped_range_stops_the_read():
     with pytest.raises(DirectoryIncomplete, match="skipped a range"):
         read(WindowsDC(skip_from=1500))
+
+
+@pytest.mark.django_db
+def test_a_sync_that_meets_a_skipped_range_fails_and_revokes_nobody(monkeypatch, settings):
+    # given: alice in everyone, as an earlier sync left them
+    alice = Person.objects.create(dn="cn=alice,ou=people,dc=corp,dc=example", username="alice")
+    team = Team.objects.create(dn=GROUP_DN.lower(), name="everyone")
+    team.memberships.create(person=alice, is_direct=True)
+    settings.WARDEN_DIRECTORY = {
+        **settings.WARDEN_DIRECTORY,
+        "URI": "ldaps://dc",
+        "SCHEMA": "ad",
+        "USER_BASE_DN": "DC=corp,DC=example",
+        "GROUP_BASE_DN": "DC=corp,DC=example",
+        "MAX_DEACTIVATE_SHARE": 1.0,
+    }
+    monkeypatch.setattr(door, "connect", lambda config: WindowsDC(skip_from=1500))
+
+    # when: the directory skips a range of everyone's members
+    run = services.sync_directory()
+
+    # then: the run failed saying so, and alice keeps her person, team and membership
+    assert run.status == SyncStatus.FAILED and "skipped a range" in run.error
+    assert Person.objects.get(pk=alice.pk).is_active
+    assert Membership.objects.filter(team=team, person=alice).exists()
 
 
 @pytest.mark.parametrize(
