@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.slapd",
+    "tests.fixtures.samba_ad",
     "tests.fixtures.kubesim",
     "tests.fixtures.kubectl",
     "tests.fixtures.company",

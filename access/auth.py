@@ -54,13 +54,12 @@ class DirectoryBackend(LDAPBackend):
             # Without a service account, the person reads their own entry after the bind.
             values.BIND_AS_AUTHENTICATING_USER = not config.bind_dn
         else:
-            # %(user)s is escaped by django-auth-ldap before it reaches the filter; a literal
-            # % in the configured filter must not be taken for a placeholder.
-            user_filter = config.user_filter.replace("%", "%%")
+            # %(user)s is escaped by django-auth-ldap before it reaches the filter. On AD the
+            # same search also finds user@REALM (userPrincipalName).
             values.USER_SEARCH = LDAPSearch(
                 config.user_base_dn or "",
                 ldap.SCOPE_SUBTREE,
-                f"(&{user_filter}({config.username_attr}=%(user)s))",
+                directory.login_filter(config),
                 config.user_attributes(),
             )
         values.USER_ATTR_MAP = {"email": config.email_attr}

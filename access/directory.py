@@ -10,6 +10,8 @@ import contextlib
 import functools
 import hashlib
 import logging
+import re
+import socket
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any
 import ldap
 import ldap.dn
 import ldap.filter
+import ldapurl
 from django.conf import settings
 from ldap.controls import SimplePagedResultsControl
 
@@ -29,6 +32,10 @@ AD_ACCOUNT_DISABLED = 0x2
 ID_ATTRIBUTES = ("entryUUID", "objectGUID")
 GROUP_MEMBER_DN_ATTRS = ("member", "uniqueMember")
 GROUP_MEMBER_UID_ATTR = "memberUid"
+# AD answers at most MaxValRange (1,500 on Windows) values of a multi-valued attribute such as
+# `member` as `member;range=0-1499`, and the rest only when asked for by range.
+RANGE_OPTION = re.compile(r"^(?P<name>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.IGNORECASE)
+DEFAULT_RANGE_SIZE = 1500
 
 
 class DirectoryError(Exception):
@@ -70,6 +77,9 @@ class DirectoryConfig:
     ca_cert_file: str = ""
     tls_require_cert: bool = True
     page_size: int = 500
+    # AD: how many `member` values to ask for at once (range retrieval); 0 never asks for ranges
+    # (for servers that do not know them), though a ranged answer is still read to its end.
+    member_range_size: int = DEFAULT_RANGE_SIZE
     timeout: int = 10
     admin_teams: tuple[str, ...] = ()
     max_deactivate_share: float = 0.10
@@ -91,7 +101,20 @@ class DirectoryConfig:
     def configured(self) -> bool:
         return bool(self.uri)
 
+    @property
+    def is_ad(self) -> bool:
+        return self.schema == "ad"
+
+    @property
+    def login_attributes(self) -> tuple[str, ...]:
+        """What a person may type as their login name: AD also takes userPrincipalName
+        (user@REALM), which the same search finds."""
+        return (self.username_attr, "userPrincipalName") if self.is_ad else (self.username_attr,)
+
     def user_attributes(self) -> list[str]:
+        # AD: a person's primary group (Domain Users, usually) is not in their memberOf, only
+        # named by a RID relative to their objectSid.
+        ad_only = ["primaryGroupID", "objectSid"] if self.is_ad else []
         return [
             self.username_attr,
             self.email_attr,
@@ -101,13 +124,18 @@ class DirectoryConfig:
             self.manager_attr,
             "memberOf",
             *ID_ATTRIBUTES,
+            *ad_only,
         ]
 
     def group_attributes(self) -> list[str]:
+        member_attrs = list(GROUP_MEMBER_DN_ATTRS)
+        if self.is_ad and self.member_range_size > 0:
+            # Always by range on AD: Samba would send every value unasked, Windows 1,500.
+            member_attrs[0] = range_attribute("member", 0, self.member_range_size)
         return [
             self.group_name_attr,
             "description",
-            *GROUP_MEMBER_DN_ATTRS,
+            *member_attrs,
             GROUP_MEMBER_UID_ATTR,
             self.group_owner_attr,
             "memberOf",
@@ -205,6 +233,16 @@ def person_filter(config: DirectoryConfig, username: str) -> str:
     return f"(&{config.user_filter}({config.username_attr}={escape(username)}))"
 
 
+def login_filter(config: DirectoryConfig, placeholder: str = "%(user)s") -> str:
+    """The login search's filter, with a placeholder django-auth-ldap fills in (escaped)."""
+    # A literal % in the configured filter must not be taken for a placeholder.
+    user_filter = config.user_filter.replace("%", "%%")
+    terms = "".join(f"({attr}={placeholder})" for attr in config.login_attributes)
+    if len(config.login_attributes) > 1:
+        terms = f"(|{terms})"
+    return f"(&{user_filter}{terms})"
+
+
 # --- Connecting ---------------------------------------------------------------------------------
 
 
@@ -236,6 +274,12 @@ def connect(config: DirectoryConfig) -> Any:
             "server certificate"
         ) from exc
     except (ldap.SERVER_DOWN, ldap.TIMEOUT) as exc:
+        if config.uri.lower().startswith("ldaps://") and _reachable(config.uri, config.timeout):
+            # LDAPS: libldap reports a failed handshake as "can't contact"; the port answered.
+            raise DirectoryUnavailable(
+                f"TLS with {config.uri} failed ({_desc(exc)}): its certificate could not be "
+                "verified; check LDAP_CA_CERT_FILE and the server certificate"
+            ) from exc
         raise DirectoryUnavailable(
             f"The directory at {config.uri} does not answer ({_desc(exc)}): check that it is up "
             "and LDAP_URI is right"
@@ -243,6 +287,19 @@ def connect(config: DirectoryConfig) -> Any:
     except ldap.LDAPError as exc:
         raise DirectoryUnavailable(f"The directory at {config.uri} failed: {_desc(exc)}") from exc
     return conn
+
+
+def _reachable(uri: str, timeout: float) -> bool:
+    """Whether the URI's host accepts TCP connections on its port."""
+    try:
+        url = ldapurl.LDAPUrl(uri.split()[0])
+        host, _sep, port = url.hostport.rpartition(":") if url.hostport else ("", "", "")
+        if not host or not port.isdigit():
+            host, port = url.hostport or "localhost", "636"
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def apply_options(conn: Any, config: DirectoryConfig) -> None:
@@ -369,6 +426,140 @@ def _next_cookie(response_controls: list[Any]) -> bytes | None:
     return None
 
 
+# --- Range retrieval and primary groups (AD) ----------------------------------------------------
+
+
+class FollowUp:
+    """A second connection for the reads an entry calls for while a paged search is in flight
+    (the next ranges of `member`, primary groups), opened at the first such read.
+
+    Not the paged search's own connection: Samba ends a paged search early, silently, when
+    another search runs on its connection while the next page is being prepared.
+    """
+
+    def __init__(self, config: DirectoryConfig, conn: Any = None) -> None:
+        self.config = config
+        self._conn = conn
+        self._owned = conn is None
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            self._conn = connect(self.config)
+        return self._conn
+
+    def close(self) -> None:
+        if self._owned and self._conn is not None:
+            with contextlib.suppress(ldap.LDAPError):
+                self._conn.unbind_s()
+            self._conn = None
+
+
+def range_attribute(name: str, start: int, size: int) -> str:
+    """`member;range=1500-2999`: the attribute's values from start, at most size of them."""
+    return f"{name};range={start}-{start + size - 1}"
+
+
+def parse_range(key: str) -> tuple[str, int, int | None] | None:
+    """(name, first, last) of a ranged attribute description; last is None for the final range
+    (`member;range=3000-*`). None when the description names no range."""
+    match = RANGE_OPTION.match(key)
+    if match is None:
+        return None
+    high = match["high"]
+    return match["name"], int(match["low"]), None if high == "*" else int(high)
+
+
+def complete_ranges(
+    follow_up: FollowUp, dn: str, attrs: dict[str, list[bytes]]
+) -> dict[str, list[bytes]]:
+    """The entry with every ranged attribute read to its end and named plainly (`member`).
+
+    The first range comes with the entry (asked for, or unasked as Windows sends it); each next
+    range is read from the entry itself, starting right after the last value the server sent.
+    A range that does not start where asked, or an entry that lost the attribute between reads,
+    raises DirectoryIncomplete: a group read short would take access away.
+    """
+    ranged = [(key, parsed) for key in attrs if (parsed := parse_range(key)) is not None]
+    if not ranged:
+        return attrs
+    complete = {key: values for key, values in attrs.items() if parse_range(key) is None}
+    for key, (name, low, high) in ranged:
+        if low != 0:
+            raise DirectoryIncomplete(
+                f"The directory sent {key!r} of {dn!r} without its first values: "
+                "range retrieval skipped a range"
+            )
+        values = list(attrs[key])
+        while high is not None:
+            high, more = _read_range(follow_up, dn, name, high + 1)
+            values.extend(more)
+        # A server that also sent the plain attribute sent it empty (Windows) or whole.
+        complete[name] = values
+    return complete
+
+
+def _read_range(
+    follow_up: FollowUp, dn: str, name: str, start: int
+) -> tuple[int | None, list[bytes]]:
+    configured = follow_up.config.member_range_size
+    size = configured if configured > 0 else DEFAULT_RANGE_SIZE
+    asked = range_attribute(name, start, size)
+    with _search_errors(dn, "(objectClass=*)", "group entry"):
+        result = follow_up.conn.search_ext_s(dn, ldap.SCOPE_BASE, "(objectClass=*)", [asked])
+    for _dn, attrs in result:
+        for key, values in (attrs or {}).items():
+            parsed = parse_range(key)
+            if parsed is None or parsed[0].lower() != name.lower():
+                continue
+            if parsed[1] != start:
+                raise DirectoryIncomplete(
+                    f"Asked the directory for {asked!r} of {dn!r}, it answered {key!r}: "
+                    "range retrieval skipped a range"
+                )
+            return parsed[2], list(values)
+    raise DirectoryIncomplete(
+        f"{dn!r} lost values of {name!r} while they were read by range (it changed during "
+        "the sync); the next sync reads it again"
+    )
+
+
+def sid_to_str(sid: bytes) -> str:
+    """A binary objectSid as `S-1-5-21-...`."""
+    count = sid[1]
+    authority = int.from_bytes(sid[2:8], "big")
+    subs = [int.from_bytes(sid[8 + 4 * i : 12 + 4 * i], "little") for i in range(count)]
+    return "-".join(["S", str(sid[0]), str(authority), *map(str, subs)])
+
+
+def with_primary_group(
+    follow_up: FollowUp, attrs: dict[str, list[bytes]], cache: dict[str, str | None]
+) -> dict[str, list[bytes]]:
+    """The entry with its primary group (AD's primaryGroupID) added to memberOf.
+
+    AD leaves the primary group out of both the group's `member` and the person's `memberOf`;
+    it is the group whose SID is the person's domain SID with that RID. Each group is looked up
+    once per read (by `<SID=...>`, which AD accepts as a base DN).
+    """
+    lowered = _lower_keys(attrs)
+    rid, sid = lowered.get("primarygroupid"), lowered.get("objectsid")
+    if not rid or not sid:
+        return attrs
+    domain_sid = sid_to_str(sid[0]).rsplit("-", 1)[0]
+    group_sid = f"{domain_sid}-{rid[0].decode()}"
+    if group_sid not in cache:
+        base = f"<SID={group_sid}>"
+        with _search_errors(base, "(objectClass=group)", "primary group"):
+            found = follow_up.conn.search_ext_s(
+                base, ldap.SCOPE_BASE, "(objectClass=group)", ["1.1"]
+            )
+        cache[group_sid] = next((dn for dn, _attrs in found if dn), None)
+    group_dn = cache[group_sid]
+    if group_dn is None:
+        return attrs
+    return {**lowered, "memberof": [*lowered.get("memberof", []), group_dn.encode()]}
+
+
 # --- What entries mean --------------------------------------------------------------------------
 
 
@@ -467,33 +658,57 @@ def parse_group(
 
 
 def read_people(
-    conn: Any, config: DirectoryConfig, stats: PageStats
+    conn: Any, config: DirectoryConfig, stats: PageStats, follow_up_conn: Any = None
 ) -> Iterator[list[DirectoryPerson]]:
-    for page in paged_search(
-        conn,
-        config.user_base_dn,
-        config.user_filter,
-        config.user_attributes(),
-        config.page_size,
-        stats,
-        setting_name="LDAP_USER_BASE_DN",
-    ):
-        yield [p for dn, attrs in page if (p := parse_person(config, dn, attrs)) is not None]
+    """People a page at a time; follow_up_conn (default: a new one when needed) reads the
+    ranges and primary groups their entries call for."""
+    follow_up = FollowUp(config, follow_up_conn)
+    primary_groups: dict[str, str | None] = {}
+    try:
+        for page in paged_search(
+            conn,
+            config.user_base_dn,
+            config.user_filter,
+            config.user_attributes(),
+            config.page_size,
+            stats,
+            setting_name="LDAP_USER_BASE_DN",
+        ):
+            people = []
+            for dn, attrs in page:
+                entry = complete_ranges(follow_up, dn, attrs)
+                if config.is_ad:
+                    entry = with_primary_group(follow_up, entry, primary_groups)
+                if (person := parse_person(config, dn, entry)) is not None:
+                    people.append(person)
+            yield people
+    finally:
+        follow_up.close()
 
 
 def read_groups(
-    conn: Any, config: DirectoryConfig, stats: PageStats
+    conn: Any, config: DirectoryConfig, stats: PageStats, follow_up_conn: Any = None
 ) -> Iterator[list[DirectoryGroup]]:
-    for page in paged_search(
-        conn,
-        config.group_base_dn,
-        config.group_filter,
-        config.group_attributes(),
-        config.page_size,
-        stats,
-        setting_name="LDAP_GROUP_BASE_DN",
-    ):
-        yield [g for dn, attrs in page if (g := parse_group(config, dn, attrs)) is not None]
+    """Groups a page at a time, every `member` range read (see read_people for follow_up_conn)."""
+    follow_up = FollowUp(config, follow_up_conn)
+    try:
+        for page in paged_search(
+            conn,
+            config.group_base_dn,
+            config.group_filter,
+            config.group_attributes(),
+            config.page_size,
+            stats,
+            setting_name="LDAP_GROUP_BASE_DN",
+        ):
+            groups = []
+            for dn, attrs in page:
+                group = parse_group(config, dn, complete_ranges(follow_up, dn, attrs))
+                if group is not None:
+                    groups.append(group)
+            yield groups
+    finally:
+        follow_up.close()
 
 
 def find_person(config: DirectoryConfig, username: str) -> DirectoryPerson | None:

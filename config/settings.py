@@ -414,6 +414,8 @@ WARDEN_DIRECTORY: dict[str, Any] = {
     "CA_CERT_FILE": env.str("LDAP_CA_CERT_FILE", default=""),
     "TLS_REQUIRE_CERT": env.bool("LDAP_TLS_REQUIRE_CERT", default=True),
     "PAGE_SIZE": env.int("LDAP_PAGE_SIZE", default=500),
+    # AD range retrieval: `member` values asked for at a time (Windows serves at most 1,500).
+    "MEMBER_RANGE_SIZE": env.int("LDAP_MEMBER_RANGE_SIZE", default=1500),
     "TIMEOUT": env.int("LDAP_TIMEOUT", default=10),
     # Members of these teams (directory group names) are Warden operators: staff and superuser.
     "ADMIN_TEAMS": env.list("WARDEN_ADMIN_TEAMS", default=[]),
@@ -424,6 +426,8 @@ if not 0 <= WARDEN_DIRECTORY["MAX_DEACTIVATE_SHARE"] <= 1:
     raise ImproperlyConfigured("DIRECTORY_SYNC_MAX_DEACTIVATE_SHARE must be between 0 and 1")
 if WARDEN_DIRECTORY["PAGE_SIZE"] < 1:
     raise ImproperlyConfigured("LDAP_PAGE_SIZE must be a positive number of entries")
+if WARDEN_DIRECTORY["MEMBER_RANGE_SIZE"] < 0:
+    raise ImproperlyConfigured("LDAP_MEMBER_RANGE_SIZE must be 0 (never ask) or a positive number")
 
 # --- Requests, reviews and notifications ----------------------------------------------------
 # Where people reach Warden (https://warden.example.com): links in emails and webhooks start here.

@@ -24,8 +24,11 @@ from cryptography.x509.oid import NameOID
 from kubesim.cluster import Drop, SimCluster
 
 
-def make_tls_files(folder: Path) -> tuple[bytes, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1/localhost; returns CA PEM, cert, key."""
+def make_tls_files(
+    folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",)
+) -> tuple[bytes, Path, Path]:
+    """A throwaway CA and a server certificate for localhost and `addresses`; returns CA PEM,
+    cert, key."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubesim-ca")])
@@ -55,7 +58,10 @@ def make_tls_files(folder: Path) -> tuple[bytes, Path, Path]:
         .not_valid_after(now + dt.timedelta(days=365))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
+                ]
             ),
             critical=False,
         )
