@@ -25,13 +25,20 @@ from kubesim.cluster import Drop, SimCluster
 
 
 def make_tls_files(
-    folder: Path, addresses: tuple[str, ...] = ("127.0.0.1",)
+    folder: Path,
+    addresses: tuple[str, ...] = ("127.0.0.1",),
+    dns_names: tuple[str, ...] = ("localhost",),
+    common_name: str = "kubesim",
+    stem: str = "server",
 ) -> tuple[bytes, Path, Path]:
-    """A throwaway CA and a server certificate for localhost and `addresses`; returns CA PEM,
-    cert, key."""
+    """A throwaway CA and a server certificate for `dns_names` and `addresses`, written as
+    folder/<stem>.crt and <stem>.key (the key owner-readable only); returns CA PEM, cert, key.
+
+    The one test PKI: kubesim, slapd, Samba, the real kube-apiserver and the tests' listeners.
+    """
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubesim-ca")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{common_name}-ca")])
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -50,7 +57,7 @@ def make_tls_files(
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubesim")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -59,7 +66,7 @@ def make_tls_files(
         .add_extension(
             x509.SubjectAlternativeName(
                 [
-                    x509.DNSName("localhost"),
+                    *(x509.DNSName(name) for name in dns_names),
                     *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
                 ]
             ),
@@ -71,7 +78,7 @@ def make_tls_files(
         .sign(ca_key, hashes.SHA256())
     )
     folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / "server.crt", folder / "server.key"
+    cert_path, key_path = folder / f"{stem}.crt", folder / f"{stem}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(

@@ -17,8 +17,6 @@ import argparse
 import base64
 import contextlib
 import ctypes
-import datetime as dt
-import ipaddress
 import json
 import os
 import re
@@ -39,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kubesim.server import make_tls_files
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -179,51 +177,14 @@ class Pki:
     ca_pem: bytes = b""
 
     def create(self) -> Pki:
-        now = dt.datetime.now(dt.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "warden-test-kubernetes-ca")])
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .sign(ca_key, hashes.SHA256())
+        self.ca_pem, _cert, _key = make_tls_files(
+            self.folder,
+            addresses=("127.0.0.1", "10.96.0.1"),  # and the in-cluster Service's address
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            common_name="kube-apiserver",
+            stem="apiserver",
         )
-        self.ca_pem = ca.public_bytes(serialization.Encoding.PEM)
         (self.folder / "ca.crt").write_bytes(self.ca_pem)
-        names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName(n) for n in names]
-                    + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                    + [x509.IPAddress(ipaddress.ip_address("10.96.0.1"))]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        (self.folder / "apiserver.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(self.folder / "apiserver.key", _pem_key(key))
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         _write_private(self.folder / "sa.key", _pem_key(sa_key))
         (self.folder / "sa.pub").write_bytes(
