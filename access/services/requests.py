@@ -146,11 +146,14 @@ def preview_request(
     if preview.policy is None:
         return preview
     limit = preview.break_glass_duration if break_glass else preview.max_duration
-    preview.duration = duration or (limit if break_glass else preview.default_duration)
+    # Zero is an answer to refuse with a reason, not a blank to fill with the default.
+    if duration is None:
+        duration = limit if break_glass else preview.default_duration
+    preview.duration = duration
     if break_glass and not preview.break_glass_allowed:
         preview.problems.append("Break-glass access is not allowed on every cluster of this scope.")
     if preview.duration is not None and preview.duration <= timedelta(0):
-        preview.problems.append("The duration must be positive.")
+        preview.problems.append("The duration must be positive: write e.g. 4h or 3d.")
     elif preview.duration and limit and preview.duration > limit:
         preview.problems.append(
             f"At most {_human(limit)} can be asked for here (you asked for "

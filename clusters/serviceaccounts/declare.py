@@ -74,12 +74,23 @@ def snapshot(account: ManagedServiceAccount) -> dict[str, Any]:
     }
 
 
-def _validate(data: AccountInput) -> None:
+def validate_account_input(
+    data: AccountInput, account: ManagedServiceAccount | None = None
+) -> None:
+    """Refuse what cannot be declared, with every reason at once."""
     problems = []
     if not data.clusters and not data.cluster_selector:
         problems.append(
             "Name the clusters, or give a label selector: an account never reaches "
             "the whole fleet by omission."
+        )
+    # A name already declared may belong to a cluster retired since; a new one must exist.
+    known = set(account.clusters or []) if account is not None else set()
+    live = Cluster.objects.exclude(state=ClusterState.RETIRED).filter(name__in=data.clusters)
+    unknown = sorted(set(data.clusters) - known - set(live.values_list("name", flat=True)))
+    if unknown:
+        problems.append(
+            f"No live cluster is called {', '.join(unknown)}: check the names on the clusters page."
         )
     if data.rotation_period < MIN_LIFETIME:
         problems.append("The rotation period must be at least 10 minutes.")
@@ -105,7 +116,7 @@ def declare_service_account(
     reason: str = "",
 ) -> ManagedServiceAccount:
     """Create (or change) a managed service account; its clusters reconcile, tokens follow."""
-    _validate(data)
+    validate_account_input(data, account)
     with transaction.atomic():
         creating = account is None
         if account is None:
