@@ -75,6 +75,19 @@ def _approver_team_link(person: Any) -> QuerySet[Any]:
     return through.objects.filter(accessrequest_id=OuterRef("pk"), team_id__in=mine)
 
 
+def people_who_may_approve(teams: list[Any], requester: Any = None) -> QuerySet[Person]:
+    """The people a request's approver teams name (operators when it names none), whose inbox
+    it reaches: the same rule as inbox_for, read from the other side."""
+    people = Person.objects.filter(is_active=True)
+    if teams:
+        people = people.filter(memberships__team__in=teams, memberships__team__is_active=True)
+    else:
+        people = people.filter(user__is_staff=True, user__is_active=True)
+    if requester is not None:
+        people = people.exclude(pk=requester.pk)
+    return people.distinct().order_by("display_name", "username")
+
+
 def inbox_for(user: Any) -> QuerySet[AccessRequest]:
     """Pending requests this user may decide now (not their own)."""
     person = _person(user)

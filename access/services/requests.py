@@ -33,13 +33,14 @@ from access.models import (
     Role,
     Team,
 )
-from access.permissions import is_operator
+from access.permissions import is_operator, people_who_may_approve
 from access.services.grants import clean_scope, grant_access, revoke_grant
 from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec
 from clusters.services import live_cluster_specs, role_specs
 
 logger = logging.getLogger(__name__)
 MIN_JUSTIFICATION = 10
+APPROVERS_NAMED = 5
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ class Reach:
         if self.definition is None:
             return "—"
         if not self.namespaces:
-            return "cluster-wide"
+            if self.definition.cluster_wide and not self.definition.namespaces:
+                return "every namespace, and the cluster's own resources"
+            return "no namespace yet: name the namespaces you need"
         return ", ".join(self.namespaces)
 
 
@@ -86,6 +89,9 @@ class Preview:
     break_glass_allowed: bool = False
     break_glass_duration: timedelta | None = None
     problems: list[str] = field(default_factory=list)
+    # Who would see it in their inbox, by name (the first few).
+    approver_people: list[Person] = field(default_factory=list)
+    more_approvers: int = 0
 
     @property
     def clusters(self) -> list[Reach]:
@@ -99,10 +105,16 @@ class Preview:
     def approvers(self) -> str:
         if self.approvals_required == 0:
             return "nobody: granted at once"
-        who = ", ".join(t.name for t in self.approver_teams) or "Warden operators"
+        teams = ", ".join(t.name for t in self.approver_teams)
+        names = [p.display_name or p.username for p in self.approver_people]
+        if self.more_approvers:
+            names.append(f"{self.more_approvers} more")
+        who = ", ".join(names) or "nobody yet: ask an operator to add approvers"
+        who += f" (team {teams})" if teams else " (Warden operators)"
         if self.manager_may_approve:
             who += ", or your manager"
-        return f"{self.approvals_required} of: {who}"
+        count = self.approvals_required
+        return f"{count} approval{'s' if count != 1 else ''} by {who}"
 
 
 def preview_request(
@@ -130,7 +142,7 @@ def preview_request(
         return preview
     if not preview.clusters:
         preview.problems.append(
-            f"The role {role.name} is not offered on any cluster of this scope: pick another role "
+            f"{role.display_name} is not offered on any cluster of this scope: pick another role "
             "or scope."
         )
         return preview
@@ -145,6 +157,11 @@ def preview_request(
     _apply_policy(preview, role)
     if preview.policy is None:
         return preview
+    approvers = people_who_may_approve(
+        preview.approver_teams, person if preview.self_approval_forbidden else None
+    )
+    preview.approver_people = list(approvers[:APPROVERS_NAMED])
+    preview.more_approvers = max(0, approvers.count() - APPROVERS_NAMED)
     limit = preview.break_glass_duration if break_glass else preview.max_duration
     # Zero is an answer to refuse with a reason, not a blank to fill with the default.
     if duration is None:

@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from access import permissions, selectors
-from access.forms import DecisionForm, RequestForm
+from access.forms import DecisionForm, RequestForm, split_words
 from access.models import AccessRequest, Approval, Person, Role
 from access.role_words import role_words
 from access.services import requests
@@ -98,8 +98,24 @@ def request_new(request: HttpRequest) -> HttpResponse:
         if "submit" in request.POST and form.is_valid() and preview and not preview.problems:
             return _submit(request, form, person)
     else:
-        form = RequestForm(initial=_initial(request, person))
+        initial = _initial(request, person)
+        form = RequestForm(initial=initial)
+        preview = _initial_preview(initial, person)
     return _page(request, form, preview)
+
+
+def _initial_preview(initial: dict[str, Any], person: Person) -> requests.Preview | None:
+    """What the prefilled form would grant, shown on load (not only after a change)."""
+    if initial.get("role") is None:
+        return None
+    return requests.preview_request(
+        person,
+        initial["role"],
+        environments=list(initial.get("environments") or []),
+        tiers=list(initial.get("tiers") or []),
+        clusters=list(initial.get("clusters") or []),
+        namespaces=split_words(initial.get("namespaces") or ""),
+    )
 
 
 # What the preview does not need: it shows what a role over a scope gives before the reason is

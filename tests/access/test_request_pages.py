@@ -56,7 +56,7 @@ def test_a_developer_previews_then_submits_a_request(client, company, fleet):
     page = preview.content.decode()
     assert preview.status_code == 200
     assert "staging-1" in page and "ClusterRole edit" in page
-    assert "1 of: approvers" in page
+    assert "1 approval by Judy, Peggy (team approvers)" in page
     assert not AccessRequest.objects.exists()
 
     submitted = client.post("/requests/new", form(submit="1"))
@@ -233,3 +233,24 @@ def test_the_audit_page_verifies_the_chain(client, company, fleet):
     assert (
         "The chain is intact: 1 events checked." in client.get("/audit/?verify=1").content.decode()
     )
+
+
+def test_the_preview_is_shown_on_load_for_a_prefilled_form(client, company, fleet):
+    as_user(client, company.alice)
+
+    page = client.get("/requests/new?role=developer&cluster=staging-1&namespace=payments")
+
+    text = page.content.decode()
+    assert "Pick a role and a scope to see" not in text
+    assert "ClusterRole edit" in text and "payments" in text
+    assert "1 approval by Judy, Peggy (team approvers)" in text
+
+
+def test_a_namespaced_role_without_namespaces_is_not_called_cluster_wide(client, company, fleet):
+    as_user(client, company.alice)
+
+    page = client.get("/requests/new?role=developer&cluster=staging-1").content.decode()
+
+    preview = page[page.index('id="preview"') :]
+    assert "cluster-wide" not in preview
+    assert "no namespace yet: name the namespaces you need" in preview

@@ -53,7 +53,7 @@ def test_the_preview_says_what_would_be_granted_where_and_who_approves(company, 
         ("prod-2", "ClusterRole view", "payments"),
     ]
     assert preview.approvals_required == 2
-    assert preview.approvers == "2 of: approvers"
+    assert preview.approvers == "2 approvals by Judy, Peggy (team approvers)"
     assert preview.duration == timedelta(hours=4)
 
 

@@ -37,7 +37,7 @@ def test_a_developer_previews_files_and_gets_approved_with_narrowing(api, compan
     assert [(r["cluster"], r["what"], r["where"]) for r in preview["reach"]] == [
         ("staging-1", "ClusterRole edit", "payments")
     ]
-    assert preview["approvers"] == "1 of: approvers"
+    assert preview["approvers"] == "1 approval by Judy, Peggy (team approvers)"
     assert not AccessRequest.objects.exists()
 
     filed = alice.post("/api/v1/requests/", ask(namespaces=["payments", "checkout"]), format="json")

@@ -74,7 +74,7 @@ def test_a_developer_requests_gets_approved_and_writes_a_kubeconfig(
     )
     assert code == 0, out
     assert f"{cluster.name}: ClusterRole edit, default" in out
-    assert "Approvers: 1 of: approvers" in out
+    assert "Approvers: 1 approval by Judy, Peggy (team approvers)" in out
     req = AccessRequest.objects.get()
     assert f"Request #{req.pk} is waiting for approval." in out
 

@@ -75,7 +75,7 @@ def test_a_developer_asks_an_approver_approves_and_the_binding_lands_on_the_clus
     preview = page.locator("#preview")
     expect(preview).to_contain_text(cluster.name)
     expect(preview).to_contain_text("ClusterRole edit")
-    expect(preview).to_contain_text("1 of: approvers")
+    expect(preview).to_contain_text("1 approval by Judy, Peggy (team approvers)")
     assert not AccessRequest.objects.exists()  # a preview asks nothing yet
     assert contrast_failures(page) == []
     screenshot("request-access-with-preview")
