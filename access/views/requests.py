@@ -318,6 +318,9 @@ def inbox(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "rows": selectors.inbox_rows(page.object_list),
+            "after_reviews": permissions.after_reviews_for(request.user)
+            .select_related("requester", "role")
+            .order_by("created_at", "id")[:PAGE_SIZE],
             "history": history,
             "history_query": _other_pages(request, "history"),
             "page_query": _other_pages(request, "page"),

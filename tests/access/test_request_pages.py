@@ -254,3 +254,20 @@ def test_a_namespaced_role_without_namespaces_is_not_called_cluster_wide(client,
     preview = page[page.index('id="preview"') :]
     assert "cluster-wide" not in preview
     assert "no namespace yet: name the namespaces you need" in preview
+
+
+def test_break_glass_access_awaiting_review_is_in_the_approvers_inbox(client, company, fleet):
+    req = filed(company, environments=["prod"], break_glass=True)
+    assert req.grant is not None
+
+    as_user(client, company.judy)
+    inbox = client.get("/inbox/").content.decode()
+    assert "Break-glass access to review afterwards" in inbox
+    assert f"Review #{req.pk}" in inbox
+
+    as_user(client, company.alice)
+    assert f"Review #{req.pk}" not in client.get("/inbox/").content.decode()
+
+    requests.review_break_glass(req, company.judy, comment="checked the shell history")
+    as_user(client, company.judy)
+    assert f"Review #{req.pk}" not in client.get("/inbox/").content.decode()
