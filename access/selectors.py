@@ -27,6 +27,7 @@ from access.models import (
 )
 from access.services.requests import Reach, reach_of
 from access.whocan import WhoCanAnswer, who_can
+from access.words import count_of
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import ClusterSpec, DirectorySnapshot
 from clusters.models import Cluster, ReconcileRun
@@ -182,9 +183,11 @@ class InboxRow:
     def blast_radius(self) -> str:
         clusters = self.clusters
         namespaces = {ns for r in clusters for ns in r.namespaces}
-        where = f"{len(namespaces)} namespaces" if namespaces else "cluster-wide"
         plural = "s" if len(clusters) != 1 else ""
-        return f"{len(clusters)} cluster{plural} × {where}"  # noqa: RUF001 - a times sign
+        if namespaces:
+            where = f"{len(namespaces)} namespace{'s' if len(namespaces) != 1 else ''}"
+            return f"{len(clusters)} cluster{plural} × {where}"  # noqa: RUF001 - a times sign
+        return f"{len(clusters)} cluster{plural}, every namespace"
 
 
 def count_approvals(requests: Iterable[AccessRequest]) -> None:
@@ -309,9 +312,9 @@ def who_can_answer(attempt: AccessAttempt, cluster: Cluster) -> WhoCanAnswer:
     shadow = cluster.shadow_access or []
     if shadow:
         answer.notes.append(
-            f"The last scan found {len(shadow)} binding(s) on {cluster.name} that Warden does not "
-            "own and that name directory people or teams: they may allow more (see the cluster's "
-            "page)."
+            f"The last scan found {count_of(len(shadow), 'binding')} on {cluster.name} that "
+            "Warden does not own and that name directory people or teams: they may allow more "
+            "(see the cluster's page)."
         )
     return answer
 

@@ -461,6 +461,13 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,\s]+", text or "") if part.strip()]
 
 
+class RoleChoices(forms.ModelMultipleChoiceField):
+    """Roles ticked by the names people read ("Cluster admin"), not their slugs."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.display_name or obj.name)
+
+
 class DurationInput(forms.CharField):
     def to_python(self, value: Any) -> timedelta:  # type: ignore[override]
         return parse_duration(str(value or ""))
@@ -476,7 +483,7 @@ class AccountForm(forms.Form):
     namespace = forms.CharField(max_length=63, help_text="Where it lives on each cluster.")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     owner_team = forms.ModelChoiceField(queryset=Team.objects.none())
-    roles = forms.ModelMultipleChoiceField(
+    roles = RoleChoices(
         queryset=Role.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
     )
     namespaces = forms.CharField(

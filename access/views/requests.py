@@ -17,6 +17,7 @@ from access.forms import DecisionForm, RequestForm, split_words
 from access.models import AccessRequest, Approval, Person, Role
 from access.role_words import role_words
 from access.services import requests
+from access.words import count_of
 
 PAGE_SIZE = 25
 HISTORY_PAGE_SIZE = 10
@@ -365,7 +366,7 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
             failed.append(f"#{pk}: {' '.join(getattr(exc, 'messages', [str(exc)]))}")
     if done:
         verb = "denied" if deny else "approved"
-        messages.success(request, f"You {verb} {len(done)} request(s).")
+        messages.success(request, f"You {verb} {count_of(len(done), 'request')}.")
     for failure in failed:
         messages.error(request, failure)
     return redirect("inbox")

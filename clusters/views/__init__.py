@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from kombu.exceptions import OperationalError
 
 from access.permissions import require_operator
+from access.words import count_of
 from clusters import crypto, discovery, selectors, services
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.forms import (
@@ -259,7 +260,9 @@ def cluster_retire(request: HttpRequest, pk: int) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            removed = f" after removing {run.deleted} object(s) Warden owned" if run else ""
+            removed = (
+                f" after removing {count_of(run.deleted, 'object')} Warden owned" if run else ""
+            )
             messages.success(request, f"{cluster.name} is retired{removed}; its record is kept.")
             return redirect("cluster-detail", pk=cluster.pk)
     status = 400 if request.method == "POST" else 200

@@ -117,7 +117,7 @@ def test_the_inbox_lists_what_waits_and_approves_in_bulk(client, company, fleet)
 
     inbox = client.get("/inbox/").content.decode()
     assert f"#{first.pk}" in inbox and f"#{second.pk}" in inbox
-    assert "1 cluster × 1 namespaces" in inbox  # noqa: RUF001
+    assert "1 cluster × 1 namespace" in inbox  # noqa: RUF001
     client.post("/inbox/bulk", {"ids": [first.pk, second.pk], "decision": "approve"})
 
     states = set(AccessRequest.objects.values_list("state", flat=True))
@@ -231,7 +231,7 @@ def test_the_audit_page_verifies_the_chain(client, company, fleet):
     as_user(client, company.olivia)
 
     assert (
-        "The chain is intact: 1 events checked." in client.get("/audit/?verify=1").content.decode()
+        "The chain is intact: 1 event checked." in client.get("/audit/?verify=1").content.decode()
     )
 
 
@@ -271,3 +271,18 @@ def test_break_glass_access_awaiting_review_is_in_the_approvers_inbox(client, co
     requests.review_break_glass(req, company.judy, comment="checked the shell history")
     as_user(client, company.judy)
     assert f"Review #{req.pk}" not in client.get("/inbox/").content.decode()
+
+
+def test_pages_say_what_an_approver_narrowed_and_name_objects_in_words(client, company, fleet):
+    req = filed(company)
+    requests.approve_request(req, company.judy, comment="ok", duration=timedelta(hours=2))
+
+    as_user(client, company.alice)
+    detail = client.get(f"/requests/{req.pk}/").content.decode()
+    assert "(narrowed: for 2 hours)" in detail
+    assert "duration_s" not in detail
+
+    as_user(client, company.olivia)
+    trail = client.get("/audit/").content.decode()
+    assert f"request #{req.pk}: developer for alice" in trail
+    assert " UTC" in trail

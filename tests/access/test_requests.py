@@ -74,7 +74,7 @@ def test_approvers_are_emailed_when_a_request_arrives(
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert sorted(message.to) == ["judy@example.com", "peggy@example.com"]
-    assert "developer on staging in payments" in message.subject
+    assert "Developer on staging in payments" in message.subject
     assert WHY in message.body
     assert "/requests/" in message.body
 

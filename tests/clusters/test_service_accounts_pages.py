@@ -362,3 +362,9 @@ def test_a_rotation_period_too_long_to_keep_is_a_form_error_not_a_500(
     page = alice.post(reverse("sa-create"), form).content.decode()
     assert "No live cluster is called no-such-cluster" in page
     assert not ManagedServiceAccount.objects.exists()
+
+
+def test_the_account_form_names_roles_as_people_read_them(catalogue, alice):
+    page = alice.get(reverse("sa-create")).content.decode()
+
+    assert " Viewer</label>" in page and " viewer</label>" not in page

@@ -92,12 +92,12 @@ def test_a_developer_asks_an_approver_approves_and_the_binding_lands_on_the_clus
     page.get_by_role("link", name="Approvals").click()
     row = page.get_by_role("row", name=re.compile(f"#{req.pk}"))
     expect(row).to_contain_text("Alice Liddell")
-    expect(row).to_contain_text("1 cluster × 1 namespaces")  # noqa: RUF001 - a times sign
+    expect(row).to_contain_text("1 cluster × 1 namespace")  # noqa: RUF001 - a times sign
     expect(row).to_contain_text("0 of 1 approval")
     assert contrast_failures(page) == []
     screenshot("inbox")
     row.get_by_role("button", name=f"Approve request #{req.pk}").click()
-    expect(page.get_by_role("status")).to_contain_text("You approved 1 request(s).")
+    expect(page.get_by_role("status")).to_contain_text("You approved 1 request.")
     expect(page.get_by_text("Nothing is waiting for your decision.")).to_be_visible()
 
     # the approval committed, the reconcile ran: the binding is on the cluster

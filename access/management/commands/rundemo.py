@@ -25,6 +25,7 @@ from access.choices import SyncTrigger
 from access.demo import directory as demo
 from access.localslapd import LocalSlapd, SlapdError
 from access.models import ApprovalPolicy, Grant, Role, Team
+from access.words import count_of
 from clusters.kubeconfig import parse_kubeconfig
 from clusters.services import register_cluster
 
@@ -121,7 +122,9 @@ class Command(BaseCommand):
         # Access that ran out while the demo was stopped ends before anything else starts.
         expired = services.expire_grants()
         if expired:
-            self.stdout.write(f"Ended {len(expired)} grant(s) that expired while stopped.")
+            self.stdout.write(
+                f"Ended {count_of(len(expired), 'grant')} that expired while stopped."
+            )
         slapd = LocalSlapd(var / "demo-slapd", suffix=demo.SUFFIX)
         children: list[subprocess.Popen[bytes]] = []
         stopping = False
