@@ -27,6 +27,12 @@ class LoginForm(AuthenticationForm):
 
     error_messages = {
         **AuthenticationForm.error_messages,
+        # The directory refuses a locked account's bind as it refuses a wrong password, and
+        # saying which one it was would tell strangers which usernames exist: one answer.
+        "invalid_login": (
+            "Please enter a correct username and password. An account that is disabled in the "
+            "company directory cannot log in either: ask your directory administrators."
+        ),
         "directory_down": (
             "The company directory is not answering, so nobody can log in right now. "
             "Try again in a few minutes."
