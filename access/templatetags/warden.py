@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django import template
+from django.utils.html import format_html
 
 from access.words import count_of, duration_in_words
 
@@ -42,3 +44,17 @@ def count_of_filter(count: int, noun: str) -> str:
 def get_item(mapping: dict[object, object], key: object) -> object:
     """mapping[key] in a template ({{ role_info|get_item:choice.data.value }}); None if absent."""
     return mapping.get(key)
+
+
+@register.simple_tag
+def sort_header(sorting: Any, key: str, label: str) -> str:
+    """A column heading that sorts the table by it (aria-sort says how it is sorted now)."""
+    state = sorting.state(key)
+    arrow = {"ascending": " ▲", "descending": " ▼"}.get(state, "")
+    return format_html(
+        '<th scope="col" aria-sort="{}"><a href="{}">{}{}</a></th>',
+        state,
+        sorting.link(key),
+        label,
+        arrow,
+    )

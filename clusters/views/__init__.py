@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from kombu.exceptions import OperationalError
 
 from access.permissions import require_operator
+from access.views.sorting import sorting_of
 from access.words import count_of
 from clusters import crypto, discovery, selectors, services
 from clusters.choices import ClusterState, ReconcileStatus
@@ -42,6 +43,15 @@ BROKER_DOWN = "could not be queued: the broker is not answering (see the health 
 # --- fleet ------------------------------------------------------------------------------------
 
 
+# The fleet table's sortable columns and what each sorts by.
+FLEET_COLUMNS = {
+    "name": ("name",),
+    "environment": ("env_rank", "tier", "name"),
+    "state": ("state", "name"),
+    "reconciled": ("last_reconcile_at", "name"),
+}
+
+
 @login_required
 @require_safe
 def fleet_overview(request: HttpRequest) -> HttpResponse:
@@ -54,7 +64,8 @@ def fleet_overview(request: HttpRequest) -> HttpResponse:
         state=values.get("state", ""),
         search=values.get("q", ""),
     )
-    page = Paginator(clusters, FLEET_PAGE_SIZE).get_page(request.GET.get("page"))
+    sorting = sorting_of(request, FLEET_COLUMNS, default="environment")
+    page = Paginator(sorting.apply(clusters), FLEET_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = selectors.fleet_rows(list(page.object_list))
     query = request.GET.copy()
     query.pop("page", None)
@@ -68,6 +79,7 @@ def fleet_overview(request: HttpRequest) -> HttpResponse:
             "summary": selectors.fleet_summary(),
             "history": selectors.history_chart(selectors.fleet_history()),
             "query": query.urlencode(),
+            "sorting": sorting,
             **_fleet_progress_context(),
         },
     )

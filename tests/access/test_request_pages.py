@@ -286,3 +286,32 @@ def test_pages_say_what_an_approver_narrowed_and_name_objects_in_words(client, c
     trail = client.get("/audit/").content.decode()
     assert f"request #{req.pk}: developer for alice" in trail
     assert " UTC" in trail
+
+
+def test_the_audit_and_grants_tables_sort_by_a_clicked_column(client, company, fleet):
+    filed(company)
+    audit.record("alpha.note", reason="first by name")
+    as_user(client, company.olivia)
+
+    by_action = client.get("/audit/?sort=action").content.decode()
+    assert by_action.index("alpha.note") < by_action.index("request.submitted")
+    assert 'aria-sort="ascending"><a href="?sort=-action">What ▲</a>' in by_action
+    newest_first = client.get("/audit/").content.decode()
+    assert newest_first.index("alpha.note") < newest_first.index("request.submitted")
+
+    Grant.objects.create(team=company.teams["payments"], role=Role.objects.get(name="admin"))
+    Grant.objects.create(team=company.teams["approvers"], role=Role.objects.get(name="viewer"))
+    by_role = client.get("/grants/?show=all&sort=role").content.decode()
+    assert by_role.index("team approvers") < by_role.index("team payments")
+    by_role_reversed = client.get("/grants/?show=all&sort=-role").content.decode()
+    assert by_role_reversed.index("team payments") < by_role_reversed.index("team approvers")
+    assert "sort=role" in by_role_reversed and 'aria-sort="descending"' in by_role_reversed
+
+
+def test_the_people_table_sorts_by_a_clicked_column(client, company, fleet):
+    as_user(client, company.olivia)
+
+    by_email = client.get("/people/?q=@example.com&sort=-email").content.decode()
+
+    assert by_email.index("peggy@example.com") < by_email.index("alice@example.com")
+    assert 'aria-sort="descending"' in by_email and "sort=email" in by_email
