@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -428,3 +430,16 @@ def test_a_directory_sync_never_brings_back_expired_or_revoked_access(
     assert Grant.objects.in_force(timezone.now()).count() == 0
     states = AccessRequest.objects.order_by("pk").values_list("state", flat=True)
     assert list(states) == [RequestState.REVOKED, RequestState.EXPIRED]
+
+
+def test_an_operator_runs_the_expiry_sweep_by_command(company, fleet):
+    req = requests.approve_request(ask(company), company.judy)
+    Grant.objects.filter(pk=req.grant_id).update(expires_at=timezone.now() - timedelta(hours=1))
+    out = StringIO()
+
+    call_command("expire_grants", stdout=out)
+    call_command("expire_grants", stdout=out)
+
+    assert f"Ended 1 grant whose time was up: #{req.grant_id}." in out.getvalue()
+    assert "nothing to end" in out.getvalue()
+    assert AccessRequest.objects.get(pk=req.pk).state == RequestState.EXPIRED

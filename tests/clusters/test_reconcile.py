@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 from kubernetes import client as k8s_client
@@ -375,3 +377,17 @@ def test_a_digest_depends_on_the_values_alone():
     changed = json.loads(json.dumps(binding))
     changed["subjects"][1]["name"] = "carol"
     assert digest(changed) != digest(binding)
+
+
+def test_an_operator_runs_the_shadow_access_scan_by_command(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster()
+    rbac.api(sim).create_cluster_role_binding(
+        binding_body("alice-admin", "cluster-admin", ["alice"])
+    )
+    out = StringIO()
+
+    call_command("scan_shadow_access", stdout=out)
+
+    assert f"{cluster.name}: 1 binding outside Warden" in out.getvalue()
+    with pytest.raises(CommandError, match="No live cluster is called nowhere-1"):
+        call_command("scan_shadow_access", "nowhere-1", stdout=out)
