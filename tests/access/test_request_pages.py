@@ -96,6 +96,7 @@ def test_the_request_page_is_prefilled_by_the_forbidden_explainer_and_by_extend(
     old = requests.approve_request(filed(company), company.judy)
     text = client.get(f"/requests/new?extend={old.pk}").content.decode()
     assert WHY in text and f'value="{old.pk}"' in text
+    assert f"More time for request #{old.pk}: it goes to the approvers again" in text
 
 
 def test_an_approver_approves_from_the_request_page(client, company, fleet):
