@@ -36,7 +36,8 @@ from access.models import (
 from access.permissions import is_operator, people_who_may_approve
 from access.services.grants import clean_scope, grant_access, revoke_grant
 from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec
-from clusters.services import live_cluster_specs, role_specs
+from clusters.models import Cluster
+from clusters.services import live_cluster_specs, namespaces_missing, role_specs
 
 logger = logging.getLogger(__name__)
 MIN_JUSTIFICATION = 10
@@ -89,6 +90,8 @@ class Preview:
     break_glass_allowed: bool = False
     break_glass_duration: timedelta | None = None
     problems: list[str] = field(default_factory=list)
+    # What to know before submitting that does not stop it (a namespace not there yet).
+    notes: list[str] = field(default_factory=list)
     # Who would see it in their inbox, by name (the first few).
     approver_people: list[Person] = field(default_factory=list)
     more_approvers: int = 0
@@ -154,6 +157,7 @@ def preview_request(
         preview.problems.append(
             f"{role.display_name} is granted in namespaces: name the namespaces you need."
         )
+    preview.notes = missing_namespace_notes([r.cluster for r in preview.clusters], scope)
     _apply_policy(preview, role)
     if preview.policy is None:
         return preview
@@ -184,6 +188,21 @@ def preview_request(
 
 def _reach(role: Role, scope: dict[str, Any]) -> list[Reach]:
     return reach_of(role.name, scope, live_cluster_specs(), role_specs())
+
+
+def missing_namespace_notes(
+    clusters: list[str], scope: Mapping[str, Any], answering: dict[str, Cluster] | None = None
+) -> list[str]:
+    """Sentences about namespaces a request names that a cluster does not have (yet)."""
+    missing = namespaces_missing(clusters, scope.get("namespaces") or [], answering)
+    return [
+        f"{', '.join(names)} does not exist on {cluster} yet: nothing is granted there until "
+        "someone creates it."
+        if len(names) == 1
+        else f"{', '.join(names)} do not exist on {cluster} yet: nothing is granted there "
+        "until someone creates them."
+        for cluster, names in missing.items()
+    ]
 
 
 def reach_of(

@@ -9,11 +9,14 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from kubernetes import client as k8s_client
 
 from access import audit
 from access.choices import RequestState
 from access.models import AccessRequest, Grant, Role
 from access.services import requests
+from clusters.choices import ReconcileStatus
+from tests.clusters.conftest import official_client
 
 pytestmark = pytest.mark.django_db
 WHY = "Rolling out the payments fix for INC-77"
@@ -316,3 +319,22 @@ def test_the_people_table_sorts_by_a_clicked_column(client, company, fleet):
 
     assert by_email.index("peggy@example.com") < by_email.index("alice@example.com")
     assert 'aria-sort="descending"' in by_email and "sort=email" in by_email
+
+
+def test_a_namespace_missing_on_a_cluster_is_said_before_anyone_approves(
+    client, company, make_cluster
+):
+    cluster, sim = make_cluster("staging", last_reconcile_status=ReconcileStatus.SUCCEEDED)
+    core = k8s_client.CoreV1Api(official_client(sim))
+    core.create_namespace(k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name="payments")))
+    warning = f"paymnets does not exist on {cluster.name} yet"
+
+    as_user(client, company.alice)
+    preview = client.post("/requests/new", form(namespaces="payments paymnets", preview="1"))
+    assert warning in preview.content.decode()
+    assert "payments does not exist" not in preview.content.decode()
+
+    req = filed(company, namespaces=["paymnets"])
+    as_user(client, company.judy)
+    assert warning in client.get("/inbox/").content.decode()
+    assert warning in client.get(f"/requests/{req.pk}/").content.decode()
