@@ -197,9 +197,13 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         clusters=[r.cluster for r in rows[0].clusters],
         initial={"namespaces": " ".join(req.namespaces)},
     )
+    approvers = permissions.people_who_may_approve(
+        list(req.approver_teams.all()), req.requester if req.self_approval_forbidden else None
+    )
     context = {
         "req": req,
         "row": rows[0],
+        "approvers": approvers[: requests.APPROVERS_NAMED],
         "approvals": req.approvals.select_related("approver").all(),
         "may_decide": may_decide and req.is_open,
         "why_not": why_not,

@@ -108,6 +108,7 @@ def test_an_approver_approves_from_the_request_page(client, company, fleet):
 
     page = client.get(f"/requests/{req.pk}/").content.decode()
     assert "Approve" in page and WHY in page
+    assert "1 approval by Judy, Peggy (team approvers)" in page
     response = client.post(f"/requests/{req.pk}/approve", {"comment": "go ahead"})
 
     assert response.status_code == 302

@@ -4,6 +4,8 @@ Generated requests go through the WSGI app in-process, as an operator (who may c
 endpoint), over a small company and one kubesim cluster, so plans only ever reach loopback.
 Registering or re-pointing a cluster would make Warden connect to whatever URL was generated,
 so those two operations are left out here (tests/api/test_api_workflows.py covers them).
+A second test calls every operation with generated input as a requester, an approver, an
+outsider and an operator, and checks only that none answers with a server error (5xx).
 """
 
 from __future__ import annotations
