@@ -31,6 +31,7 @@ from clusters.forms import (
     FleetFilterForm,
     RetireForm,
 )
+from clusters.k8s import KubeError
 from clusters.models import DiscoverySource, ReconcileRun
 from clusters.permissions import get_cluster_for_operator, get_source_for_operator
 
@@ -232,6 +233,24 @@ def cluster_check(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(
             request, f"{cluster.name} answers, and Warden's credentials may manage RBAC there."
+        )
+    return redirect("cluster-detail", pk=cluster.pk)
+
+
+@login_required
+@require_POST
+def cluster_shadow_scan(request: HttpRequest, pk: int) -> HttpResponse:
+    """Look for access outside Warden on this cluster now (the hourly scan, at once)."""
+    cluster = get_cluster_for_operator(request.user, pk)
+    try:
+        found = services.scan_shadow_access(cluster.pk)
+    except KubeError as exc:
+        messages.error(request, f"{cluster.name} could not be scanned: {exc}")
+    else:
+        messages.success(
+            request,
+            f"{cluster.name} has {count_of(len(found), 'binding')} outside Warden that name "
+            "directory people or teams.",
         )
     return redirect("cluster-detail", pk=cluster.pk)
 
