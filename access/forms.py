@@ -11,7 +11,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 
-from access import forbidden
+from access import durations, forbidden
 from access.auth import DIRECTORY_ERROR_ATTR, NOT_CONFIGURED_ATTR, REFUSAL_ATTR
 from access.choices import Environment, RoleScope, Tier
 from access.models import Person, Role, Team
@@ -27,6 +27,12 @@ class LoginForm(AuthenticationForm):
 
     error_messages = {
         **AuthenticationForm.error_messages,
+        # The directory refuses a locked account's bind as it refuses a wrong password, and
+        # saying which one it was would tell strangers which usernames exist: one answer.
+        "invalid_login": (
+            "Please enter a correct username and password. An account that is disabled in the "
+            "company directory cannot log in either: ask your directory administrators."
+        ),
         "directory_down": (
             "The company directory is not answering, so nobody can log in right now. "
             "Try again in a few minutes."
@@ -111,7 +117,12 @@ def parse_duration(text: str) -> timedelta | None:
     if not match:
         raise forms.ValidationError("Write a duration such as 90m, 4h or 3d.")
     amount, unit = int(match.group(1)), match.group(2)
-    return timedelta(**{_UNITS[unit]: amount})
+    if amount == 0:
+        raise forms.ValidationError("A duration of zero would end at once: write e.g. 4h or 3d.")
+    value = timedelta(**{_UNITS[unit]: amount})
+    if value > durations.LONGEST:
+        raise forms.ValidationError(durations.TOO_LONG.format(text=text))
+    return value
 
 
 def split_words(text: str) -> list[str]:

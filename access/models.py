@@ -136,7 +136,7 @@ class Membership(models.Model):
         indexes = [models.Index(fields=["person", "team"], name="membership_person")]
 
     def __str__(self) -> str:
-        return f"{self.person_id} in {self.team_id}"
+        return f"{self.person} in {self.team}"
 
 
 class TeamOwner(models.Model):
@@ -154,7 +154,7 @@ class TeamOwner(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.person_id} owns {self.team_id}"
+        return f"{self.person} owns {self.team}"
 
 
 class TeamNesting(models.Model):
@@ -169,7 +169,7 @@ class TeamNesting(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.child_id} in {self.parent_id}"
+        return f"{self.child} in {self.parent}"
 
 
 class DirectorySync(models.Model):
@@ -283,7 +283,8 @@ class RoleDefinition(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.role_id} @ {self.environment or '*'}/{self.tier or '*'}"
+        where = f"{self.environment or 'any environment'}, {self.tier or 'any tier'}"
+        return f"{self.role.name} in {where}"
 
 
 class GrantQuerySet(models.QuerySet["Grant"]):
@@ -343,7 +344,7 @@ class Grant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"grant #{self.pk} {self.role_id}"
+        return f"grant #{self.pk}: {self.role.name} to {self.team or self.person}"
 
 
 class AuditChain(models.Model):
@@ -528,7 +529,7 @@ class AccessRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"request #{self.pk} {self.role_id} by {self.requester_id}"
+        return f"request #{self.pk}: {self.role.name} for {self.requester.username}"
 
     @property
     def is_open(self) -> bool:
@@ -566,7 +567,7 @@ class Approval(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.decision} of request {self.request_id} by {self.approver_id}"
+        return f"{self.get_decision_display().lower()} of request #{self.request_id}"
 
 
 class ReviewCampaign(models.Model):

@@ -23,6 +23,7 @@ from django.urls import reverse
 
 from access.choices import RequestState
 from access.models import AccessRequest, Membership
+from access.words import duration_in_words, moment
 
 logger = logging.getLogger(__name__)
 EVENTS = ("submitted", "approval", "decided", "break_glass", "expiring", "ended")
@@ -58,8 +59,15 @@ def request_url(req: AccessRequest) -> str:
     return settings.WARDEN_BASE_URL.rstrip("/") + reverse("request-detail", args=[req.pk])
 
 
+# How a person's access ended, as the end of "Your access has ...".
+ENDED_WORDS: dict[str, str] = {
+    RequestState.EXPIRED: "expired",
+    RequestState.REVOKED: "been revoked",
+}
+
+
 def _what(req: AccessRequest) -> str:
-    what = f"{req.role.name} on {req.scope_text}"
+    what = f"{req.role.display_name} on {req.scope_text}"
     if req.for_service_account:
         what += f" for service account {req.for_service_account}"
     return what
@@ -96,14 +104,16 @@ def build(event: str, req: AccessRequest) -> Message | None:
             subject = f"[Warden] BREAK-GLASS: {who} took {_what(req)}"
             lead = (
                 f"{who} used break-glass access: {_what(req)}, granted at once for "
-                f"{req.duration}. Please review it afterwards."
+                f"{duration_in_words(req.duration)}. Please review it afterwards."
             )
+            action = "Review it"
         else:
             subject = f"[Warden] {who} asks for {_what(req)}"
-            lead = f"{who} asks for {_what(req)} for {req.duration}."
+            lead = f"{who} asks for {_what(req)} for {duration_in_words(req.duration)}."
+            action = "Approve or deny it"
         body = (
             f"{lead}\n\nJustification: {req.justification}\n"
-            f"Ticket: {req.ticket or '-'}\n\nDecide: {link}\n"
+            f"Ticket: {req.ticket or '-'}\n\n{action}: {link}\n"
         )
         return Message(approver_emails(req), subject, body)
     recipient = [req.requester.email] if req.requester.email else []
@@ -115,21 +125,25 @@ def build(event: str, req: AccessRequest) -> Message | None:
             f"\n{link}\n"
         )
     elif event == "decided":
-        verdict = "approved" if req.state == RequestState.ACTIVE else req.state
+        verdict = (
+            "approved" if req.state == RequestState.ACTIVE else req.get_state_display().lower()
+        )
         subject = f"[Warden] Request #{req.pk} {verdict}: {_what(req)}"
-        until = f" until {req.expires_at:%Y-%m-%d %H:%M} UTC" if req.expires_at else ""
+        until = f" until {moment(req.expires_at)}" if req.expires_at else ""
         comment = f"\nComment: {req.decision_comment}" if req.decision_comment else ""
         body = f"Your request for {_what(req)} was {verdict}{until}.{comment}\n{link}\n"
     elif event == "expiring":
         extend = settings.WARDEN_BASE_URL.rstrip("/") + reverse("request-new") + f"?extend={req.pk}"
         subject = f"[Warden] Your access ends soon: {_what(req)}"
+        ends = f"at {moment(req.expires_at)}" if req.expires_at else "soon"
         body = (
-            f"Your access ({_what(req)}) ends at {req.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+            f"Your access ({_what(req)}) ends {ends}.\n"
             f"Need more time? Ask again in one click: {extend}\n"
         )
     elif event == "ended":
-        subject = f"[Warden] Your access has {req.state}: {_what(req)}"
-        body = f"Your access ({_what(req)}) has {req.state}.\n{link}\n"
+        ended = ENDED_WORDS.get(req.state, "ended")
+        subject = f"[Warden] Your access has {ended}: {_what(req)}"
+        body = f"Your access ({_what(req)}) has {ended}.\n{link}\n"
     else:
         return None
     return Message(recipient, subject, body)

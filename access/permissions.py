@@ -86,20 +86,51 @@ def _approver_team_link(person: Any) -> QuerySet[Any]:
     return through.objects.filter(accessrequest_id=OuterRef("pk"), team_id__in=mine)
 
 
-def inbox_for(user: Any) -> QuerySet[AccessRequest]:
-    """Pending requests this user may decide now (not their own)."""
+def people_who_may_approve(teams: list[Any], requester: Any = None) -> QuerySet[Person]:
+    """The people a request's approver teams name (operators when it names none), whose inbox
+    it reaches: the same rule as inbox_for, read from the other side."""
+    people = Person.objects.filter(is_active=True)
+    if teams:
+        people = people.filter(memberships__team__in=teams, memberships__team__is_active=True)
+    else:
+        people = people.filter(user__is_staff=True, user__is_active=True)
+    if requester is not None:
+        people = people.exclude(pk=requester.pk)
+    return people.distinct().order_by("display_name", "username")
+
+
+def _decided_by(user: Any) -> Q:
+    """Requests whose approvers include this user (their teams, their manager, operators)."""
     person = _person(user)
-    pending = AccessRequest.objects.pending()
     mine = Q(pk__in=[])
     if person is not None:
         mine |= Q(Exists(_approver_team_link(person)))
         mine |= Q(manager_may_approve=True, requester__manager=person)
     if is_operator(user):
         mine |= Q(approver_teams__isnull=True)
-    inbox = pending.filter(mine)
+    return mine
+
+
+def inbox_for(user: Any) -> QuerySet[AccessRequest]:
+    """Pending requests this user may decide now (not their own)."""
+    person = _person(user)
+    inbox = AccessRequest.objects.pending().filter(_decided_by(user))
     if person is not None:
         inbox = inbox.exclude(requester=person, self_approval_forbidden=True)
     return inbox
+
+
+def after_reviews_for(user: Any) -> QuerySet[AccessRequest]:
+    """Break-glass access granted at once, waiting for this user's look afterwards (not their
+    own): the approvers who would have decided it, and operators."""
+    person = _person(user)
+    mine = _decided_by(user) | (Q(pk__isnull=False) if is_operator(user) else Q(pk__in=[]))
+    waiting = AccessRequest.objects.filter(
+        break_glass=True, grant__isnull=False, reviewed_at__isnull=True
+    ).filter(mine)
+    if person is not None:
+        waiting = waiting.exclude(requester=person)
+    return waiting.distinct()
 
 
 def get_request_for_viewer(user: Any, pk: int) -> AccessRequest:

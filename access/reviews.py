@@ -30,6 +30,7 @@ from access import audit, leads, services
 from access.choices import CampaignState, Environment, GrantSource, ReviewDecision
 from access.models import Grant, Person, ReviewCampaign, ReviewItem
 from access.permissions import may_decide_review, person_of
+from access.words import count_of
 
 logger = logging.getLogger(__name__)
 # Items named one by one in a reminder email; the rest are counted and wait on the page.
@@ -482,12 +483,12 @@ def _send(campaign: ReviewCampaign, letters: list[Letter], kind: str) -> int:
             "kind": kind,
         }
         if kind == "overdue":
-            subject = (
-                f"Overdue access review “{campaign.name}”: {len(letter.rows)} item(s) wait for you"
-            )
+            items = count_of(len(letter.rows), "item")
+            subject = f"Overdue access review “{campaign.name}”: {items} wait for you"
         else:
             subject = (
-                f"Access review “{campaign.name}”: {len(letter.rows)} item(s) to review by "
+                f"Access review “{campaign.name}”: "
+                f"{count_of(len(letter.rows), 'item')} to review by "
                 f"{campaign.due_on:%Y-%m-%d}"
             )
         body = render_to_string("access/reviews/email.txt", context)

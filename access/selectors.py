@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from access.choices import Decision
+from access.choices import Decision, RequestState
 from access.directory import DirectoryPerson
 from access.forbidden import AccessAttempt, CatalogueRole, Explanation, Holding, explain
 from access.models import (
@@ -25,12 +25,13 @@ from access.models import (
     Team,
     TeamNesting,
 )
-from access.services.requests import Reach, reach_of
+from access.services.requests import Reach, missing_namespace_notes, reach_of
 from access.whocan import WhoCanAnswer, who_can
+from access.words import count_of
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import ClusterSpec, DirectorySnapshot
 from clusters.models import Cluster, ReconcileRun
-from clusters.services import live_cluster_specs, role_specs
+from clusters.services import answering_clusters, live_cluster_specs, role_specs
 
 
 def last_sync() -> DirectorySync | None:
@@ -173,6 +174,8 @@ class InboxRow:
     request: AccessRequest
     reach: list[Reach]
     approvals: int
+    # Namespaces it names that a cluster does not have yet (said before anyone approves).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def clusters(self) -> list[Reach]:
@@ -182,9 +185,11 @@ class InboxRow:
     def blast_radius(self) -> str:
         clusters = self.clusters
         namespaces = {ns for r in clusters for ns in r.namespaces}
-        where = f"{len(namespaces)} namespaces" if namespaces else "cluster-wide"
         plural = "s" if len(clusters) != 1 else ""
-        return f"{len(clusters)} cluster{plural} × {where}"  # noqa: RUF001 - a times sign
+        if namespaces:
+            where = f"{len(namespaces)} namespace{'s' if len(namespaces) != 1 else ''}"
+            return f"{len(clusters)} cluster{plural} × {where}"  # noqa: RUF001 - a times sign
+        return f"{len(clusters)} cluster{plural}, every namespace"
 
 
 def count_approvals(requests: Iterable[AccessRequest]) -> None:
@@ -203,14 +208,21 @@ def count_approvals(requests: Iterable[AccessRequest]) -> None:
 def inbox_rows(requests: Iterable[AccessRequest]) -> list[InboxRow]:
     """Annotate a page of pending requests (already fetched) with their reach: no N+1."""
     clusters, roles = live_cluster_specs(), role_specs()
-    return [
-        InboxRow(
-            request=req,
-            reach=reach_of(req.role.name, _grant_scope(req), clusters, roles),  # type: ignore[arg-type]
-            approvals=getattr(req, "approval_count", 0),
+    answering = answering_clusters()
+    rows = []
+    for req in requests:
+        reach = reach_of(req.role.name, _grant_scope(req), clusters, roles)  # type: ignore[arg-type]
+        notes = (
+            missing_namespace_notes(
+                [r.cluster for r in reach if r.definition],
+                {"namespaces": req.namespaces},
+                answering,
+            )
+            if req.state == RequestState.PENDING
+            else []
         )
-        for req in requests
-    ]
+        rows.append(InboxRow(req, reach, getattr(req, "approval_count", 0), notes))
+    return rows
 
 
 def catalogue_on(
@@ -309,9 +321,9 @@ def who_can_answer(attempt: AccessAttempt, cluster: Cluster) -> WhoCanAnswer:
     shadow = cluster.shadow_access or []
     if shadow:
         answer.notes.append(
-            f"The last scan found {len(shadow)} binding(s) on {cluster.name} that Warden does not "
-            "own and that name directory people or teams: they may allow more (see the cluster's "
-            "page)."
+            f"The last scan found {count_of(len(shadow), 'binding')} on {cluster.name} that "
+            "Warden does not own and that name directory people or teams: they may allow more "
+            "(see the cluster's page)."
         )
     return answer
 

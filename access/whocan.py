@@ -25,6 +25,7 @@ from access.forbidden import (
     explain,
     grant_covers,
 )
+from access.words import count_of
 from clusters.compiler import ClusterSpec, DirectorySnapshot, GrantSpec
 
 
@@ -128,8 +129,8 @@ def who_can(
     answer.people = [PersonRoute(u, tuple(routes[u])) for u in sorted(routes)]
     if inactive:
         answer.notes.append(
-            f"{inactive} grant(s) that would allow it name people or teams no longer active in "
-            "the directory: Warden writes nothing for them."
+            f"{count_of(inactive, 'grant')} that would allow it name people or teams no longer "
+            "active in the directory: Warden writes nothing for them."
         )
     if any(h.grant.team for h in answer.holders) and cluster.bind_groups:
         answer.notes.append(

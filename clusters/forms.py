@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.text import slugify
 
+from access import durations
 from access.choices import Environment, Tier
 from access.models import Role, Team
 from clusters import discovery
@@ -434,7 +435,6 @@ class DiscoverySourceForm(forms.ModelForm):
 # --- service accounts ---
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
-_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
 def parse_duration(text: str) -> timedelta:
@@ -443,7 +443,10 @@ def parse_duration(text: str) -> timedelta:
         raise forms.ValidationError(
             "Write a whole number of days, hours or minutes: 30d, 12h, 45m."
         )
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return durations.parse(text)
+    except ValueError as exc:
+        raise forms.ValidationError(str(exc)) from None
 
 
 def format_duration(value: timedelta) -> str:
@@ -456,6 +459,13 @@ def format_duration(value: timedelta) -> str:
 
 def _names(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,\s]+", text or "") if part.strip()]
+
+
+class RoleChoices(forms.ModelMultipleChoiceField):
+    """Roles ticked by the names people read ("Cluster admin"), not their slugs."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.display_name or obj.name)
 
 
 class DurationInput(forms.CharField):
@@ -473,7 +483,7 @@ class AccountForm(forms.Form):
     namespace = forms.CharField(max_length=63, help_text="Where it lives on each cluster.")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     owner_team = forms.ModelChoiceField(queryset=Team.objects.none())
-    roles = forms.ModelMultipleChoiceField(
+    roles = RoleChoices(
         queryset=Role.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
     )
     namespaces = forms.CharField(

@@ -926,3 +926,52 @@ def rotate_encryption_key(
                 after=[dataclasses.asdict(c) for c in counts],
             )
     return counts
+
+
+# --- namespaces a request names ---------------------------------------------------------------
+
+NAMESPACES_CACHE_S = 60
+
+
+def answering_clusters() -> dict[str, Cluster]:
+    """Live clusters whose last reconcile succeeded, by name: the ones worth asking now."""
+    clusters = Cluster.objects.filter(
+        state=ClusterState.ACTIVE, last_reconcile_status=ReconcileStatus.SUCCEEDED
+    )
+    return {cluster.name: cluster for cluster in clusters}
+
+
+def namespaces_missing(
+    cluster_names: Iterable[str],
+    wanted: Iterable[str],
+    answering: dict[str, Cluster] | None = None,
+) -> dict[str, list[str]]:
+    """The namespaces named (not patterns) that do not exist on each cluster, so that people
+    learn it before approving. Only clusters whose last reconcile succeeded are asked (one
+    LIST, cached for a minute); a cluster that does not answer is left out."""
+    names = sorted({n for n in wanted if not any(c in n for c in "*?[")})
+    if not names:
+        return {}
+    answering = answering_clusters() if answering is None else answering
+    missing: dict[str, list[str]] = {}
+    for name in sorted(set(cluster_names) & set(answering)):
+        cluster = answering[name]
+        existing = _namespaces_of(cluster)
+        absent = [n for n in names if existing is not None and n not in existing]
+        if absent:
+            missing[cluster.name] = absent
+    return missing
+
+
+def _namespaces_of(cluster: Cluster) -> set[str] | None:
+    where = hashlib.sha256(cluster.api_url.encode()).hexdigest()[:16]
+    key = f"warden:namespaces:{cluster.pk}:{where}"
+    cached = cache.get(key)
+    if cached is None:
+        try:
+            listed = k8s.client_for(endpoint_for(cluster)).list("Namespace")
+            cached = [item["metadata"]["name"] for item in listed]
+        except KubeError:
+            return None
+        cache.set(key, cached, NAMESPACES_CACHE_S)
+    return set(cached)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("clusters/<int:pk>/edit/", views.cluster_edit, name="cluster-edit"),
     path("clusters/<int:pk>/check", views.cluster_check, name="cluster-check"),
     path("clusters/<int:pk>/reconcile", views.cluster_reconcile, name="cluster-reconcile"),
+    path("clusters/<int:pk>/shadow-scan", views.cluster_shadow_scan, name="cluster-shadow-scan"),
     path("clusters/<int:pk>/retire/", views.cluster_retire, name="cluster-retire"),
     path("clusters/discovery/", views.discovery_sources, name="cluster-discovery"),
     path("clusters/discovery/new/", views.discovery_source_new, name="cluster-discovery-new"),

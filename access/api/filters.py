@@ -65,10 +65,22 @@ class AccessRequestFilter(filters.FilterSet):
     role = filters.CharFilter(field_name="role__name")
     requester = filters.CharFilter(field_name="requester__username")
     mine = filters.BooleanFilter(method="filter_mine", label="only my own requests")
+    awaiting_review = filters.BooleanFilter(
+        method="filter_awaiting_review",
+        label="break-glass access granted at once and not reviewed yet (true), or reviewed",
+    )
 
     class Meta:
         model = AccessRequest
         fields = ["state", "role", "requester"]
+
+    def filter_awaiting_review(
+        self, queryset: QuerySet[Any], name: str, value: bool | None
+    ) -> QuerySet[Any]:
+        if value is None:
+            return queryset
+        glass = queryset.filter(break_glass=True, grant__isnull=False)
+        return glass.filter(reviewed_at__isnull=value)
 
     def filter_mine(self, queryset: QuerySet[Any], name: str, value: bool | None) -> QuerySet[Any]:
         if not value:

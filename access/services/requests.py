@@ -33,14 +33,16 @@ from access.models import (
     Role,
     Team,
 )
-from access.permissions import is_operator
+from access.permissions import is_operator, people_who_may_approve
 from access.services.grants import clean_scope, grant_access, revoke_grant
 from access.signals import service_account_request_decided
 from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec, place_of
-from clusters.services import live_cluster_specs, role_specs
+from clusters.models import Cluster
+from clusters.services import live_cluster_specs, namespaces_missing, role_specs
 
 logger = logging.getLogger(__name__)
 MIN_JUSTIFICATION = 10
+APPROVERS_NAMED = 5
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ class Reach:
         if self.definition is None:
             return "—"
         if not self.namespaces:
-            return "cluster-wide"
+            if self.definition.cluster_wide and not self.definition.namespaces:
+                return "every namespace, and the cluster's own resources"
+            return "no namespace yet: name the namespaces you need"
         return ", ".join(self.namespaces)
 
 
@@ -92,6 +96,11 @@ class Preview:
     # join later included): the policies of all of them govern, and the grant covers only them.
     covers: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # What to know before submitting that does not stop it (a namespace not there yet).
+    notes: list[str] = field(default_factory=list)
+    # Who would see it in their inbox, by name (the first few).
+    approver_people: list[Person] = field(default_factory=list)
+    more_approvers: int = 0
 
     @property
     def clusters(self) -> list[Reach]:
@@ -105,10 +114,16 @@ class Preview:
     def approvers(self) -> str:
         if self.approvals_required == 0:
             return "nobody: granted at once"
-        who = ", ".join(t.name for t in self.approver_teams) or "Warden operators"
+        teams = ", ".join(t.name for t in self.approver_teams)
+        names = [p.display_name or p.username for p in self.approver_people]
+        if self.more_approvers:
+            names.append(f"{self.more_approvers} more")
+        who = ", ".join(names) or "nobody yet: ask an operator to add approvers"
+        who += f" (team {teams})" if teams else " (Warden operators)"
         if self.manager_may_approve:
             who += ", or your manager"
-        return f"{self.approvals_required} of: {who}"
+        count = self.approvals_required
+        return f"{count} approval{'s' if count != 1 else ''} by {who}"
 
 
 def preview_request(
@@ -147,7 +162,7 @@ def preview_request(
         return preview
     if not preview.clusters:
         preview.problems.append(
-            f"The role {role.name} is not offered on any cluster of this scope: pick another role "
+            f"{role.display_name} is not offered on any cluster of this scope: pick another role "
             "or scope."
         )
         return preview
@@ -164,17 +179,26 @@ def preview_request(
             f"{role.display_name} is granted in namespaces: name the namespaces you need."
         )
     preview.covers = coverage(role.name, scope, clusters, roles)
+    preview.notes = missing_namespace_notes([r.cluster for r in preview.clusters], scope)
     _apply_policy(preview, role, person)
     if preview.policy is None:
         return preview
+    approvers = people_who_may_approve(
+        preview.approver_teams, person if preview.self_approval_forbidden else None
+    )
+    preview.approver_people = list(approvers[:APPROVERS_NAMED])
+    preview.more_approvers = max(0, approvers.count() - APPROVERS_NAMED)
     limit = preview.break_glass_duration if break_glass else preview.max_duration
-    preview.duration = duration or (limit if break_glass else preview.default_duration)
+    # Zero is an answer to refuse with a reason, not a blank to fill with the default.
+    if duration is None:
+        duration = limit if break_glass else preview.default_duration
+    preview.duration = duration
     if break_glass and service_account:
         preview.problems.append("A service account's access is never break-glass.")
     elif break_glass and not preview.break_glass_allowed:
         preview.problems.append(preview.break_glass_refusal)
     if preview.duration is not None and preview.duration <= timedelta(0):
-        preview.problems.append("The duration must be positive.")
+        preview.problems.append("The duration must be positive: write e.g. 4h or 3d.")
     elif preview.duration and limit and preview.duration > limit:
         preview.problems.append(
             f"At most {_human(limit)} can be asked for here (you asked for "
@@ -225,6 +249,21 @@ def coverage(
 
 def _reach(role: Role, scope: dict[str, Any]) -> list[Reach]:
     return reach_of(role.name, scope, live_cluster_specs(), role_specs())
+
+
+def missing_namespace_notes(
+    clusters: list[str], scope: Mapping[str, Any], answering: dict[str, Cluster] | None = None
+) -> list[str]:
+    """Sentences about namespaces a request names that a cluster does not have (yet)."""
+    missing = namespaces_missing(clusters, scope.get("namespaces") or [], answering)
+    return [
+        f"{', '.join(names)} does not exist on {cluster} yet: nothing is granted there until "
+        "someone creates it."
+        if len(names) == 1
+        else f"{', '.join(names)} do not exist on {cluster} yet: nothing is granted there "
+        "until someone creates them."
+        for cluster, names in missing.items()
+    ]
 
 
 def reach_of(

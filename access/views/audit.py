@@ -19,6 +19,7 @@ from access import audit
 from access.forms import AuditFilterForm
 from access.models import AuditEvent
 from access.permissions import require_operator
+from access.views.sorting import sorting_of
 
 PAGE_SIZE = 50
 
@@ -52,7 +53,8 @@ def audit_log(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     export = request.GET.get("format")
     if export in ("csv", "json"):
         return _export(events, export)
-    page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
+    sorting = sorting_of(request, AUDIT_COLUMNS, default="-seq")
+    page = Paginator(sorting.apply(events), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
     verification = audit.verify() if request.GET.get("verify") else None
@@ -64,8 +66,19 @@ def audit_log(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
             "page": page,
             "query": query.urlencode(),
             "verification": verification,
+            "sorting": sorting,
         },
     )
+
+
+# The audit table's sortable columns and what each sorts by.
+AUDIT_COLUMNS = {
+    "seq": ("seq",),
+    "when": ("created_at", "seq"),
+    "who": ("actor_name", "seq"),
+    "action": ("action", "seq"),
+    "object": ("object_type", "object_id", "seq"),
+}
 
 
 def _row(event: AuditEvent) -> dict[str, Any]:

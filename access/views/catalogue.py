@@ -20,6 +20,7 @@ from access.models import Grant, Role, RoleDefinition
 from access.permissions import require_operator
 from access.role_words import role_words
 from access.services.grants import clean_definition, clean_scope
+from access.views.sorting import sorting_of
 from clusters import planning
 from clusters.selectors import rollout_status
 from clusters.services import clusters_reached_by
@@ -42,12 +43,32 @@ def grant_list(request: HttpRequest) -> HttpResponse:
         grants = grants.filter(team__name__icontains=query) | grants.filter(
             person__username__icontains=query
         )
-    page = Paginator(grants, PAGE_SIZE).get_page(request.GET.get("page"))
+    sorting = sorting_of(request, GRANT_COLUMNS, default="-id")
+    page = Paginator(sorting.apply(grants), PAGE_SIZE).get_page(request.GET.get("page"))
+    kept = request.GET.copy()
+    kept.pop("page", None)
     return render(
         request,
         "access/catalogue/grants.html",
-        {"page": page, "show": show, "source": source, "q": query},
+        {
+            "page": page,
+            "show": show,
+            "source": source,
+            "q": query,
+            "sorting": sorting,
+            "query": kept.urlencode(),
+        },
     )
+
+
+# The grants table's sortable columns and what each sorts by.
+GRANT_COLUMNS = {
+    "id": ("id",),
+    "subject": ("team__name", "person__username"),
+    "role": ("role__rank", "role__name"),
+    "source": ("source",),
+    "until": ("expires_at",),
+}
 
 
 @login_required

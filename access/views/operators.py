@@ -18,6 +18,7 @@ from access import selectors
 from access.forms import WhoCanForm
 from access.models import Person
 from access.permissions import require_operator
+from access.views.sorting import sorting_of
 
 PEOPLE_PAGE_SIZE = 50
 TYPED_FIELDS = ("verb", "resource", "api_group", "namespace", "path")
@@ -62,12 +63,24 @@ def people(request: HttpRequest) -> HttpResponse:
     require_operator(request.user)
     query = request.GET.get("q", "").strip()
     found = selectors.find_people(query) if query else Person.objects.none()
-    page = Paginator(found, PEOPLE_PAGE_SIZE).get_page(request.GET.get("page"))
+    sorting = sorting_of(request, PEOPLE_COLUMNS, default="-state")
+    page = Paginator(sorting.apply(found), PEOPLE_PAGE_SIZE).get_page(request.GET.get("page"))
+    kept = request.GET.copy()
+    kept.pop("page", None)
     return render(
         request,
         "access/operators/people.html",
-        {"q": query, "page": page, "query": f"q={query}" if query else ""},
+        {"q": query, "page": page, "query": kept.urlencode(), "sorting": sorting},
     )
+
+
+# The people table's sortable columns (active people first by default).
+PEOPLE_COLUMNS = {
+    "username": ("username",),
+    "name": ("display_name", "username"),
+    "email": ("email",),
+    "state": ("is_active", "deactivated_at"),
+}
 
 
 @login_required

@@ -13,10 +13,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from access import permissions, selectors
-from access.forms import DecisionForm, RequestForm
+from access.forms import DecisionForm, RequestForm, split_words
 from access.models import AccessRequest, Approval, Person, Role
 from access.role_words import role_words
 from access.services import requests
+from access.words import count_of
 
 PAGE_SIZE = 25
 HISTORY_PAGE_SIZE = 10
@@ -98,8 +99,24 @@ def request_new(request: HttpRequest) -> HttpResponse:
         if "submit" in request.POST and form.is_valid() and preview and not preview.problems:
             return _submit(request, form, person)
     else:
-        form = RequestForm(initial=_initial(request, person))
+        initial = _initial(request, person)
+        form = RequestForm(initial=initial)
+        preview = _initial_preview(initial, person)
     return _page(request, form, preview)
+
+
+def _initial_preview(initial: dict[str, Any], person: Person) -> requests.Preview | None:
+    """What the prefilled form would grant, shown on load (not only after a change)."""
+    if initial.get("role") is None:
+        return None
+    return requests.preview_request(
+        person,
+        initial["role"],
+        environments=list(initial.get("environments") or []),
+        tiers=list(initial.get("tiers") or []),
+        clusters=list(initial.get("clusters") or []),
+        namespaces=split_words(initial.get("namespaces") or ""),
+    )
 
 
 # What the preview does not need: it shows what a role over a scope gives before the reason is
@@ -180,9 +197,13 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         clusters=[r.cluster for r in rows[0].clusters],
         initial={"namespaces": " ".join(req.namespaces)},
     )
+    approvers = permissions.people_who_may_approve(
+        list(req.approver_teams.all()), req.requester if req.self_approval_forbidden else None
+    )
     context = {
         "req": req,
         "row": rows[0],
+        "approvers": approvers[: requests.APPROVERS_NAMED],
         "approvals": req.approvals.select_related("approver").all(),
         "may_decide": may_decide and req.is_open,
         "why_not": why_not,
@@ -302,6 +323,9 @@ def inbox(request: HttpRequest) -> HttpResponse:
         {
             "page": page,
             "rows": selectors.inbox_rows(page.object_list),
+            "after_reviews": permissions.after_reviews_for(request.user)
+            .select_related("requester", "role")
+            .order_by("created_at", "id")[:PAGE_SIZE],
             "history": history,
             "history_query": _other_pages(request, "history"),
             "page_query": _other_pages(request, "page"),
@@ -346,7 +370,7 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
             failed.append(f"#{pk}: {' '.join(getattr(exc, 'messages', [str(exc)]))}")
     if done:
         verb = "denied" if deny else "approved"
-        messages.success(request, f"You {verb} {len(done)} request(s).")
+        messages.success(request, f"You {verb} {count_of(len(done), 'request')}.")
     for failure in failed:
         messages.error(request, failure)
     return redirect("inbox")

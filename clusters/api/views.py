@@ -7,8 +7,8 @@ from typing import Any
 import django_filters as filters
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -20,6 +20,7 @@ from access.permissions import IsOperator
 from clusters import services
 from clusters.api import serializers as s
 from clusters.choices import ClusterState, ReconcileStatus, ReconcileTrigger
+from clusters.k8s import KubeError
 from clusters.models import Cluster, ReconcileRun
 from clusters.permissions import get_cluster_named_for_operator
 
@@ -91,6 +92,26 @@ class ClusterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Ask the cluster now whether Warden's credentials may manage RBAC there."""
         problems = services.check_connection(self.get_object())
         return Response({"ok": not problems, "problems": problems})
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "ShadowScan",
+            {"found": serializers.ListField(child=serializers.DictField())},
+        ),
+    )
+    @action(detail=True, methods=["post"], url_path="scan-shadow-access")
+    def scan_shadow_access(self, request: Request, name: str) -> Response:
+        """Look for bindings outside Warden that name directory people or teams, now."""
+        cluster = self.get_object()
+        try:
+            found = services.scan_shadow_access(cluster.pk)
+        except KubeError as exc:
+            return Response(
+                {"detail": f"{cluster.name} could not be scanned: {exc}"},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        return Response({"found": found})
 
     @extend_schema(request=None, responses={202: QueuedSerializer})
     @action(detail=True, methods=["post"])

@@ -90,7 +90,10 @@ def protected_namespaces_named(namespace: str, namespaces: Iterable[str]) -> lis
     return [p for p in protected if any(fnmatch.fnmatchcase(p, n) for n in named)]
 
 
-def _validate(data: AccountInput) -> None:
+def validate_account_input(
+    data: AccountInput, account: ManagedServiceAccount | None = None
+) -> None:
+    """Refuse what cannot be declared, with every reason at once."""
     problems = []
     protected = protected_namespaces_named(data.namespace, data.namespaces)
     if protected:
@@ -103,12 +106,10 @@ def _validate(data: AccountInput) -> None:
             "Name the clusters, or give a label selector: an account never reaches "
             "the whole fleet by omission."
         )
-    known = set(
-        Cluster.objects.exclude(state=ClusterState.RETIRED)
-        .filter(name__in=data.clusters)
-        .values_list("name", flat=True)
-    )
-    unknown = sorted(set(data.clusters) - known)
+    # A name already declared may belong to a cluster retired since; a new one must exist.
+    known = set(account.clusters or []) if account is not None else set()
+    live = Cluster.objects.exclude(state=ClusterState.RETIRED).filter(name__in=data.clusters)
+    unknown = sorted(set(data.clusters) - known - set(live.values_list("name", flat=True)))
     if unknown:
         problems.append(
             f"No cluster is called {', '.join(unknown)}: name registered clusters (an account "
@@ -146,7 +147,7 @@ def declare_service_account(
     no token) and a change waits beside the account as it is. Declarations by Warden itself
     (no person acting: access as code run by the deployment, the tests) apply at once.
     """
-    _validate(data)
+    validate_account_input(data, account)
     person_acts = _is_user(actor)
     if person_acts:
         check_may_declare(actor, data.owner_team, data.roles)

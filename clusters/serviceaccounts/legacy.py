@@ -27,7 +27,11 @@ from clusters.models import (
     LegacyToken,
     ManagedServiceAccount,
 )
-from clusters.serviceaccounts.declare import AccountInput, _validate, declare_service_account
+from clusters.serviceaccounts.declare import (
+    AccountInput,
+    declare_service_account,
+    validate_account_input,
+)
 from clusters.serviceaccounts.delivery import _parse
 
 logger = logging.getLogger(__name__)
@@ -113,7 +117,7 @@ def migrate_legacy_token(
         raise ValidationError("Say why: taking over a ServiceAccount is recorded in the audit.")
     if (data.namespace, data.name) != (legacy.namespace, legacy.service_account):
         raise ValidationError("The managed account must be the legacy token's ServiceAccount.")
-    _validate(data)
+    validate_account_input(data)
     with transaction.atomic():
         # The account goes through the approval policies like any other declaration; the
         # ServiceAccount is taken over only once it is approved (at once, or later).

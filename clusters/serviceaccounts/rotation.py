@@ -19,6 +19,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from access import audit
+from access.words import count_of
 from clusters import k8s, services
 from clusters.bulk import update_rows
 from clusters.choices import (
@@ -573,7 +574,7 @@ def _record(attempts: list[_Attempt], activate: bool) -> None:
             where = ", ".join(sorted(progress.issued))
             attempt.steps.append(f"issued generation {generation.number} on {where}")
         if progress.delivered:
-            attempt.steps.append(f"delivered to {len(progress.delivered)} target(s)")
+            attempt.steps.append(f"delivered to {count_of(len(progress.delivered), 'target')}")
         if activates:
             attempt.steps.append(f"generation {generation.number} in force")
 
@@ -901,7 +902,8 @@ def _record_revocations(revocations: list[_Revocation]) -> None:
         attempt, generation = revocation.attempt, revocation.generation
         if revocation.done:
             attempt.steps.append(
-                f"revoked generation {generation.number} on {len(revocation.done)} cluster(s)"
+                f"revoked generation {generation.number} on "
+                f"{count_of(len(revocation.done), 'cluster')}"
             )
         if revocation.failure and not attempt.failure:
             attempt.failure = revocation.failure

@@ -20,6 +20,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from kombu.exceptions import OperationalError
 
 from access.permissions import require_operator
+from access.views.sorting import sorting_of
+from access.words import count_of
 from clusters import crypto, discovery, selectors, services
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.forms import (
@@ -29,6 +31,7 @@ from clusters.forms import (
     FleetFilterForm,
     RetireForm,
 )
+from clusters.k8s import KubeError
 from clusters.models import DiscoverySource, ReconcileRun
 from clusters.permissions import get_cluster_for_operator, get_source_for_operator
 
@@ -39,6 +42,15 @@ BROKER_DOWN = "could not be queued: the broker is not answering (see the health 
 
 
 # --- fleet ------------------------------------------------------------------------------------
+
+
+# The fleet table's sortable columns and what each sorts by.
+FLEET_COLUMNS = {
+    "name": ("name",),
+    "environment": ("env_rank", "tier", "name"),
+    "state": ("state", "name"),
+    "reconciled": ("last_reconcile_at", "name"),
+}
 
 
 @login_required
@@ -53,7 +65,8 @@ def fleet_overview(request: HttpRequest) -> HttpResponse:
         state=values.get("state", ""),
         search=values.get("q", ""),
     )
-    page = Paginator(clusters, FLEET_PAGE_SIZE).get_page(request.GET.get("page"))
+    sorting = sorting_of(request, FLEET_COLUMNS, default="environment")
+    page = Paginator(sorting.apply(clusters), FLEET_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = selectors.fleet_rows(list(page.object_list))
     query = request.GET.copy()
     query.pop("page", None)
@@ -67,6 +80,7 @@ def fleet_overview(request: HttpRequest) -> HttpResponse:
             "summary": selectors.fleet_summary(),
             "history": selectors.history_chart(selectors.fleet_history()),
             "query": query.urlencode(),
+            "sorting": sorting,
             **_fleet_progress_context(),
         },
     )
@@ -225,6 +239,24 @@ def cluster_check(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def cluster_shadow_scan(request: HttpRequest, pk: int) -> HttpResponse:
+    """Look for access outside Warden on this cluster now (the hourly scan, at once)."""
+    cluster = get_cluster_for_operator(request.user, pk)
+    try:
+        found = services.scan_shadow_access(cluster.pk)
+    except KubeError as exc:
+        messages.error(request, f"{cluster.name} could not be scanned: {exc}")
+    else:
+        messages.success(
+            request,
+            f"{cluster.name} has {count_of(len(found), 'binding')} outside Warden that name "
+            "directory people or teams.",
+        )
+    return redirect("cluster-detail", pk=cluster.pk)
+
+
+@login_required
+@require_POST
 def cluster_reconcile(request: HttpRequest, pk: int) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, pk)
     try:
@@ -259,7 +291,9 @@ def cluster_retire(request: HttpRequest, pk: int) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            removed = f" after removing {run.deleted} object(s) Warden owned" if run else ""
+            removed = (
+                f" after removing {count_of(run.deleted, 'object')} Warden owned" if run else ""
+            )
             messages.success(request, f"{cluster.name} is retired{removed}; its record is kept.")
             return redirect("cluster-detail", pk=cluster.pk)
     status = 400 if request.method == "POST" else 200

@@ -12,4 +12,40 @@
       heading.focus();
     }
   });
+
+  // A secret shown once (a kubeconfig): copy and download buttons, shown only with script.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-needs-script]").forEach(function (el) {
+      el.hidden = false;
+    });
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var field = document.getElementById(button.getAttribute("data-copy"));
+        var status = button.parentElement.querySelector("[data-copy-status]");
+        var said = function (text) { if (status) { status.textContent = text; } };
+        field.select();
+        if (navigator.clipboard && navigator.clipboard.writeText) {
+          navigator.clipboard.writeText(field.value).then(
+            function () { said("Copied."); },
+            function () { said("Press Ctrl+C (or Cmd+C) to copy the selected text."); }
+          );
+        } else {
+          said(document.execCommand("copy") ? "Copied." : "Press Ctrl+C (or Cmd+C) to copy the selected text.");
+        }
+      });
+    });
+    document.querySelectorAll("[data-download]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var field = document.getElementById(button.getAttribute("data-download"));
+        var blob = new Blob([field.value], { type: "application/yaml" });
+        var link = document.createElement("a");
+        link.href = URL.createObjectURL(blob);
+        link.download = button.getAttribute("data-filename") || "kubeconfig";
+        document.body.appendChild(link);
+        link.click();
+        link.remove();
+        setTimeout(function () { URL.revokeObjectURL(link.href); }, 1000);
+      });
+    });
+  });
 })();

@@ -304,3 +304,12 @@ def test_a_service_account_with_a_short_lifetime_is_refused_with_its_line(compan
 
     # The header comment takes four lines: the entry starts on line 7.
     assert f"{path}:7: service account payments/deployer: The token lifetime" in str(caught.value)
+
+
+def test_a_duration_too_long_to_keep_is_a_located_error(declared):
+    doc = yaml.safe_load(ascode.export())
+    doc["policies"][0]["max_duration"] = "99999999999d"
+
+    problems = problems_of(ascode.dump(doc))
+
+    assert any("at most 3660d (ten years)" in p for p in problems), problems

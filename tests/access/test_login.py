@@ -64,8 +64,22 @@ def test_an_empty_password_is_refused_before_any_bind(client, directory):
 
 def test_a_locked_openldap_account_cannot_log_in(client, directory):
     directory.add_person("mallory", password="secret", disabled=True)
-    login(client, "mallory", "secret")
+    response = login(client, "mallory", "secret")
     assert "_auth_user_id" not in client.session
+    assert "disabled in the company directory cannot log in" in response.content.decode()
+
+
+def test_a_locked_account_and_an_unknown_name_get_the_same_answer(client, directory):
+    # the page tells nobody which usernames exist
+    directory.add_person("mallory", password="secret", disabled=True)
+
+    locked = login(client, "mallory", "secret").content.decode()
+    unknown = login(client, "nobody-here", "secret").content.decode()
+
+    def answer(page):
+        return page[page.index('role="alert"') :].split("</")[0]
+
+    assert answer(locked) == answer(unknown)
 
 
 def test_a_disabled_ad_account_cannot_log_in(client, ad_directory):

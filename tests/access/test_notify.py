@@ -7,9 +7,11 @@ import hmac
 import http.server
 import json
 import threading
+from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from access import notify
 from access.models import Role
@@ -123,3 +125,36 @@ def test_operators_are_emailed_where_no_approver_team_is_named(
         submit(company)
 
     assert mail.outbox[-1].to == ["olivia@example.com"]
+
+
+def test_emails_speak_in_words_durations_names_and_the_time_zone(company, fleet):
+    req = submit(company, duration=timedelta(hours=1))
+    req.refresh_from_db()
+
+    asked = notify.build("submitted", req)
+    assert "for 1 hour." in asked.body and "1:00:00" not in asked.body
+    assert "Developer on" in asked.subject and "Approve or deny it:" in asked.body
+
+    req.state, req.expires_at = "revoked", timezone.now()
+    ended = notify.build("ended", req)
+    assert "Your access has been revoked" in ended.subject
+
+    req.state = "active"
+    decided = notify.build("decided", req)
+    assert " UTC." in decided.body
+
+
+def test_a_break_glass_email_asks_for_a_review_not_a_decision(company, fleet):
+    req = requests.submit_request(
+        requester=company.people["alice"],
+        role=Role.objects.get(name="developer"),
+        environments=["prod"],
+        namespaces=["payments"],
+        justification=WHY,
+        break_glass=True,
+    )
+
+    body = notify.build("break_glass", req).body
+
+    assert "Review it:" in body and "Decide:" not in body
+    assert "granted at once for 1 hour" in body

@@ -9,11 +9,14 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from kubernetes import client as k8s_client
 
 from access import audit
 from access.choices import RequestState
 from access.models import AccessRequest, Grant, Role
 from access.services import requests
+from clusters.choices import ReconcileStatus
+from tests.clusters.conftest import official_client
 
 pytestmark = pytest.mark.django_db
 WHY = "Rolling out the payments fix for INC-77"
@@ -56,7 +59,7 @@ def test_a_developer_previews_then_submits_a_request(client, company, fleet):
     page = preview.content.decode()
     assert preview.status_code == 200
     assert "staging-1" in page and "ClusterRole edit" in page
-    assert "1 of: approvers" in page
+    assert "1 approval by Judy, Peggy (team approvers)" in page
     assert not AccessRequest.objects.exists()
 
     submitted = client.post("/requests/new", form(submit="1"))
@@ -96,6 +99,7 @@ def test_the_request_page_is_prefilled_by_the_forbidden_explainer_and_by_extend(
     old = requests.approve_request(filed(company), company.judy)
     text = client.get(f"/requests/new?extend={old.pk}").content.decode()
     assert WHY in text and f'value="{old.pk}"' in text
+    assert f"More time for request #{old.pk}: it goes to the approvers again" in text
 
 
 def test_an_approver_approves_from_the_request_page(client, company, fleet):
@@ -104,6 +108,7 @@ def test_an_approver_approves_from_the_request_page(client, company, fleet):
 
     page = client.get(f"/requests/{req.pk}/").content.decode()
     assert "Approve" in page and WHY in page
+    assert "1 approval by Judy, Peggy (team approvers)" in page
     response = client.post(f"/requests/{req.pk}/approve", {"comment": "go ahead"})
 
     assert response.status_code == 302
@@ -117,7 +122,7 @@ def test_the_inbox_lists_what_waits_and_approves_in_bulk(client, company, fleet)
 
     inbox = client.get("/inbox/").content.decode()
     assert f"#{first.pk}" in inbox and f"#{second.pk}" in inbox
-    assert "1 cluster × 1 namespaces" in inbox  # noqa: RUF001
+    assert "1 cluster × 1 namespace" in inbox  # noqa: RUF001
     client.post("/inbox/bulk", {"ids": [first.pk, second.pk], "decision": "approve"})
 
     states = set(AccessRequest.objects.values_list("state", flat=True))
@@ -231,5 +236,106 @@ def test_the_audit_page_verifies_the_chain(client, company, fleet):
     as_user(client, company.olivia)
 
     assert (
-        "The chain is intact: 1 events checked." in client.get("/audit/?verify=1").content.decode()
+        "The chain is intact: 1 event checked." in client.get("/audit/?verify=1").content.decode()
     )
+
+
+def test_the_preview_is_shown_on_load_for_a_prefilled_form(client, company, fleet):
+    as_user(client, company.alice)
+
+    page = client.get("/requests/new?role=developer&cluster=staging-1&namespace=payments")
+
+    text = page.content.decode()
+    assert "Pick a role and a scope to see" not in text
+    assert "ClusterRole edit" in text and "payments" in text
+    assert "1 approval by Judy, Peggy (team approvers)" in text
+
+
+def test_a_namespaced_role_without_namespaces_is_not_called_cluster_wide(client, company, fleet):
+    as_user(client, company.alice)
+
+    page = client.get("/requests/new?role=developer&cluster=staging-1").content.decode()
+
+    preview = page[page.index('id="preview"') :]
+    assert "cluster-wide" not in preview
+    assert "no namespace yet: name the namespaces you need" in preview
+
+
+def test_break_glass_access_awaiting_review_is_in_the_approvers_inbox(client, company, fleet):
+    req = filed(company, environments=["prod"], break_glass=True)
+    assert req.grant is not None
+
+    as_user(client, company.judy)
+    inbox = client.get("/inbox/").content.decode()
+    assert "Break-glass access to review afterwards" in inbox
+    assert f"Review #{req.pk}" in inbox
+
+    as_user(client, company.alice)
+    assert f"Review #{req.pk}" not in client.get("/inbox/").content.decode()
+
+    requests.review_break_glass(req, company.judy, comment="checked the shell history")
+    as_user(client, company.judy)
+    assert f"Review #{req.pk}" not in client.get("/inbox/").content.decode()
+
+
+def test_pages_say_what_an_approver_narrowed_and_name_objects_in_words(client, company, fleet):
+    req = filed(company)
+    requests.approve_request(req, company.judy, comment="ok", duration=timedelta(hours=2))
+
+    as_user(client, company.alice)
+    detail = client.get(f"/requests/{req.pk}/").content.decode()
+    assert "(narrowed: for 2 hours)" in detail
+    assert "duration_s" not in detail
+
+    as_user(client, company.olivia)
+    trail = client.get("/audit/").content.decode()
+    assert f"request #{req.pk}: developer for alice" in trail
+    assert " UTC" in trail
+
+
+def test_the_audit_and_grants_tables_sort_by_a_clicked_column(client, company, fleet):
+    filed(company)
+    audit.record("alpha.note", reason="first by name")
+    as_user(client, company.olivia)
+
+    by_action = client.get("/audit/?sort=action").content.decode()
+    assert by_action.index("alpha.note") < by_action.index("request.submitted")
+    assert 'aria-sort="ascending"><a href="?sort=-action">What ▲</a>' in by_action
+    newest_first = client.get("/audit/").content.decode()
+    assert newest_first.index("alpha.note") < newest_first.index("request.submitted")
+
+    Grant.objects.create(team=company.teams["payments"], role=Role.objects.get(name="admin"))
+    Grant.objects.create(team=company.teams["approvers"], role=Role.objects.get(name="viewer"))
+    by_role = client.get("/grants/?show=all&sort=role").content.decode()
+    assert by_role.index("team approvers") < by_role.index("team payments")
+    by_role_reversed = client.get("/grants/?show=all&sort=-role").content.decode()
+    assert by_role_reversed.index("team payments") < by_role_reversed.index("team approvers")
+    assert "sort=role" in by_role_reversed and 'aria-sort="descending"' in by_role_reversed
+
+
+def test_the_people_table_sorts_by_a_clicked_column(client, company, fleet):
+    as_user(client, company.olivia)
+
+    by_email = client.get("/people/?q=@example.com&sort=-email").content.decode()
+
+    assert by_email.index("peggy@example.com") < by_email.index("alice@example.com")
+    assert 'aria-sort="descending"' in by_email and "sort=email" in by_email
+
+
+def test_a_namespace_missing_on_a_cluster_is_said_before_anyone_approves(
+    client, company, make_cluster
+):
+    cluster, sim = make_cluster("staging", last_reconcile_status=ReconcileStatus.SUCCEEDED)
+    core = k8s_client.CoreV1Api(official_client(sim))
+    core.create_namespace(k8s_client.V1Namespace(metadata=k8s_client.V1ObjectMeta(name="payments")))
+    warning = f"paymnets does not exist on {cluster.name} yet"
+
+    as_user(client, company.alice)
+    preview = client.post("/requests/new", form(namespaces="payments paymnets", preview="1"))
+    assert warning in preview.content.decode()
+    assert "payments does not exist" not in preview.content.decode()
+
+    req = filed(company, namespaces=["paymnets"])
+    as_user(client, company.judy)
+    assert warning in client.get("/inbox/").content.decode()
+    assert warning in client.get(f"/requests/{req.pk}/").content.decode()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -53,7 +55,7 @@ def test_the_preview_says_what_would_be_granted_where_and_who_approves(company, 
         ("prod-2", "ClusterRole view", "payments"),
     ]
     assert preview.approvals_required == 2
-    assert preview.approvers == "2 of: approvers"
+    assert preview.approvers == "2 approvals by Judy, Peggy (team approvers)"
     assert preview.duration == timedelta(hours=4)
 
 
@@ -74,7 +76,7 @@ def test_approvers_are_emailed_when_a_request_arrives(
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert sorted(message.to) == ["judy@example.com", "peggy@example.com"]
-    assert "developer on staging in payments" in message.subject
+    assert "Developer on staging in payments" in message.subject
     assert WHY in message.body
     assert "/requests/" in message.body
 
@@ -442,3 +444,16 @@ def test_a_directory_sync_never_brings_back_expired_or_revoked_access(
     assert Grant.objects.in_force(timezone.now()).count() == 0
     states = AccessRequest.objects.order_by("pk").values_list("state", flat=True)
     assert list(states) == [RequestState.REVOKED, RequestState.EXPIRED]
+
+
+def test_an_operator_runs_the_expiry_sweep_by_command(company, fleet):
+    req = requests.approve_request(ask(company), company.judy)
+    Grant.objects.filter(pk=req.grant_id).update(expires_at=timezone.now() - timedelta(hours=1))
+    out = StringIO()
+
+    call_command("expire_grants", stdout=out)
+    call_command("expire_grants", stdout=out)
+
+    assert f"Ended 1 grant whose time was up: #{req.grant_id}." in out.getvalue()
+    assert "nothing to end" in out.getvalue()
+    assert AccessRequest.objects.get(pk=req.pk).state == RequestState.EXPIRED

@@ -168,6 +168,13 @@ def test_the_demo_serves_logins_and_its_worker_runs_tasks(demo):
         time.sleep(0.5)
     assert subjects == ["engineering"]
 
+    # links in emails point at this demo's own host and port, and a person can log in to the
+    # demo directory as its admin (to try a leaver or a mover)
+    web = [p for p in me.children() if "runserver" in p.cmdline()]
+    assert web and web[0].environ()["WARDEN_BASE_URL"] == base
+    said = log.read_text(errors="replace")
+    assert "The demo directory: ldap://127.0.0.1:" in said and "with password" in said
+
     # stopping the demo stops every process it started
     children = me.children(recursive=True)
     assert len(children) == 5  # slapd, kubesim, worker (threads, no pool processes), beat, web

@@ -285,7 +285,7 @@ def test_the_preview_shows_before_the_justification_is_written(client, company, 
     preview = text(client.post("/requests/preview", {**data, "namespaces": "payments"}))
     refused = text(client.post("/requests/new", {**data, "namespaces": "payments", "submit": "1"}))
 
-    assert "staging-1" in preview and "1 of: approvers" in preview
+    assert "staging-1" in preview and "1 approval by Judy, Peggy (team approvers)" in preview
     assert "This field is required." in refused and not AccessRequest.objects.exists()
 
 

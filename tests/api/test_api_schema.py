@@ -4,6 +4,8 @@ Generated requests go through the WSGI app in-process, as an operator (who may c
 endpoint), over a small company and one kubesim cluster, so plans only ever reach loopback.
 Registering or re-pointing a cluster would make Warden connect to whatever URL was generated,
 so those two operations are left out here (tests/api/test_api_workflows.py covers them).
+A second test calls every operation with generated input as a requester, an approver, an
+outsider and an operator, and checks only that none answers with a server error (5xx).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from django.db import close_old_connections
 from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from access.models import Grant, Role
 from access.services import tokens
@@ -83,6 +86,42 @@ def test_every_operation_answers_as_the_schema_says(case, operator_token):
             schemathesis.checks.negative_data_rejection,
         ],
     )
+
+
+# A requester, an approver, an outsider and an operator: each sees a different part of the API.
+PERSONAS = ["alice", "judy", "mallory", "olivia"]
+ROUNDS_PER_PERSONA = 2
+OPERATIONS = [
+    op
+    for op in (result.ok() for result in schema.get_all_operations())
+    if (op.method.upper(), op.path) not in CONNECTS_TO_GENERATED_URLS
+]
+
+
+@pytest.mark.parametrize("who", PERSONAS)
+def test_no_operation_answers_a_server_error_to_any_persona(who, company, make_cluster):
+    # given a small company with a cluster, and a token of one persona
+    make_cluster(environment="staging")
+    _, secret = tokens.create_api_token(owner=company.users[who], name="schemathesis")
+    headers = {"Authorization": f"Bearer {secret}"}
+    strategies = [(op, op.as_strategy()) for op in OPERATIONS]
+
+    # when every operation is called with generated input, then none answers 5xx
+    @given(data=st.data())
+    @settings(
+        max_examples=ROUNDS_PER_PERSONA,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def every_operation_once(data):
+        for operation, strategy in strategies:
+            case = data.draw(strategy, label=f"{operation.method.upper()} {operation.path}")
+            response = case.call(headers=headers)
+            assert response.status_code < 500, (who, case.method, case.formatted_path, case.body)
+
+    every_operation_once()
 
 
 def test_the_schema_and_the_docs_are_served_without_a_cdn(company):

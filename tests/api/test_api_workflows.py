@@ -37,7 +37,7 @@ def test_a_developer_previews_files_and_gets_approved_with_narrowing(api, compan
     assert [(r["cluster"], r["what"], r["where"]) for r in preview["reach"]] == [
         ("staging-1", "ClusterRole edit", "payments")
     ]
-    assert preview["approvers"] == "1 of: approvers"
+    assert preview["approvers"] == "1 approval by Judy, Peggy (team approvers)"
     assert not AccessRequest.objects.exists()
 
     filed = alice.post("/api/v1/requests/", ask(namespaces=["payments", "checkout"]), format="json")
@@ -328,3 +328,18 @@ def test_why_forbidden_names_the_smallest_role(api, company, make_cluster):
     }
     unreadable = api("alice").post("/api/v1/why-forbidden/", {"message": "hello"}, format="json")
     assert unreadable.status_code == 400
+
+
+def test_break_glass_access_awaiting_its_review_is_listed_by_a_filter(api, company, fleet):
+    glass = api("alice").post(
+        "/api/v1/requests/",
+        ask(environments=["prod"], break_glass=True, duration="1h"),
+        format="json",
+    )
+    assert glass.status_code == 201, glass.json()
+    api("alice").post("/api/v1/requests/", ask(), format="json")
+
+    waiting = api("olivia").get("/api/v1/requests/?awaiting_review=true").json()
+
+    assert [r["id"] for r in waiting["results"]] == [glass.json()["id"]]
+    assert api("olivia").get("/api/v1/requests/?awaiting_review=false").json()["count"] == 0

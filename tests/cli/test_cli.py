@@ -74,7 +74,7 @@ def test_a_developer_requests_gets_approved_and_writes_a_kubeconfig(
     )
     assert code == 0, out
     assert f"{cluster.name}: ClusterRole edit, default" in out
-    assert "Approvers: 1 of: approvers" in out
+    assert "Approvers: 1 approval by Judy, Peggy (team approvers)" in out
     req = AccessRequest.objects.get()
     assert f"Request #{req.pk} is waiting for approval." in out
 
@@ -223,3 +223,17 @@ def test_configure_saves_a_private_config_and_the_console_script_uses_it(
     assert oct(config.stat().st_mode & 0o777) == "0o600"
     assert access.returncode == 0, access.stderr
     assert "viewer  via granted to you  until standing" in access.stdout
+
+
+def test_a_duration_too_long_to_keep_is_explained_not_a_crash(as_person, company, make_cluster):
+    make_cluster(environment="staging")
+    as_person("alice")
+
+    code, _, err = warden(
+        "request", "--role", "developer", "--env", "staging", "--namespace", "x",
+        "--for", "99999999999d", "--why", WHY, "--yes",
+    )  # fmt: skip
+
+    assert code == 1
+    assert "at most 3660d (ten years)" in err
+    assert not AccessRequest.objects.exists()

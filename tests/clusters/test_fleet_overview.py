@@ -180,3 +180,16 @@ def test_a_cluster_without_runs_has_an_empty_sparkline(client, operator):
     cluster("new")
     text = client.get(FLEET).content.decode()
     assert 'aria-label="no runs"' in text and "never" in text
+
+
+def test_the_fleet_table_sorts_by_a_clicked_column(client, operator):
+    cluster("zeta", environment="prod")
+    cluster("alpha", environment="staging")
+    cluster("mid", environment="dev")
+
+    by_name = client.get(FLEET + "?sort=name").content.decode()
+    by_name_reversed = client.get(FLEET + "?sort=-name").content.decode()
+
+    assert by_name.index(">alpha<") < by_name.index(">mid<") < by_name.index(">zeta<")
+    assert by_name_reversed.index(">zeta<") < by_name_reversed.index(">mid<")
+    assert 'aria-sort="ascending"><a href="?sort=-name">Cluster ▲</a>' in by_name

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 from kubernetes import client as k8s_client
+from rest_framework.test import APIClient
 
 from access.models import AuditEvent, Grant
 from clusters import services
@@ -375,3 +380,37 @@ def test_a_digest_depends_on_the_values_alone():
     changed = json.loads(json.dumps(binding))
     changed["subjects"][1]["name"] = "carol"
     assert digest(changed) != digest(binding)
+
+
+def test_an_operator_runs_the_shadow_access_scan_by_command(make_cluster, catalogue, people, rbac):
+    cluster, sim = make_cluster()
+    rbac.api(sim).create_cluster_role_binding(
+        binding_body("alice-admin", "cluster-admin", ["alice"])
+    )
+    out = StringIO()
+
+    call_command("scan_shadow_access", stdout=out)
+
+    assert f"{cluster.name}: 1 binding outside Warden" in out.getvalue()
+    with pytest.raises(CommandError, match="No live cluster is called nowhere-1"):
+        call_command("scan_shadow_access", "nowhere-1", stdout=out)
+
+
+def test_an_operator_scans_for_shadow_access_from_the_page_and_the_api(
+    make_cluster, catalogue, people, rbac
+):
+    cluster, sim = make_cluster()
+    rbac.api(sim).create_cluster_role_binding(
+        binding_body("alice-admin", "cluster-admin", ["alice"])
+    )
+    operator = get_user_model().objects.create_user("olivia", is_staff=True)
+    page, api = Client(), APIClient()
+    page.force_login(operator)
+    api.force_authenticate(operator)
+
+    shown = page.post(f"/clusters/{cluster.pk}/shadow-scan", follow=True).content.decode()
+    answer = api.post(f"/api/v1/clusters/{cluster.name}/scan-shadow-access/")
+
+    assert f"{cluster.name} has 1 binding outside Warden" in shown
+    assert answer.status_code == 200
+    assert [f["name"] for f in answer.json()["found"]] == ["alice-admin"]

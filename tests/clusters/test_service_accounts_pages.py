@@ -335,3 +335,36 @@ def test_the_last_place_tokens_go_cannot_be_removed(make_cluster, people, alice)
 
     assert "only place its tokens go" in page
     assert account.targets.count() == 1
+
+
+def test_a_rotation_period_too_long_to_keep_is_a_form_error_not_a_500(
+    make_cluster, people, catalogue, alice
+):
+    cluster, _sim = make_cluster()
+    form = {
+        "name": "ci-deployer",
+        "namespace": "default",
+        "owner_team": people["payments"].pk,
+        "roles": [catalogue["viewer"].pk],
+        "clusters": f"{cluster.name}, no-such-cluster",
+        "rotation_period": "99999999999d",
+        "grace_period": "1d",
+        "token_lifetime": "9d",
+    }
+
+    response = alice.post(reverse("sa-create"), form)
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "at most 3660d (ten years)" in page
+    assert not ManagedServiceAccount.objects.exists()
+    form["rotation_period"] = "7d"
+    page = alice.post(reverse("sa-create"), form).content.decode()
+    assert "No live cluster is called no-such-cluster" in page
+    assert not ManagedServiceAccount.objects.exists()
+
+
+def test_the_account_form_names_roles_as_people_read_them(catalogue, alice):
+    page = alice.get(reverse("sa-create")).content.decode()
+
+    assert " Viewer</label>" in page and " viewer</label>" not in page

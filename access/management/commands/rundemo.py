@@ -25,6 +25,7 @@ from access.choices import SyncTrigger
 from access.demo import directory as demo
 from access.localslapd import LocalSlapd, SlapdError
 from access.models import ApprovalPolicy, Grant, Role, Team
+from access.words import count_of
 from clusters.kubeconfig import parse_kubeconfig
 from clusters.services import register_cluster
 
@@ -121,7 +122,9 @@ class Command(BaseCommand):
         # Access that ran out while the demo was stopped ends before anything else starts.
         expired = services.expire_grants()
         if expired:
-            self.stdout.write(f"Ended {len(expired)} grant(s) that expired while stopped.")
+            self.stdout.write(
+                f"Ended {count_of(len(expired), 'grant')} that expired while stopped."
+            )
         slapd = LocalSlapd(var / "demo-slapd", suffix=demo.SUFFIX)
         children: list[subprocess.Popen[bytes]] = []
         stopping = False
@@ -136,7 +139,7 @@ class Command(BaseCommand):
             env = self._start_directory(slapd)
             children = [self._start_demo_clusters(var)]
             children += self._start_children(env, options["host"], options["port"])
-            self._announce(options["host"], options["port"])
+            self._announce(options["host"], options["port"], slapd)
             while not stopping:
                 for child in children:
                     if child.poll() is not None:
@@ -219,6 +222,9 @@ class Command(BaseCommand):
     ) -> list[subprocess.Popen[bytes]]:
         # The children read the same settings module (DJANGO_SETTINGS_MODULE is inherited).
         child_env = {**os.environ, **env, "WARDEN_VAR_DIR": str(settings.VAR_DIR)}
+        # Links in emails point at this demo, whatever its host and port.
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - a comparison
+        child_env.setdefault("WARDEN_BASE_URL", f"http://{shown_host}:{port}")
         python = sys.executable
         commands = [
             [
@@ -246,13 +252,17 @@ class Command(BaseCommand):
             for cmd in commands
         ]
 
-    def _announce(self, host: str, port: int) -> None:
+    def _announce(self, host: str, port: int, slapd: LocalSlapd) -> None:
         people = ", ".join(f"{u} / {demo.password_for(u)}" for u, _ in demo.PEOPLE[:3])
         self.stdout.write(
             f"\nWarden is running on http://{host}:{port}/\n"
             f"Log in as a demo person (password demo-<username>): {people}, ...\n"
             f"Operator: olivia / {demo.password_for('olivia')}. "
-            f"Approvers: judy, peggy. Disabled: mallory.\nPress Ctrl-C to stop.\n"
+            f"Approvers: judy, peggy. Disabled: mallory.\n"
+            # A person trying Warden can play a leaver or a mover in the demo directory, e.g.
+            # ldapmodify -x -H <uri> -D <dn> -w <password> (see README, "The demo").
+            f"The demo directory: {slapd.uri}, its admin {slapd.admin_dn} with password "
+            f"{slapd.admin_password} (this run only).\nPress Ctrl-C to stop.\n"
         )
 
     def _stop(self, children: list[subprocess.Popen[bytes]]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from access import audit
+from access.words import count_of
 
 
 class Command(BaseCommand):
@@ -18,7 +19,7 @@ class Command(BaseCommand):
             for problem in result.problems:
                 self.stderr.write(problem)
             raise CommandError(
-                f"The audit trail is broken in {len(result.problems)} place(s) "
+                f"The audit trail is broken in {count_of(len(result.problems), 'place')} "
                 f"({result.checked} events checked)."
             )
         self.stdout.write(f"The audit trail is intact: {result.checked} events checked.")

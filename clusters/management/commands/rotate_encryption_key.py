@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from access.words import count_of
 from clusters import services
 
 
@@ -36,9 +37,9 @@ class Command(BaseCommand):
         unreadable = sum(c.unreadable for c in counts)
         if unreadable:
             raise CommandError(
-                f"{unreadable} secret(s) cannot be decrypted with any key of "
+                f"{count_of(unreadable, 'secret')} cannot be decrypted with any key of "
                 "WARDEN_ENCRYPTION_KEYS: put back the key they were written with (they were left "
                 "unchanged), then run this again"
             )
         total = sum(c.reencrypted for c in counts)
-        self.stdout.write(self.style.SUCCESS(f"done: {verb} {total} secret(s)"))
+        self.stdout.write(self.style.SUCCESS(f"done: {verb} {count_of(total, 'secret')}"))
