@@ -16,6 +16,7 @@ from django.utils import timezone
 from access import notify
 from access.models import Role
 from access.services import requests
+from tests.fixtures.company import payments_may_break_glass_on_prod
 
 pytestmark = pytest.mark.django_db
 WHY = "Checking the payments queue backlog"
@@ -145,6 +146,7 @@ def test_emails_speak_in_words_durations_names_and_the_time_zone(company, fleet)
 
 
 def test_a_break_glass_email_asks_for_a_review_not_a_decision(company, fleet):
+    payments_may_break_glass_on_prod(company)
     req = requests.submit_request(
         requester=company.people["alice"],
         role=Role.objects.get(name="developer"),

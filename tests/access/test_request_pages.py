@@ -17,6 +17,7 @@ from access.models import AccessRequest, Grant, Role
 from access.services import requests
 from clusters.choices import ReconcileStatus
 from tests.clusters.conftest import official_client
+from tests.fixtures.company import payments_may_break_glass_on_prod
 
 pytestmark = pytest.mark.django_db
 WHY = "Rolling out the payments fix for INC-77"
@@ -262,6 +263,7 @@ def test_a_namespaced_role_without_namespaces_is_not_called_cluster_wide(client,
 
 
 def test_break_glass_access_awaiting_review_is_in_the_approvers_inbox(client, company, fleet):
+    payments_may_break_glass_on_prod(company)
     req = filed(company, environments=["prod"], break_glass=True)
     assert req.grant is not None
 

@@ -16,7 +16,8 @@ from django.utils import timezone
 from access import audit
 from access.choices import RequestState
 from access.models import AccessRequest, ApprovalPolicy, AuditEvent, Grant, Person, Role
-from access.services import expire_grants, policies, requests, sync_directory
+from access.services import expire_grants, requests, sync_directory
+from tests.fixtures.company import payments_may_break_glass_on_prod
 from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
@@ -314,19 +315,6 @@ def test_viewer_on_dev_is_granted_at_once(company, fleet):
     assert req.state == RequestState.ACTIVE
     assert req.grant is not None
     assert "request.auto_approved" in actions()
-
-
-def payments_may_break_glass_on_prod(company):
-    """Break-glass is off as shipped: an operator names who may break glass, for what."""
-    policy = ApprovalPolicy.objects.get(environment="prod", tier="", role=None)
-    policy.break_glass_allowed, policy.break_glass_duration = True, timedelta(hours=1)
-    policies.save_policy(
-        policy,
-        approver_teams=policy.approver_teams.all(),
-        break_glass_teams=[company.teams["payments"]],
-        break_glass_roles=[role("developer")],
-        actor=company.olivia,
-    )
 
 
 def test_break_glass_is_immediate_short_loud_and_reviewed_after(

@@ -60,5 +60,5 @@ def test_a_service_account_naming_an_unknown_cluster_is_refused(api, company, ma
     )
 
     assert answer.status_code == 400
-    assert "No live cluster is called no-such-cluster" in str(answer.json())
+    assert "No cluster is called no-such-cluster" in str(answer.json())
     assert not ManagedServiceAccount.objects.exists()

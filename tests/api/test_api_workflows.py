@@ -8,6 +8,7 @@ from django.core.cache import cache
 from access.models import AccessRequest, ApprovalPolicy, AuditEvent, Grant, Role
 from clusters.models import Cluster
 from clusters.services import reconcile_cluster
+from tests.fixtures.company import payments_may_break_glass_on_prod
 
 pytestmark = pytest.mark.django_db
 WHY = "Rolling out the payments fix for INC-77"
@@ -331,6 +332,7 @@ def test_why_forbidden_names_the_smallest_role(api, company, make_cluster):
 
 
 def test_break_glass_access_awaiting_its_review_is_listed_by_a_filter(api, company, fleet):
+    payments_may_break_glass_on_prod(company)
     glass = api("alice").post(
         "/api/v1/requests/",
         ask(environments=["prod"], break_glass=True, duration="1h"),

@@ -360,7 +360,7 @@ def test_a_rotation_period_too_long_to_keep_is_a_form_error_not_a_500(
     assert not ManagedServiceAccount.objects.exists()
     form["rotation_period"] = "7d"
     page = alice.post(reverse("sa-create"), form).content.decode()
-    assert "No live cluster is called no-such-cluster" in page
+    assert "No cluster is called no-such-cluster" in page
     assert not ManagedServiceAccount.objects.exists()
 
 
