@@ -143,6 +143,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Cache ------------------------------------------------------------------------------------
+# Shared by every web process (login throttling counts live here), so never per-process memory:
+# the database by default (table warden_cache, made by `migrate`), or Redis
+# (CACHE_URL=redis://host:6379/1; CACHE_URL_FILE when the URL holds a password).
+_cache_url = _secret("CACHE_URL") or "dbcache://warden_cache"
+try:
+    CACHES = {"default": env.cache_url_config(_cache_url)}
+except (ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(
+        f"CACHE_URL is not a cache URL Warden understands ({exc}); "
+        "use dbcache://warden_cache or redis://host:6379/1"
+    ) from exc
+if "locmem" in CACHES["default"]["BACKEND"] and not DEBUG:
+    raise ImproperlyConfigured(
+        "CACHE_URL names per-process memory: login throttling would count each process apart. "
+        "Use dbcache://warden_cache or redis://host:6379/1"
+    )
+
 # --- Authentication ---------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "access.auth.DirectoryBackend",
@@ -188,6 +206,20 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 if env.bool("USE_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Login throttling (access/throttle.py): failures within WARDEN_LOGIN_LOCKOUT_SECONDS, counted
+# per username and per client address separately; either limit reached refuses the login.
+WARDEN_LOGIN_FAILURES_PER_USERNAME = env.int("WARDEN_LOGIN_FAILURES_PER_USERNAME", default=5)
+WARDEN_LOGIN_FAILURES_PER_ADDRESS = env.int("WARDEN_LOGIN_FAILURES_PER_ADDRESS", default=30)
+WARDEN_LOGIN_LOCKOUT_SECONDS = env.int("WARDEN_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; from anyone else
+# the header is ignored. Empty: the client is the connection's peer (REMOTE_ADDR).
+WARDEN_TRUSTED_PROXIES = env.list("WARDEN_TRUSTED_PROXIES", default=[])
+try:
+    for _proxy in WARDEN_TRUSTED_PROXIES:
+        ipaddress.ip_network(_proxy.strip(), strict=False)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"WARDEN_TRUSTED_PROXIES: {exc}") from exc
 
 # --- Internationalisation and static files -----------------------------------------------------
 LANGUAGE_CODE = "en-us"
