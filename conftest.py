@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.kube_apiserver",
     "tests.fixtures.leftovers",
+    "tests.fixtures.audit",
 ]

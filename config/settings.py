@@ -58,6 +58,25 @@ if not WARDEN_ENCRYPTION_KEYS and not DEBUG:
         'cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
     )
 
+# Keys of the audit chain's HMAC (access/audit.py), kept outside the database so that its role
+# cannot rewrite the trail consistently: the first signs new events, all verify (rotation: put
+# the new key first and keep the old ones while their events are kept). At least 32 characters.
+WARDEN_AUDIT_KEYS = [
+    key.strip() for key in (_secret("WARDEN_AUDIT_KEYS") or "").split(",") if key.strip()
+]
+if not WARDEN_AUDIT_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "WARDEN_AUDIT_KEYS (or WARDEN_AUDIT_KEYS_FILE) must be set when DEBUG is off: one or more "
+        "random keys of 32 characters or more, comma-separated, newest first. Make one with: "
+        'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    )
+if any(len(key) < 32 for key in WARDEN_AUDIT_KEYS):
+    raise ImproperlyConfigured("WARDEN_AUDIT_KEYS: every key must be 32 characters or more")
+# Events written before the audit key have a plain SHA-256. Once the upgrade is done, set this to
+# the last such event's number (manage.py verify_audit prints it): any later unkeyed event is
+# then reported, even in a chain rewritten whole without the key.
+WARDEN_AUDIT_UNKEYED_UNTIL = env.int("WARDEN_AUDIT_UNKEYED_UNTIL", default=None)
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

@@ -101,6 +101,7 @@ def load_settings(monkeypatch, tmp_path, **env: str) -> dict[str, Any]:
     monkeypatch.setenv("WARDEN_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("SECRET_KEY", "x" * 50)
     monkeypatch.setenv("WARDEN_ENCRYPTION_KEYS", "OtSVsMAzsHnxfcSlfLjnxu19VXjB3t21RlJbIij8Pf4=")
+    monkeypatch.setenv("WARDEN_AUDIT_KEYS", "a" * 32)
     monkeypatch.setenv("METRICS_TOKEN", "m" * 32)  # required when DEBUG is off
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -22,3 +22,8 @@ class Command(BaseCommand):
                 f"({result.checked} events checked)."
             )
         self.stdout.write(f"The audit trail is intact: {result.checked} events checked.")
+        if result.unkeyed:
+            self.stdout.write(
+                f"Events #1..#{result.unkeyed} were written before the audit key (plain SHA-256); "
+                f"set WARDEN_AUDIT_UNKEYED_UNTIL={result.unkeyed} so that no later event may be."
+            )
