@@ -411,6 +411,13 @@ for _setting_name in ("WARDEN_BLOCKED_NETWORKS", "WARDEN_ALLOWED_NETWORKS"):
                 f"({exc})"
             ) from exc
 
+
+def _admin_teams(raw: str) -> list[str]:
+    """WARDEN_ADMIN_TEAMS: DNs separated by ";", or bare group names separated by ","."""
+    separator = ";" if "=" in raw else ","
+    return [entry.strip() for entry in raw.split(separator) if entry.strip()]
+
+
 # --- Directory (LDAP / Active Directory) ------------------------------------------------------
 # LDAP_SCHEMA picks the attribute names (openldap or ad); every name can be overridden.
 LDAP_SCHEMA = env.str("LDAP_SCHEMA", default="openldap")
@@ -466,8 +473,10 @@ WARDEN_DIRECTORY: dict[str, Any] = {
     "TLS_REQUIRE_CERT": env.bool("LDAP_TLS_REQUIRE_CERT", default=True),
     "PAGE_SIZE": env.int("LDAP_PAGE_SIZE", default=500),
     "TIMEOUT": env.int("LDAP_TIMEOUT", default=10),
-    # Members of these teams (directory group names) are Warden operators: staff and superuser.
-    "ADMIN_TEAMS": env.list("WARDEN_ADMIN_TEAMS", default=[]),
+    # Members of these teams are Warden operators: staff and superuser. Name each group by its DN
+    # (separated by ";", since DNs hold commas); a bare name (comma-separated) matches only the
+    # group that holds that name in Warden, never a same-named group found later (access/sync.py).
+    "ADMIN_TEAMS": _admin_teams(env.str("WARDEN_ADMIN_TEAMS", default="")),
     # A sync that would deactivate more than this share of active people stops and asks.
     "MAX_DEACTIVATE_SHARE": env.float("DIRECTORY_SYNC_MAX_DEACTIVATE_SHARE", default=0.10),
 }
