@@ -261,8 +261,9 @@ class Verification:
     """What verify() found: how many events it checked and every break in the chain."""
 
     checked: int = 0
-    # Events written before the audit key (plain SHA-256), all at the start of the chain.
+    # Events written before the audit key (plain SHA-256), and the newest of them.
     unkeyed: int = 0
+    last_unkeyed: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -280,15 +281,10 @@ def verify(chunk_size: int = 2000) -> Verification:
         result.checked += 1
         if not event.key_id:
             result.unkeyed += 1
-            if keyed_seen:
-                result.problems.append(
-                    f"event #{event.seq} has no key after keyed events (rewritten without the key)"
-                )
-            elif unkeyed_until is not None and event.seq > unkeyed_until:
-                result.problems.append(
-                    f"event #{event.seq} has no key, but WARDEN_AUDIT_UNKEYED_UNTIL says every "
-                    f"event after #{unkeyed_until} is keyed (rewritten without the key)"
-                )
+            result.last_unkeyed = event.seq
+            problem = _unkeyed_problem(event.seq, keyed_seen, unkeyed_until)
+            if problem:
+                result.problems.append(problem)
         keyed_seen = keyed_seen or bool(event.key_id)
         if event.seq != previous_seq + 1:
             result.problems.append(
@@ -316,6 +312,22 @@ def verify(chunk_size: int = 2000) -> Verification:
             f"#{previous_seq} (events were removed from the end)"
         )
     return result
+
+
+def _unkeyed_problem(seq: int, keyed_seen: bool, unkeyed_until: int | None) -> str:
+    """Why an event without a key may not be where it is ("" when it may). Unkeyed events are
+    the release before's: the start of the chain, or — once WARDEN_AUDIT_UNKEYED_UNTIL says where
+    they end — anywhere up to there (a rolling upgrade interleaves old and new writers)."""
+    if unkeyed_until is not None:
+        if seq <= unkeyed_until:
+            return ""
+        return (
+            f"event #{seq} has no key, but WARDEN_AUDIT_UNKEYED_UNTIL says every event after "
+            f"#{unkeyed_until} is keyed (rewritten without the key)"
+        )
+    if keyed_seen:
+        return f"event #{seq} has no key after keyed events (rewritten without the key)"
+    return ""
 
 
 def _in_order(chunk_size: int) -> Iterator[AuditEvent]:

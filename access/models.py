@@ -387,7 +387,8 @@ class AuditEvent(models.Model):
     hash = models.CharField(max_length=64)
     # Which WARDEN_AUDIT_KEYS key signed `hash` (an HMAC); empty for events written before the
     # key (plain SHA-256), which verify only as the unbroken start of the chain.
-    key_id = models.CharField(max_length=16, blank=True, default="")
+    # The database default lets the release before, still running in a rolling upgrade, insert.
+    key_id = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-seq"]

@@ -38,7 +38,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="auditevent",
             name="key_id",
-            field=models.CharField(blank=True, default="", max_length=16),
+            field=models.CharField(blank=True, default="", db_default="", max_length=16),
         ),
         migrations.RunPython(refuse_delete_on_sqlite, allow_delete_on_sqlite),
     ]

@@ -152,6 +152,19 @@ def test_a_chain_rewritten_whole_without_the_key_is_caught_once_the_upgrade_is_n
     assert any("WARDEN_AUDIT_UNKEYED_UNTIL" in problem for problem in problems)
 
 
+def test_a_rolling_upgrade_interleaves_old_and_new_writers_and_still_verifies(settings):
+    # old replicas (no key) and new ones (keyed) write in turn while the upgrade rolls out
+    for keys in ([], [KEY], [], [KEY]):
+        settings.WARDEN_AUDIT_KEYS = keys
+        events(1)
+    assert not audit.verify().ok  # until the operator says where the old release stopped
+    settings.WARDEN_AUDIT_UNKEYED_UNTIL = audit.verify().last_unkeyed
+    assert settings.WARDEN_AUDIT_UNKEYED_UNTIL == 3
+    events(1)
+
+    assert audit.verify().ok
+
+
 def test_keys_rotate_and_a_dropped_key_is_named(settings):
     events(2)
     settings.WARDEN_AUDIT_KEYS = [NEXT_KEY, KEY]

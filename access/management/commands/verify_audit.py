@@ -24,6 +24,7 @@ class Command(BaseCommand):
         self.stdout.write(f"The audit trail is intact: {result.checked} events checked.")
         if result.unkeyed:
             self.stdout.write(
-                f"Events #1..#{result.unkeyed} were written before the audit key (plain SHA-256); "
-                f"set WARDEN_AUDIT_UNKEYED_UNTIL={result.unkeyed} so that no later event may be."
+                f"{result.unkeyed} events, the newest #{result.last_unkeyed}, were written before "
+                "the audit key (plain SHA-256); once every process runs with the key, set "
+                f"WARDEN_AUDIT_UNKEYED_UNTIL={result.last_unkeyed} so that no later event may be."
             )
