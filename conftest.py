@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.kube_apiserver",
     "tests.fixtures.leftovers",
+    "tests.fixtures.audit",
 ]

@@ -26,7 +26,7 @@ from access.models import (
     Team,
     TeamOwner,
 )
-from access.services import policies
+from access.services import catalogue, policies
 from access.services.catalogue import ROLE_FIELDS
 
 
@@ -174,11 +174,13 @@ class RoleAdmin(admin.ModelAdmin):
             )
 
     def delete_model(self, request: HttpRequest, obj: Role) -> None:
+        catalogue.delete_role(obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        # "Delete selected": one audited delete per role, policies that go with it included.
         with transaction.atomic():
-            audit.record(
-                "role.deleted", actor=request.user, obj=obj, before=_facts(obj, self.FIELDS)
-            )
-            super().delete_model(request, obj)
+            for role in queryset.order_by("pk"):
+                catalogue.delete_role(role, actor=request.user)
 
 
 @admin.register(Grant)

@@ -13,6 +13,9 @@ class AccessConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import task_postrun, task_prerun, worker_ready
+        from django.db.backends.signals import connection_created
+
+        connection_created.connect(_audit_guard, weak=False, dispatch_uid="warden-audit-guard")
 
         task_prerun.connect(_bind_task_id, weak=False, dispatch_uid="warden-task-id")
         task_postrun.connect(_unbind_task_id, weak=False, dispatch_uid="warden-task-id-end")
@@ -20,6 +23,16 @@ class AccessConfig(AppConfig):
 
 
 _tokens: dict[str, Any] = {}
+
+
+def _audit_guard(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """SQLite's trigger against deleting audit events asks this connection whether it may."""
+    if connection.vendor == "sqlite":
+        from access.audit import may_empty
+
+        connection.connection.create_function(
+            "warden_audit_may_empty", 0, lambda: int(may_empty()), deterministic=False
+        )
 
 
 def _bind_task_id(task_id: str | None = None, **kwargs: Any) -> None:

@@ -2,7 +2,11 @@
 
 Each event's hash covers its own fields and the previous event's hash, so editing, inserting or
 deleting a row breaks the chain where it happened, and `verify()` (manage.py verify_audit) names
-the place. Writers serialise on one locked head row, which also records the newest event, so a
+the place. The hash is an HMAC-SHA256 under the first of WARDEN_AUDIT_KEYS, a key the database
+never holds, so someone with the database role cannot recompute a rewritten chain; the other
+keys still verify the events they signed (rotation). Events written before the key have a plain
+SHA-256 and verify only as the unbroken start of the chain: the first keyed event's link vouches
+for them. Writers serialise on one locked head row, which also records the newest event, so a
 truncated tail is noticed too. Secrets never reach an event: values under secret-looking keys
 are redacted before they are written.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -19,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
@@ -53,6 +59,17 @@ current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
 )
 
 
+# Set only while the test harness empties the database between tests (tests/fixtures/audit.py):
+# SQLite's DELETE trigger asks this through warden_audit_may_empty().
+emptying_allowed: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "warden_audit_emptying_allowed", default=False
+)
+
+
+def may_empty() -> bool:
+    return emptying_allowed.get()
+
+
 def new_request_id(offered: str | None = None) -> str:
     """The caller's X-Request-ID when it is a sane token, else a new one."""
     if offered and _REQUEST_ID.match(offered):
@@ -80,8 +97,30 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(redact(value), cls=DjangoJSONEncoder, sort_keys=True))
 
 
+def key_id(key: str) -> str:
+    """A short name for a key, kept on each event it signs (it gives nothing of the key away)."""
+    return hashlib.sha256(b"warden-audit-key-id:" + key.encode()).hexdigest()[:12]
+
+
+def _keys() -> dict[str, str]:
+    """Every configured key by its id; the first signs."""
+    return {key_id(key): key for key in settings.WARDEN_AUDIT_KEYS}
+
+
+def _signing_key_id() -> str:
+    """The id of the key that signs new events; empty without a key (local use only)."""
+    keys = list(settings.WARDEN_AUDIT_KEYS)
+    return key_id(keys[0]) if keys else ""
+
+
+class UnknownKey(LookupError):
+    """The event was signed with a key that is not among WARDEN_AUDIT_KEYS."""
+
+
 def compute_hash(event: AuditEvent) -> str:
-    payload = {
+    """The event's hash: HMAC-SHA256 under the key its key_id names, or plain SHA-256 for an
+    event written before keys (key_id empty)."""
+    payload: dict[str, Any] = {
         "seq": event.seq,
         "created_at": event.created_at.astimezone(UTC).isoformat(),
         "actor_id": event.actor_id,
@@ -96,8 +135,15 @@ def compute_hash(event: AuditEvent) -> str:
         "request_id": event.request_id,
         "prev_hash": event.prev_hash,
     }
+    if not event.key_id:
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+    key = _keys().get(event.key_id)
+    if key is None:
+        raise UnknownKey(event.key_id)
+    payload["key_id"] = event.key_id
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key.encode(), canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def _head() -> AuditChain:
@@ -170,10 +216,12 @@ def record_many(entries: Iterable[Entry]) -> list[AuditEvent]:
         head = _head()
         now = timezone.now()
         seq, prev_hash = head.last_seq, head.last_hash
+        signer = _signing_key_id()
         events = []
         for entry in entries:
             seq += 1
             event = _event(entry, seq, now, request_id, prev_hash)
+            event.key_id = signer
             event.hash = prev_hash = compute_hash(event)
             events.append(event)
         AuditEvent.objects.bulk_create(events)
@@ -213,6 +261,9 @@ class Verification:
     """What verify() found: how many events it checked and every break in the chain."""
 
     checked: int = 0
+    # Events written before the audit key (plain SHA-256), and the newest of them.
+    unkeyed: int = 0
+    last_unkeyed: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -224,8 +275,17 @@ def verify(chunk_size: int = 2000) -> Verification:
     """Walk the whole chain in order and report every event that does not hold together."""
     result = Verification()
     previous_seq, previous_hash = 0, ""
+    keyed_seen = False
+    unkeyed_until = settings.WARDEN_AUDIT_UNKEYED_UNTIL
     for event in _in_order(chunk_size):
         result.checked += 1
+        if not event.key_id:
+            result.unkeyed += 1
+            result.last_unkeyed = event.seq
+            problem = _unkeyed_problem(event.seq, keyed_seen, unkeyed_until)
+            if problem:
+                result.problems.append(problem)
+        keyed_seen = keyed_seen or bool(event.key_id)
         if event.seq != previous_seq + 1:
             result.problems.append(
                 f"events #{previous_seq + 1}..#{event.seq - 1} are missing (deleted)"
@@ -234,8 +294,16 @@ def verify(chunk_size: int = 2000) -> Verification:
             result.problems.append(
                 f"event #{event.seq} does not follow event #{previous_seq} (inserted or replaced)"
             )
-        if compute_hash(event) != event.hash:
-            result.problems.append(f"event #{event.seq} was changed after it was written")
+        try:
+            intact = hmac.compare_digest(compute_hash(event), event.hash)
+        except UnknownKey:
+            result.problems.append(
+                f"event #{event.seq} was signed with key {event.key_id}, which is not among "
+                "WARDEN_AUDIT_KEYS (keep a rotated-out key listed while its events are kept)"
+            )
+        else:
+            if not intact:
+                result.problems.append(f"event #{event.seq} was changed after it was written")
         previous_seq, previous_hash = event.seq, event.hash
     head = AuditChain.objects.filter(name=CHAIN).first()
     if head is not None and (head.last_seq, head.last_hash) != (previous_seq, previous_hash):
@@ -244,6 +312,22 @@ def verify(chunk_size: int = 2000) -> Verification:
             f"#{previous_seq} (events were removed from the end)"
         )
     return result
+
+
+def _unkeyed_problem(seq: int, keyed_seen: bool, unkeyed_until: int | None) -> str:
+    """Why an event without a key may not be where it is ("" when it may). Unkeyed events are
+    the release before's: the start of the chain, or — once WARDEN_AUDIT_UNKEYED_UNTIL says where
+    they end — anywhere up to there (a rolling upgrade interleaves old and new writers)."""
+    if unkeyed_until is not None:
+        if seq <= unkeyed_until:
+            return ""
+        return (
+            f"event #{seq} has no key, but WARDEN_AUDIT_UNKEYED_UNTIL says every event after "
+            f"#{unkeyed_until} is keyed (rewritten without the key)"
+        )
+    if keyed_seen:
+        return f"event #{seq} has no key after keyed events (rewritten without the key)"
+    return ""
 
 
 def _in_order(chunk_size: int) -> Iterator[AuditEvent]:

@@ -9,17 +9,13 @@ from typing import Any
 import yaml
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
 
-from access import durations, forbidden
+from access import durations, forbidden, throttle
 from access.auth import DIRECTORY_ERROR_ATTR, NOT_CONFIGURED_ATTR, REFUSAL_ATTR
 from access.choices import Environment, RoleScope, Tier
 from access.models import Person, Role, Team
 from clusters.choices import ClusterState
 from clusters.models import Cluster
-
-MAX_FAILURES = 5
-LOCKOUT_S = 15 * 60
 
 
 class LoginForm(AuthenticationForm):
@@ -41,26 +37,28 @@ class LoginForm(AuthenticationForm):
             "Please enter a correct username and password of a local account: directory "
             "login is not set up on this Warden (LDAP_URI is empty)."
         ),
-        "throttled": "Too many failed attempts for this account; wait 15 minutes and try again.",
+        "throttled": (
+            "Too many failed attempts for this account or from this address; "
+            "wait 15 minutes and try again."
+        ),
     }
 
     def clean(self) -> dict[str, Any]:
         username = (self.cleaned_data.get("username") or "").strip().lower()
-        key = f"login-failures:{username}:{self._client_ip()}"
-        if username and (cache.get(key) or 0) >= MAX_FAILURES:
+        address = throttle.client_address(self.request) if self.request is not None else ""
+        if throttle.is_locked(username, address):
             raise forms.ValidationError(self.error_messages["throttled"], code="throttled")
         try:
             cleaned = super().clean()
         except forms.ValidationError:
             self._explain_refusal()
-            if username:
-                self._count_failure(key)
+            throttle.record_failure(username, address)
             if self.request is not None and getattr(self.request, NOT_CONFIGURED_ATTR, False):
                 raise forms.ValidationError(
                     self.error_messages["not_configured"], code="not_configured"
                 ) from None
             raise
-        cache.delete(key)
+        throttle.record_success(username)
         return cleaned
 
     def _explain_refusal(self) -> None:
@@ -74,18 +72,6 @@ class LoginForm(AuthenticationForm):
             ) from None
         if getattr(request, REFUSAL_ATTR, None):
             raise forms.ValidationError(getattr(request, REFUSAL_ATTR), code="refused") from None
-
-    @staticmethod
-    def _count_failure(key: str) -> None:
-        cache.add(key, 0, LOCKOUT_S)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, LOCKOUT_S)
-
-    def _client_ip(self) -> str:
-        request = self.request
-        return str(request.META.get("REMOTE_ADDR", "")) if request is not None else ""
 
 
 # --- requests, grants and roles ---------------------------------------------------------------

@@ -386,6 +386,10 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64)
+    # Which WARDEN_AUDIT_KEYS key signed `hash` (an HMAC); empty for events written before the
+    # key (plain SHA-256), which verify only as the unbroken start of the chain.
+    # The database default lets the release before, still running in a rolling upgrade, insert.
+    key_id = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-seq"]

@@ -8,6 +8,7 @@ recorded with the reason instead.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -137,9 +138,11 @@ class DirectorySyncer:
         try:
             for page in directory.read_people(conn, self.config, self.stats):
                 self._apply_people_page(page)
+            names_before = dict(Team.objects.values_list("id", "name"))
             groups = self._read_groups(conn)
         finally:
             conn.unbind_s()
+        self._keep_names_distinct(groups, names_before)
         self.run.references_skipped = self.stats.references_skipped
         removed = sorted(self.people.active_before - self.people.seen)
         teams_gone = list(
@@ -376,6 +379,39 @@ class DirectorySyncer:
                 self.team_dn_to_id[team.dn] = team.pk
                 groups.append((team.pk, by_dn[team.dn]))
         return groups
+
+    def _keep_names_distinct(
+        self, groups: list[tuple[int, DirectoryGroup]], names_before: dict[int, str]
+    ) -> None:
+        """One name, one team: a group whose name (cn) another team holds already, active or
+        not, is named apart (`cn~<id>`, stable for its DN/id) and reported, so it never shares
+        the other's Kubernetes group name, members, grants or operator rights. The team that
+        held the name keeps it; where none did, no group of a shared name gets it."""
+        holders: dict[str, list[int]] = defaultdict(list)
+        for pk, name in names_before.items():
+            holders[name].append(pk)
+        claims: dict[str, list[tuple[int, DirectoryGroup]]] = defaultdict(list)
+        for pk, group in groups:
+            claims[group.name].append((pk, group))
+        renames: dict[int, str] = {}
+        for name, claimants in claims.items():
+            held = sorted(holders.get(name, []))
+            keeper = held[0] if held else (claimants[0][0] if len(claimants) == 1 else None)
+            apart = [(pk, group) for pk, group in claimants if pk != keeper]
+            for pk, group in apart:
+                renames[pk] = distinct_team_name(group)
+            if apart:
+                dns = "; ".join(group.dn for _, group in apart)
+                self._warn(
+                    f"the group name {name!r} is another team's already (one name, one team): "
+                    f"Warden names these groups apart, as {name}~<id>: {dns}; rename them in "
+                    "the directory"
+                )
+        current = dict(Team.objects.filter(id__in=renames).values_list("id", "name"))
+        for pk, name in renames.items():
+            if current.get(pk) != name:
+                Team.objects.filter(pk=pk).update(name=name, updated_at=self.now)
+                self.changed_team_ids.add(pk)
 
     def _deactivate_teams(self, team_ids: list[int]) -> None:
         for batch in chunks(team_ids):
@@ -618,6 +654,22 @@ def descendants(team_id: int, children: dict[int, set[int]]) -> set[int]:
     return seen
 
 
+def distinct_team_name(group: DirectoryGroup) -> str:
+    """The name of a group whose cn another team holds: the cn and a short digest of its stable
+    id (objectGUID/entryUUID, else its DN)."""
+    identity = (group.external_id or group.dn.lower()).encode()
+    return f"{group.name}~{hashlib.sha256(identity).hexdigest()[:8]}"
+
+
+def admin_teams_filter(config: DirectoryConfig) -> Q:
+    """The teams WARDEN_ADMIN_TEAMS names: a DN names that group; a bare name only the team
+    holding that name (names are kept distinct, see Sync._keep_names_distinct)."""
+    wanted = Q(pk__in=[])
+    for entry in config.admin_teams:
+        wanted |= Q(dn__iexact=entry) if "=" in entry else Q(name=entry)
+    return wanted
+
+
 def refresh_user_flags(config: DirectoryConfig, user_ids: list[int] | None = None) -> None:
     """Login accounts follow their Person: inactive people cannot log in, admin teams are staff."""
     users = get_user_model().objects.filter(person__isnull=False)
@@ -625,8 +677,9 @@ def refresh_user_flags(config: DirectoryConfig, user_ids: list[int] | None = Non
         users = users.filter(id__in=user_ids)
     users.filter(person__is_active=False, is_active=True).update(is_active=False)
     users.filter(person__is_active=True, is_active=False).update(is_active=True)
+    admin_team_ids = Team.objects.filter(admin_teams_filter(config), is_active=True).values("id")
     admin_people = Membership.objects.filter(
-        team__is_active=True, team__name__in=config.admin_teams, person__is_active=True
+        team__in=admin_team_ids, person__is_active=True
     ).values("person_id")
     is_admin = Q(person__id__in=admin_people)
     users.filter(is_admin).filter(Q(is_staff=False) | Q(is_superuser=False)).update(

@@ -2,9 +2,10 @@
 
 The demo runs as production does (DEBUG off: Warden's own error pages, never Django's debug page
 listing every URL), so it needs what production needs. A laptop has no secret store, so the
-secret key, the encryption key and the metrics token are made at the first run and kept in var/
-(readable by their owner only); variables set in the environment still win. config.settings
-itself is unchanged: without these files or variables it still refuses to start with DEBUG off.
+secret key, the encryption key, the audit key and the metrics token are made at the first run
+and kept in var/ (readable by their owner only); variables set in the environment still win.
+config.settings itself is unchanged: without these files or variables it still refuses to start
+with DEBUG off.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ if not os.environ.get("WARDEN_ENCRYPTION_KEYS"):
     os.environ.setdefault(
         "WARDEN_ENCRYPTION_KEYS_FILE",
         _kept("demo-encryption-key", lambda: Fernet.generate_key().decode()),
+    )
+if not os.environ.get("WARDEN_AUDIT_KEYS"):
+    os.environ.setdefault(
+        "WARDEN_AUDIT_KEYS_FILE", _kept("demo-audit-key", lambda: secrets.token_urlsafe(32))
     )
 if not os.environ.get("METRICS_TOKEN"):
     os.environ.setdefault(

@@ -58,6 +58,25 @@ if not WARDEN_ENCRYPTION_KEYS and not DEBUG:
         'cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
     )
 
+# Keys of the audit chain's HMAC (access/audit.py), kept outside the database so that its role
+# cannot rewrite the trail consistently: the first signs new events, all verify (rotation: put
+# the new key first and keep the old ones while their events are kept). At least 32 characters.
+WARDEN_AUDIT_KEYS = [
+    key.strip() for key in (_secret("WARDEN_AUDIT_KEYS") or "").split(",") if key.strip()
+]
+if not WARDEN_AUDIT_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "WARDEN_AUDIT_KEYS (or WARDEN_AUDIT_KEYS_FILE) must be set when DEBUG is off: one or more "
+        "random keys of 32 characters or more, comma-separated, newest first. Make one with: "
+        'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+    )
+if any(len(key) < 32 for key in WARDEN_AUDIT_KEYS):
+    raise ImproperlyConfigured("WARDEN_AUDIT_KEYS: every key must be 32 characters or more")
+# Events written before the audit key have a plain SHA-256. Once the upgrade is done, set this to
+# the last such event's number (manage.py verify_audit prints it): any later unkeyed event is
+# then reported, even in a chain rewritten whole without the key.
+WARDEN_AUDIT_UNKEYED_UNTIL = env.int("WARDEN_AUDIT_UNKEYED_UNTIL", default=None)
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -143,6 +162,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Cache ------------------------------------------------------------------------------------
+# Shared by every web process (login throttling counts live here), so never per-process memory:
+# the database by default (table warden_cache, made by `migrate`), or Redis
+# (CACHE_URL=redis://host:6379/1; CACHE_URL_FILE when the URL holds a password).
+_cache_url = _secret("CACHE_URL") or "dbcache://warden_cache"
+try:
+    CACHES = {"default": env.cache_url_config(_cache_url)}
+except (ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(
+        f"CACHE_URL is not a cache URL Warden understands ({exc}); "
+        "use dbcache://warden_cache or redis://host:6379/1"
+    ) from exc
+if "locmem" in CACHES["default"]["BACKEND"] and not DEBUG:
+    raise ImproperlyConfigured(
+        "CACHE_URL names per-process memory: login throttling would count each process apart. "
+        "Use dbcache://warden_cache or redis://host:6379/1"
+    )
+
 # --- Authentication ---------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
     "access.auth.DirectoryBackend",
@@ -188,6 +225,20 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 if env.bool("USE_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Login throttling (access/throttle.py): failures within WARDEN_LOGIN_LOCKOUT_SECONDS, counted
+# per username and per client address separately; either limit reached refuses the login.
+WARDEN_LOGIN_FAILURES_PER_USERNAME = env.int("WARDEN_LOGIN_FAILURES_PER_USERNAME", default=5)
+WARDEN_LOGIN_FAILURES_PER_ADDRESS = env.int("WARDEN_LOGIN_FAILURES_PER_ADDRESS", default=30)
+WARDEN_LOGIN_LOCKOUT_SECONDS = env.int("WARDEN_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; from anyone else
+# the header is ignored. Empty: the client is the connection's peer (REMOTE_ADDR).
+WARDEN_TRUSTED_PROXIES = env.list("WARDEN_TRUSTED_PROXIES", default=[])
+try:
+    for _proxy in WARDEN_TRUSTED_PROXIES:
+        ipaddress.ip_network(_proxy.strip(), strict=False)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"WARDEN_TRUSTED_PROXIES: {exc}") from exc
 
 # --- Internationalisation and static files -----------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -360,6 +411,13 @@ for _setting_name in ("WARDEN_BLOCKED_NETWORKS", "WARDEN_ALLOWED_NETWORKS"):
                 f"({exc})"
             ) from exc
 
+
+def _admin_teams(raw: str) -> list[str]:
+    """WARDEN_ADMIN_TEAMS: DNs separated by ";", or bare group names separated by ","."""
+    separator = ";" if "=" in raw else ","
+    return [entry.strip() for entry in raw.split(separator) if entry.strip()]
+
+
 # --- Directory (LDAP / Active Directory) ------------------------------------------------------
 # LDAP_SCHEMA picks the attribute names (openldap or ad); every name can be overridden.
 LDAP_SCHEMA = env.str("LDAP_SCHEMA", default="openldap")
@@ -417,8 +475,10 @@ WARDEN_DIRECTORY: dict[str, Any] = {
     # AD range retrieval: `member` values asked for at a time (Windows serves at most 1,500).
     "MEMBER_RANGE_SIZE": env.int("LDAP_MEMBER_RANGE_SIZE", default=1500),
     "TIMEOUT": env.int("LDAP_TIMEOUT", default=10),
-    # Members of these teams (directory group names) are Warden operators: staff and superuser.
-    "ADMIN_TEAMS": env.list("WARDEN_ADMIN_TEAMS", default=[]),
+    # Members of these teams are Warden operators: staff and superuser. Name each group by its DN
+    # (separated by ";", since DNs hold commas); a bare name (comma-separated) matches only the
+    # group that holds that name in Warden, never a same-named group found later (access/sync.py).
+    "ADMIN_TEAMS": _admin_teams(env.str("WARDEN_ADMIN_TEAMS", default="")),
     # A sync that would deactivate more than this share of active people stops and asks.
     "MAX_DEACTIVATE_SHARE": env.float("DIRECTORY_SYNC_MAX_DEACTIVATE_SHARE", default=0.10),
 }

@@ -26,3 +26,5 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 # A fixed key for the suite only (production keys come from WARDEN_ENCRYPTION_KEYS).
 WARDEN_ENCRYPTION_KEYS = ["OtSVsMAzsHnxfcSlfLjnxu19VXjB3t21RlJbIij8Pf4="]
+# A fixed audit key for the suite only (production's come from WARDEN_AUDIT_KEYS).
+WARDEN_AUDIT_KEYS = ["suite-only-audit-key-0123456789abcdef"]

@@ -51,6 +51,22 @@ def save_role(
     return role
 
 
+def delete_role(role: Role, *, actor: Any, reason: str = "") -> None:
+    """Remove a role, and say what goes with it: the policies made for it alone are deleted
+    (each audited, naming the role), and policies that let break-glass give it lose it."""
+    why = f"its role {role.name!r} was deleted" + (f": {reason}" if reason else "")
+    with transaction.atomic():
+        role = Role.objects.select_for_update().get(pk=role.pk)
+        for policy in ApprovalPolicy.objects.filter(role=role).order_by("pk"):
+            policies.delete_policy(policy, actor=actor, reason=why)
+        for policy in ApprovalPolicy.objects.filter(break_glass_roles=role).order_by("pk"):
+            before = policies.policy_facts(policy)
+            policy.break_glass_roles.remove(role)
+            policies.record_policy_saved(policy, before=before, actor=actor, reason=why)
+        audit.record("role.deleted", actor=actor, obj=role, before=role_facts(role), reason=reason)
+        role.delete()
+
+
 def save_policy(
     policy: ApprovalPolicy | None,
     *,

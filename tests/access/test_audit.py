@@ -23,6 +23,7 @@ def tamper(sql: str, *params: object) -> None:
             cursor.execute("ALTER TABLE access_auditevent DISABLE TRIGGER USER")
         else:
             cursor.execute("DROP TRIGGER access_auditevent_append_only")
+            cursor.execute("DROP TRIGGER access_auditevent_no_delete")
         cursor.execute(sql, params)
 
 

@@ -263,7 +263,12 @@ def test_make_run_works_as_the_readme_says_from_an_emptied_environment(tmp_path)
         assert "URLconf" not in page and "urlpatterns" not in page and "DEBUG" not in page
 
         # and the demo's secrets were made for it and kept, readable by their owner only
-        for name in ("demo-secret-key", "demo-encryption-key", "demo-metrics-token"):
+        for name in (
+            "demo-secret-key",
+            "demo-encryption-key",
+            "demo-audit-key",
+            "demo-metrics-token",
+        ):
             assert (var / name).stat().st_mode & 0o077 == 0
     finally:
         # Ctrl-C, as the user stops it: the whole process group gets SIGINT

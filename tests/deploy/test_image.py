@@ -137,6 +137,7 @@ def test_check_deploy_is_clean_with_the_production_settings_of_the_manifests(tmp
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
         SECRET_KEY_FILE=str(tmp_path / "secret-key"),
         WARDEN_ENCRYPTION_KEYS_FILE=str(tmp_path / "encryption-keys"),
+        WARDEN_AUDIT_KEYS_FILE=str(tmp_path / "audit-keys"),
         DATABASE_URL_FILE=str(tmp_path / "database-url"),
         CELERY_BROKER_URL_FILE=str(tmp_path / "broker-url"),
         LDAP_BIND_PASSWORD_FILE=str(tmp_path / "ldap-bind-password"),

@@ -288,6 +288,7 @@ def test_secrets_come_from_files_of_the_mounted_secret_and_the_example_has_each_
         for variable in (
             "SECRET_KEY_FILE",
             "WARDEN_ENCRYPTION_KEYS_FILE",
+            "WARDEN_AUDIT_KEYS_FILE",
             "DATABASE_URL_FILE",
             "CELERY_BROKER_URL_FILE",
             "LDAP_BIND_PASSWORD_FILE",

@@ -42,6 +42,7 @@ def production_settings(monkeypatch, tmp_path, **env):
     monkeypatch.setenv("WARDEN_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("SECRET_KEY", "x" * 50)
     monkeypatch.setenv("WARDEN_ENCRYPTION_KEYS", "OtSVsMAzsHnxfcSlfLjnxu19VXjB3t21RlJbIij8Pf4=")
+    monkeypatch.setenv("WARDEN_AUDIT_KEYS", "a" * 32)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return runpy.run_path(str(ROOT / "config" / "settings.py"))

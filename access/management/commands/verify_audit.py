@@ -23,3 +23,9 @@ class Command(BaseCommand):
                 f"({result.checked} events checked)."
             )
         self.stdout.write(f"The audit trail is intact: {result.checked} events checked.")
+        if result.unkeyed:
+            self.stdout.write(
+                f"{result.unkeyed} events, the newest #{result.last_unkeyed}, were written before "
+                "the audit key (plain SHA-256); once every process runs with the key, set "
+                f"WARDEN_AUDIT_UNKEYED_UNTIL={result.last_unkeyed} so that no later event may be."
+            )
