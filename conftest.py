@@ -6,5 +6,6 @@ pytest_plugins = [
     "tests.fixtures.company",
     "tests.fixtures.browser",
     "tests.fixtures.kube_apiserver",
+    "tests.fixtures.dex",
     "tests.fixtures.leftovers",
 ]
