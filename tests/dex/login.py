@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 from html import unescape
-from urllib.parse import urljoin
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlparse
 
 import requests
+
+from access import oidc
+from tests.dex.server import WEB_CLIENT_ID, DexServer
 
 FORM_ACTION = re.compile(r'<form[^>]*action="([^"]*)"', re.IGNORECASE)
 
@@ -57,3 +61,42 @@ def sign_in(
         if url.startswith(stop_at):
             return url
     raise AssertionError(f"too many redirects from {authorize_url}")
+
+
+def through_dex(
+    client: Any, dex: DexServer, username: str, password: str, *, start: str = "/oidc/authenticate/"
+) -> tuple[str, dict[str, str]]:
+    """Warden's login page to Dex and back: the callback path and query Dex sends back."""
+    to_dex = client.get(start)
+    assert to_dex.status_code == 302, to_dex
+    with requests.Session() as browser:
+        back = sign_in(
+            browser,
+            to_dex["Location"],
+            username,
+            password,
+            stop_at="http://testserver/",
+            verify=str(dex.ca_path),
+        )
+    parsed = urlparse(back)
+    return parsed.path, {k: v[0] for k, v in parse_qs(parsed.query).items()}
+
+
+def configure_warden(settings: Any, dex: DexServer, **overrides: Any) -> None:
+    """Point Warden's single sign-on at this Dex (its web client), directory login kept."""
+    oidc.forget_discovery()
+    settings.OIDC_ENABLED = True
+    settings.OIDC_ISSUER = dex.issuer
+    settings.OIDC_RP_CLIENT_ID = WEB_CLIENT_ID
+    settings.OIDC_RP_CLIENT_SECRET = dex.web_client_secret
+    settings.OIDC_RP_SCOPES = "openid email profile groups"
+    settings.OIDC_VERIFY_SSL = str(dex.ca_path)
+    settings.OIDC_MATCH = "username"
+    settings.OIDC_MATCH_CLAIM = ""
+    settings.AUTHENTICATION_BACKENDS = [
+        "access.auth.DirectoryBackend",
+        "access.oidc.DirectoryOIDCBackend",
+        "django.contrib.auth.backends.ModelBackend",
+    ]
+    for name, value in overrides.items():
+        setattr(settings, name, value)
