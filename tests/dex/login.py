@@ -7,17 +7,26 @@ browser back to (the client's redirect URI with `code` and `state`, or an error)
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
+import secrets
 from html import unescape
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlparse
+from urllib.parse import parse_qs, urlencode, urljoin, urlparse
 
 import requests
 
 from access import oidc
-from tests.dex.server import WEB_CLIENT_ID, DexServer
+from tests.dex.server import CLI_CLIENT_ID, WEB_CLIENT_ID, DexServer
 
 FORM_ACTION = re.compile(r'<form[^>]*action="([^"]*)"', re.IGNORECASE)
+
+
+def _text_of(page: str) -> str:
+    """The words of an HTML page (Dex's error pages say what was wrong)."""
+    body = page.split("<body", 1)[-1]
+    return " ".join(re.sub(r"<[^>]+>", " ", body).split())[:500]
 
 
 class LoginRefused(Exception):
@@ -45,7 +54,7 @@ def sign_in(
         found = FORM_ACTION.search(answer.text)
         if answer.status_code != 200 or found is None:
             raise AssertionError(
-                f"Dex answered {answer.status_code} at {url}:\n{answer.text[:500]}"
+                f"Dex answered {answer.status_code} at {url}: {_text_of(answer.text)}"
             )
         action = urljoin(url, unescape(found.group(1)) or url)
         posted = session.post(
@@ -100,3 +109,45 @@ def configure_warden(settings: Any, dex: DexServer, **overrides: Any) -> None:
     ]
     for name, value in overrides.items():
         setattr(settings, name, value)
+
+
+def cli_tokens(dex: DexServer, username: str, password: str) -> dict[str, Any]:
+    """What the kubectl credential plugin gets: Warden CLI's (public) client, a loopback
+    redirect, PKCE; the token answer (id_token, refresh_token)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    redirect = "http://127.0.0.1:8000/callback"
+    query = {
+        "client_id": CLI_CLIENT_ID,
+        "redirect_uri": redirect,
+        "response_type": "code",
+        "scope": "openid email profile groups offline_access",
+        "state": secrets.token_urlsafe(16),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    with requests.Session() as browser:
+        back = sign_in(
+            browser,
+            f"{dex.issuer}/auth?{urlencode(query)}",
+            username,
+            password,
+            stop_at=redirect,
+            verify=str(dex.ca_path),
+        )
+        answer = browser.post(
+            f"{dex.issuer}/token",
+            data={
+                "grant_type": "authorization_code",
+                "client_id": CLI_CLIENT_ID,
+                "code": parse_qs(urlparse(back).query)["code"][0],
+                "redirect_uri": redirect,
+                "code_verifier": verifier,
+            },
+            verify=str(dex.ca_path),
+            timeout=10,
+        )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())

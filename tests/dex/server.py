@@ -200,12 +200,11 @@ class DexServer:
                     "redirectURIs": self.redirect_uris,
                 },
                 {
-                    # A public client: the kubectl credential plugin holds no secret, and Dex
-                    # accepts any loopback redirect port for it.
+                    # A public client: the kubectl credential plugin holds no secret. Without
+                    # redirectURIs Dex accepts any loopback redirect (and the device flow).
                     "id": CLI_CLIENT_ID,
                     "name": "Warden CLI",
                     "public": True,
-                    "redirectURIs": ["http://127.0.0.1", "/device/callback"],
                 },
                 *self.extra_clients,
             ],
