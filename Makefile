@@ -69,8 +69,8 @@ check: lint typecheck test
 clean:
 	rm -rf $(VENV) var/ .pytest_cache
 
-# The real Kubernetes tier: kube-apiserver, kube-controller-manager and etcd built from their
-# official Go modules (pinned in tests/k8s/*/go.mod) once per version into $(WARDEN_BUILD_CACHE)
+# The real-servers tier: kube-apiserver, kube-controller-manager, etcd and Dex built from their
+# official Go modules (pinned in tests/k8s/*/go.mod, tests/dex/go.mod) once per version into $(WARDEN_BUILD_CACHE)
 # (never into the clone), then reused. `make test` skips this tier when they are not built.
 .PHONY: kube-apiserver-bin kube-apiserver test-kubernetes
 export WARDEN_BUILD_CACHE ?= $(HOME)/.cache/warden

@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.company",
     "tests.fixtures.browser",
     "tests.fixtures.kube_apiserver",
+    "tests.fixtures.dex",
     "tests.fixtures.leftovers",
     "tests.fixtures.audit",
 ]

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from access import review_views, views
-from access.views import audit, catalogue, operators, policies, requests, tokens
+from access.views import audit, catalogue, oidc, operators, policies, requests, tokens
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", oidc.LogoutView.as_view(), name="logout"),
+    # Single sign-on (OIDC_ENABLED): to the provider and back; 404 when it is off.
+    path("oidc/authenticate/", oidc.AuthenticateView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", oidc.CallbackView.as_view(), name="oidc_authentication_callback"),
     path("why-forbidden/", views.why_forbidden, name="why-forbidden"),
     path("healthz", views.healthz, name="healthz"),
     path("health/", views.health_page, name="health"),

@@ -181,14 +181,52 @@ if "locmem" in CACHES["default"]["BACKEND"] and not DEBUG:
     )
 
 # --- Authentication ---------------------------------------------------------------------------
+# Directory login (username and password checked against LDAP) and single sign-on with an
+# OpenID Connect provider (OIDC_ENABLED) can each be on; the directory decides who people are
+# either way. Local accounts (createsuperuser) stay possible for break-glass administration.
+DIRECTORY_LOGIN = env.bool("WARDEN_DIRECTORY_LOGIN", default=True)
+OIDC_ENABLED = env.bool("OIDC_ENABLED", default=False)
 AUTHENTICATION_BACKENDS = [
-    "access.auth.DirectoryBackend",
-    # Local accounts (createsuperuser) stay possible for break-glass administration.
+    *(["access.auth.DirectoryBackend"] if DIRECTORY_LOGIN else []),
+    *(["access.oidc.DirectoryOIDCBackend"] if OIDC_ENABLED else []),
     "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Single sign-on (OpenID Connect, mozilla-django-oidc) -------------------------------------
+# Endpoints come from {OIDC_ISSUER}/.well-known/openid-configuration. The person is the
+# directory person named by the OIDC_MATCH_CLAIM claim (OIDC_MATCH: username, email or id);
+# group claims are never read.
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="")
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = _secret("OIDC_CLIENT_SECRET", default="") or ""
+OIDC_RP_SCOPES = env.str("OIDC_SCOPES", default="openid email profile")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_SIGN_ALGO", default="RS256")
+OIDC_MATCH = env.str("OIDC_MATCH", default="username")
+OIDC_MATCH_CLAIM = env.str("OIDC_MATCH_CLAIM", default="")
+# A CA bundle for a provider with a private CA; "true" trusts the system's CAs.
+OIDC_VERIFY_SSL: str | bool = env.str("OIDC_CA_BUNDLE", default="") or True
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_STORE_ID_TOKEN = True  # the logout's id_token_hint
+OIDC_TIMEOUT = env.int("OIDC_TIMEOUT", default=10)
+OIDC_CREATE_USER = False  # accounts are made only for directory people (access.oidc)
+OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS = 15 * 60
+if OIDC_MATCH not in ("username", "email", "id"):
+    raise ImproperlyConfigured(f"OIDC_MATCH={OIDC_MATCH!r}: use username, email or id")
+if OIDC_ENABLED:
+    for _name, _value in (
+        ("OIDC_ISSUER", OIDC_ISSUER),
+        ("OIDC_CLIENT_ID", OIDC_RP_CLIENT_ID),
+        ("OIDC_CLIENT_SECRET", OIDC_RP_CLIENT_SECRET),
+    ):
+        if not _value:
+            raise ImproperlyConfigured(f"OIDC_ENABLED is set, but {_name} is empty")
+    if not OIDC_ISSUER.startswith("https://"):
+        raise ImproperlyConfigured("OIDC_ISSUER must be an https:// URL")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

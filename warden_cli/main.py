@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from warden_cli import token as oidc_token
+
 TIMEOUT = 60
 
 
@@ -257,8 +259,12 @@ def cmd_end(args: argparse.Namespace, out: Any) -> int:
 
 
 def cmd_why(args: argparse.Namespace, out: Any) -> int:
+    # kubectl ... 2>&1 | warden why   reads the message kubectl just printed.
+    message = args.message if args.message not in (None, "-") else sys.stdin.read()
+    if not message.strip():
+        raise CliError("Give the forbidden message, in quotes, or pipe it in.")
     answer = _api().call(
-        "POST", "why-forbidden/", {"message": args.message, "cluster": args.cluster or ""}
+        "POST", "why-forbidden/", {"message": message.strip(), "cluster": args.cluster or ""}
     )
     out.write(f"On {answer['cluster']}, you tried to {answer['attempt']}.\n")
     for note in answer["causes"] + answer["notes"]:
@@ -325,7 +331,9 @@ def cmd_kubeconfig(args: argparse.Namespace, out: Any) -> int:
     name = chosen["name"]
     user_name = f"warden-{name}"
     _upsert(config["clusters"], name, "cluster", cluster)
-    if chosen["user_exec"]:
+    if args.issuer:
+        _upsert(config["users"], user_name, "user", {"exec": token_exec(args)})
+    elif chosen["user_exec"]:
         _upsert(config["users"], user_name, "user", {"exec": chosen["user_exec"]})
     elif not any(u.get("name") == user_name for u in config["users"]):
         config["users"].append({"name": user_name, "user": {}})
@@ -347,6 +355,30 @@ def cmd_kubeconfig(args: argparse.Namespace, out: Any) -> int:
     out.write(f"Wrote context {name!r}{where} to {path} as {chosen['username']}.\n")
     if chosen["namespaces"] and not namespace:
         out.write(f"Your namespaces there: {', '.join(chosen['namespaces'])}.\n")
+    return 0
+
+
+def token_exec(args: argparse.Namespace) -> dict[str, Any]:
+    """A kubeconfig user's exec: `warden token` for this provider and client."""
+    plugin_args = ["token", "--issuer", args.issuer, "--client-id", args.client_id]
+    if args.ca_file:
+        plugin_args += ["--ca-file", str(Path(args.ca_file).resolve())]
+    return {
+        "apiVersion": oidc_token.EXEC_API_VERSION,
+        "command": args.warden_command,
+        "args": plugin_args,
+        "interactiveMode": "IfAvailable",
+        "provideClusterInfo": False,
+    }
+
+
+def cmd_token(args: argparse.Namespace, out: Any) -> int:
+    provider = oidc_token.Provider(args.issuer, args.client_id, args.ca_file, args.scopes)
+    try:
+        token = oidc_token.id_token(provider, interactive=not args.no_sign_in)
+    except oidc_token.SignInError as exc:
+        raise CliError(str(exc)) from None
+    out.write(json.dumps(oidc_token.exec_credential(token)) + "\n")
     return 0
 
 
@@ -442,10 +474,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", help="file to write (default: $KUBECONFIG or ~/.kube/config)")
     p.add_argument("--namespace", help="the context's namespace")
     p.add_argument("--use", action="store_true", help="make it the current context")
+    p.add_argument("--issuer", help="sign in with `warden token` at this OIDC issuer")
+    p.add_argument("--client-id", default="warden-cli", help="the CLI's client at the issuer")
+    p.add_argument("--ca-file", help="a CA bundle for the issuer")
+    p.add_argument("--warden-command", default="warden", help="how kubectl runs this CLI")
     p.set_defaults(run=cmd_kubeconfig)
 
+    p = sub.add_parser("token", help="kubectl credential plugin: your ID token (ExecCredential)")
+    p.add_argument("--issuer", required=True, help="the OIDC issuer URL")
+    p.add_argument("--client-id", default="warden-cli")
+    p.add_argument("--ca-file", help="a CA bundle for the issuer")
+    p.add_argument("--scopes", default="openid email profile groups offline_access")
+    p.add_argument("--no-sign-in", action="store_true", help="fail instead of signing in")
+    p.set_defaults(run=cmd_token)
+
     p = sub.add_parser("why", help='explain a Kubernetes "forbidden" message')
-    p.add_argument("message", help="the whole message, in quotes")
+    p.add_argument("message", nargs="?", help='the whole message, in quotes ("-" or none: stdin)')
     p.add_argument("--cluster", help="the cluster it came from (needed when there are several)")
     p.set_defaults(run=cmd_why)
     return top

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Build (or reuse) the real kube-apiserver and etcd of Warden's test world.
 #
-#   tests/k8s/build.sh [kube-apiserver|kube-controller-manager|etcd|all]   prints the path of each binary, one a line
+#   tests/k8s/build.sh [kube-apiserver|kube-controller-manager|etcd|dex|all]   prints the path of each binary, one a line
 #
 # Each binary is built once per version from the official Go modules pinned in
-# tests/k8s/{apiserver,etcd}/go.mod, through the Go module proxy, into
-#   ${WARDEN_BUILD_CACHE:-$HOME/.cache/warden}/bin/kube-apiserver-vX.Y.Z (and etcd-vX.Y.Z)
+# tests/k8s/{apiserver,etcd}/go.mod and tests/dex/go.mod, through the Go module proxy, into
+#   ${WARDEN_BUILD_CACHE:-$HOME/.cache/warden}/bin/kube-apiserver-vX.Y.Z (and etcd-vX.Y.Z, dex-<version>)
 # (and kube-controller-manager-vX.Y.Z) and reused after that. Go's module and build caches are its own (they persist as well).
 set -euo pipefail
 
@@ -57,10 +57,14 @@ case "$what" in
   kube-controller-manager)
     build kube-controller-manager "$here/apiserver" k8s.io/kubernetes ./controller-manager ;;
   etcd) build etcd "$here/etcd" go.etcd.io/etcd/server/v3 ;;
+  # Dex publishes no semver tags the module proxy accepts (its v2 tags lack /v2), so
+  # tests/dex/go.mod pins a commit's pseudo-version and names cmd/dex as its tool.
+  dex) build dex "$here/../dex" github.com/dexidp/dex github.com/dexidp/dex/cmd/dex ;;
   all)
     build etcd "$here/etcd" go.etcd.io/etcd/server/v3
     build kube-apiserver "$here/apiserver" k8s.io/kubernetes
     build kube-controller-manager "$here/apiserver" k8s.io/kubernetes ./controller-manager
+    build dex "$here/../dex" github.com/dexidp/dex github.com/dexidp/dex/cmd/dex
     ;;
-  *) echo "usage: $0 [kube-apiserver|kube-controller-manager|etcd|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [kube-apiserver|kube-controller-manager|etcd|dex|all]" >&2; exit 2 ;;
 esac

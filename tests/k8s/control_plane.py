@@ -467,6 +467,46 @@ def object_path(obj: dict[str, Any]) -> str:
 # --- the control plane ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OidcTrust:
+    """An OpenID Connect provider an API server trusts for people (structured authentication
+    configuration): its issuer, CA and audience, the claims that name the user and their groups,
+    and the prefixes the API server puts before them (a registered cluster's user_prefix and
+    group_prefix in Warden, so that Warden's bindings name exactly what the server sees)."""
+
+    issuer: str
+    ca_pem: str
+    audience: str
+    username_claim: str = "preferred_username"
+    username_prefix: str = ""
+    groups_claim: str = "groups"
+    groups_prefix: str = ""
+
+    def authentication_config(self) -> str:
+        return yaml.safe_dump(
+            {
+                "apiVersion": "apiserver.config.k8s.io/v1",
+                "kind": "AuthenticationConfiguration",
+                "jwt": [
+                    {
+                        "issuer": {
+                            "url": self.issuer,
+                            "audiences": [self.audience],
+                            "certificateAuthority": self.ca_pem,
+                        },
+                        "claimMappings": {
+                            "username": {
+                                "claim": self.username_claim,
+                                "prefix": self.username_prefix,
+                            },
+                            "groups": {"claim": self.groups_claim, "prefix": self.groups_prefix},
+                        },
+                    }
+                ],
+            }
+        )
+
+
 class ControlPlane:
     """One etcd and any number of API servers on it, each with its own --etcd-prefix."""
 
@@ -520,12 +560,14 @@ class ControlPlane:
 
         _wait("etcd", healthy, [self.etcd])
 
-    def add_clusters(self, *names: str) -> list[RealCluster]:
-        """Start an API server (and controller manager) per name, in parallel; ready on return."""
+    def add_clusters(self, *names: str, oidc: OidcTrust | None = None) -> list[RealCluster]:
+        """Start an API server (and controller manager) per name, in parallel; ready on return.
+
+        With `oidc`, the API servers also authenticate people by that provider's ID tokens."""
         if self.etcd is None:
             self.start_etcd()
         for attempt in range(1, 4):
-            made = [self._start_apiserver(name) for name in names]
+            made = [self._start_apiserver(name, oidc) for name in names]
             try:
                 _wait(
                     "kube-apiserver",
@@ -547,7 +589,13 @@ class ControlPlane:
             self._bootstrap(cluster)
         return made
 
-    def _start_apiserver(self, name: str) -> RealCluster:
+    def remove_cluster(self, name: str) -> None:
+        """Stop one API server (and its controller manager); its etcd prefix stays."""
+        cluster = self.clusters.pop(name)
+        for process in reversed(cluster.processes):
+            process.stop()
+
+    def _start_apiserver(self, name: str, oidc: OidcTrust | None = None) -> RealCluster:
         if name in self.clusters:
             raise ValueError(f"cluster {name} exists")
         folder = self.folder / name
@@ -571,6 +619,10 @@ class ControlPlane:
             name, folder, free_port(), self.pki.ca_pem, admin_token, people=people
         )
         pki = self.pki
+        extra: list[str] = []
+        if oidc is not None:
+            (folder / "authentication.yaml").write_text(oidc.authentication_config())
+            extra.append(f"--authentication-config={folder / 'authentication.yaml'}")
         cluster.processes.append(
             Process(
                 f"kube-apiserver {name}",
@@ -597,6 +649,7 @@ class ControlPlane:
                     "--audit-log-mode=blocking",
                     "--profiling=false",
                     "--endpoint-reconciler-type=none",
+                    *extra,
                 ],
                 folder / "kube-apiserver.log",
             ).start()

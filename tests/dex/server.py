@@ -1,0 +1,256 @@
+"""Dex, the real OpenID Connect provider of Warden's test world, built from its Go module.
+
+`DexServer` starts the cached Dex binary (tests/k8s/build.sh dex) on loopback with TLS from a
+throwaway CA, in-memory storage, an LDAP connector pointed at a directory subtree of the test
+slapd, and static clients: `warden` (the web UI, confidential) and `warden-cli` (public, for
+the kubectl credential plugin).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.k8s.control_plane import Process, Unavailable, free_port
+
+HERE = Path(__file__).resolve().parent
+BUILD_SCRIPT = HERE.parent / "k8s" / "build.sh"
+MODULE = "github.com/dexidp/dex"
+WEB_CLIENT_ID = "warden"
+CLI_CLIENT_ID = "warden-cli"
+
+
+def dex_version() -> str:
+    """The pseudo-version of github.com/dexidp/dex that tests/dex/go.mod pins."""
+    for line in (HERE / "go.mod").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == MODULE and parts[1].startswith("v"):
+            return parts[1]
+    raise Unavailable(f"tests/dex/go.mod pins no version of {MODULE}")
+
+
+def dex_binary(build: bool) -> Path:
+    """The cached Dex binary; built first (minutes, once per version) when `build` is set."""
+    cache = Path(os.environ.get("WARDEN_BUILD_CACHE") or Path.home() / ".cache" / "warden")
+    binary = cache / "bin" / f"dex-{dex_version()}"
+    if os.access(binary, os.X_OK):
+        return binary
+    if not build:
+        raise Unavailable(
+            f"{binary.name} not built yet: run `bash tests/k8s/build.sh dex` (builds Dex once with "
+            "Go from the Go module proxy) or `make test-kubernetes`"
+        )
+    try:
+        done = subprocess.run(
+            ["bash", str(BUILD_SCRIPT), "dex"], capture_output=True, text=True, check=False
+        )
+    except OSError as exc:
+        raise Unavailable(f"could not run {BUILD_SCRIPT}: {exc}") from exc
+    if done.returncode != 0 or not os.access(binary, os.X_OK):
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise Unavailable(f"`bash {BUILD_SCRIPT} dex` failed ({done.returncode}):\n{tail}")
+    return binary
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_tls(folder: Path) -> Path:
+    """A throwaway CA (ca.crt) and Dex's serving certificate for 127.0.0.1 and localhost."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "warden-test-dex-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dex")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path = folder / "ca.crt"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (folder / "dex.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "dex.key").write_bytes(_pem_key(key))
+    (folder / "dex.key").chmod(0o600)
+    return ca_path
+
+
+@dataclass
+class LdapConnector:
+    """Where Dex finds people and groups: one subtree of the test slapd (OpenLDAP shape)."""
+
+    host: str  # host:port, plain LDAP on loopback
+    bind_dn: str
+    bind_password: str
+    people_dn: str
+    groups_dn: str
+
+    def config(self) -> dict[str, object]:
+        return {
+            "type": "ldap",
+            "id": "ldap",
+            "name": "Company directory",
+            "config": {
+                "host": self.host,
+                "insecureNoSSL": True,
+                "bindDN": self.bind_dn,
+                "bindPW": self.bind_password,
+                "usernamePrompt": "Username",
+                "userSearch": {
+                    "baseDN": self.people_dn,
+                    "filter": "(objectClass=inetOrgPerson)",
+                    "username": "uid",
+                    "idAttr": "uid",
+                    "emailAttr": "mail",
+                    "nameAttr": "displayName",
+                    "preferredUsernameAttr": "uid",
+                },
+                "groupSearch": {
+                    "baseDN": self.groups_dn,
+                    "filter": "(objectClass=groupOfNames)",
+                    "userMatchers": [{"userAttr": "DN", "groupAttr": "member"}],
+                    "nameAttr": "cn",
+                },
+            },
+        }
+
+
+@dataclass
+class DexServer:
+    """One Dex process; `issuer` is its https URL, `ca_path` the CA that signed its certificate."""
+
+    binary: Path
+    folder: Path
+    connector: LdapConnector
+    redirect_uris: list[str]
+    web_client_secret: str = "warden-web-secret"
+    port: int = 0
+    ca_path: Path = Path()
+    process: Process | None = None
+    extra_clients: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def issuer(self) -> str:
+        return f"https://127.0.0.1:{self.port}/dex"
+
+    def config(self) -> dict[str, object]:
+        return {
+            "issuer": self.issuer,
+            "storage": {"type": "memory"},
+            "web": {
+                "https": f"127.0.0.1:{self.port}",
+                "tlsCert": str(self.folder / "dex.crt"),
+                "tlsKey": str(self.folder / "dex.key"),
+            },
+            "logger": {"level": "info"},
+            "oauth2": {"skipApprovalScreen": True, "responseTypes": ["code"]},
+            "expiry": {"idTokens": "10m", "refreshTokens": {"validIfNotUsedFor": "1h"}},
+            "enablePasswordDB": False,
+            "connectors": [self.connector.config()],
+            "staticClients": [
+                {
+                    "id": WEB_CLIENT_ID,
+                    "name": "Warden",
+                    "secret": self.web_client_secret,
+                    "redirectURIs": self.redirect_uris,
+                },
+                {
+                    # A public client: the kubectl credential plugin holds no secret. Without
+                    # redirectURIs Dex accepts any loopback redirect (and the device flow).
+                    "id": CLI_CLIENT_ID,
+                    "name": "Warden CLI",
+                    "public": True,
+                },
+                *self.extra_clients,
+            ],
+        }
+
+    def start(self, timeout_s: float = 30.0) -> DexServer:
+        self.ca_path = make_tls(self.folder)
+        self.port = free_port()
+        config = self.folder / "dex.json"  # JSON is YAML: Dex reads it as its config
+        config.write_text(json.dumps(self.config(), indent=2))
+        config.chmod(0o600)
+        self.process = Process(
+            "dex", [str(self.binary), "serve", str(config)], self.folder / "dex.log"
+        ).start()
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            self.process.check_alive()
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"dex not ready after {timeout_s:.0f}s; its log ends:\n"
+                    + self.process.log_tail()
+                )
+            time.sleep(0.1)
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"{self.issuer}/.well-known/openid-configuration",
+                context=self.ssl_context(),
+                timeout=2,
+            ) as answer:
+                return bool(answer.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def discovery(self) -> dict[str, object]:
+        with urllib.request.urlopen(
+            f"{self.issuer}/.well-known/openid-configuration", context=self.ssl_context()
+        ) as answer:
+            return dict(json.loads(answer.read()))
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
