@@ -8,8 +8,6 @@ the kubectl credential plugin).
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import os
 import ssl
@@ -20,11 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
+from kubesim.server import make_tls_files
 from tests.k8s.control_plane import Process, Unavailable, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -66,57 +60,12 @@ def dex_binary(build: bool) -> Path:
     return binary
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def make_tls(folder: Path) -> Path:
-    """A throwaway CA (ca.crt) and Dex's serving certificate for 127.0.0.1 and localhost."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "warden-test-dex-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dex")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    """A throwaway CA (ca.crt) and Dex's serving certificate (dex.crt, dex.key) for 127.0.0.1
+    and localhost, from the tests' one PKI helper."""
+    ca_pem, _cert, _key = make_tls_files(folder, common_name="dex", stem="dex")
     ca_path = folder / "ca.crt"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (folder / "dex.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "dex.key").write_bytes(_pem_key(key))
-    (folder / "dex.key").chmod(0o600)
+    ca_path.write_bytes(ca_pem)
     return ca_path
 
 
