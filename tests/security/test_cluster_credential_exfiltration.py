@@ -13,25 +13,10 @@ from django.urls import reverse
 
 from access.models import AuditEvent
 from clusters.models import Cluster, DiscoverySource
+from tests.clusters.test_cluster_pages import edit
 
 pytestmark = pytest.mark.django_db
 STORED = "stored-prod-token-5150"
-
-
-def edit(cluster, **changes):
-    values = {
-        "environment": cluster.environment,
-        "tier": cluster.tier,
-        "labels": "",
-        "user_prefix": cluster.user_prefix,
-        "group_prefix": cluster.group_prefix,
-        "binding": "groups" if cluster.bind_groups else "users",
-        "api_url": cluster.api_url,
-        "ca_bundle": cluster.ca_bundle,
-        "token": "",
-    }
-    values.update(changes)
-    return values
 
 
 @pytest.fixture
