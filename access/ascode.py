@@ -59,7 +59,7 @@ HEADER = (
     "# Warden access as code: roles, approval policies, standing grants, cluster metadata and\n"
     "# managed service accounts.\n"
     "# Review changes in git, then: manage.py warden apply -f <this file> --dry-run\n"
-    "# (see README.md, 'Access as code'). Names, not ids; durations as 30m, 4h, 7d.\n"
+    "# (see docs/access-as-code.md). Names, not ids; durations as 30m, 4h, 7d.\n"
 )
 
 ROLE_KEYS = ("name", "display_name", "description", "rank", "definitions")

@@ -223,7 +223,7 @@ def run_bench(args: argparse.Namespace, server) -> None:  # type: ignore[no-unty
         from access.directory import DirectoryConfig
         from access.models import Membership
 
-        # The README's AD settings.
+        # The AD settings of docs/configuration.md.
         config = DirectoryConfig(
             uri=server.ldaps_uri,
             bind_dn=SERVICE_DN,

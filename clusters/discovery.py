@@ -506,7 +506,7 @@ def check_source_access(endpoint: Endpoint, namespace: str) -> list[str]:
         where = f" in namespace {namespace}" if namespace else " in all namespaces"
         return [
             "The source's credentials may not " + ", ".join(missing) + where + ": bind them to "
-            "a role that allows it (see README, 'Cluster discovery')"
+            "a role that allows it (see docs/clusters.md, 'Cluster discovery')"
         ]
     return []
 

@@ -495,7 +495,7 @@ def check_access(endpoint: Endpoint) -> list[str]:
     if missing:
         return [
             "Warden's credentials may not " + ", ".join(missing) + ": bind them to the "
-            "warden-manager ClusterRole (see README, 'Least privilege on managed clusters')"
+            "warden-manager ClusterRole (see docs/deploying.md, 'Least privilege on managed clusters')"
         ]
     return []
 

@@ -1,4 +1,4 @@
-"""Warden's settings, read from the environment (see README.md, "Configuration").
+"""Warden's settings, read from the environment (see docs/configuration.md).
 
 Local use needs nothing set: SQLite under var/, a broker kept in files under var/, no directory.
 Production sets DATABASE_URL, CELERY_BROKER_URL, LDAP_* and SECRET_KEY; a missing or malformed

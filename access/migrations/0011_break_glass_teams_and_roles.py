@@ -1,7 +1,7 @@
 """Break-glass names who may break glass (teams) and for which roles; it is off until it does.
 
 Policies that allowed break-glass before named no one, so it was open to everyone for every role:
-this migration turns it off on each of them (README, "Upgrading to the security release").
+this migration turns it off on each of them (docs/upgrading.md, "Upgrading to the security release").
 """
 
 from __future__ import annotations

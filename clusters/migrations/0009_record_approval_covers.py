@@ -3,7 +3,7 @@
 Grants made from requests, and requests still waiting, were approved (or will be decided) under
 the policies of the clusters they reached when they were made: from now on they cover those
 environments/tiers and no more (a grant shows as pending on a cluster elsewhere). Batched, apart
-from the schema migration (README, "Upgrades and migrations").
+from the schema migration (docs/upgrading.md).
 """
 
 from django.db import migrations

@@ -2,7 +2,7 @@
 by status code, Status reason and the shape of each body (keys and value types, not values:
 names, uids, timestamps and resourceVersions differ by nature). The real server is the
 reference; a difference is a kubesim bug to fix, or one listed in OUT_OF_SCOPE with its reason
-(also in the README's kubesim section)."""
+(also in the kubesim page, docs/kubesim.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Migrations run on a live database: nothing after the baseline locks an existing table for long.
 
-The policy (README, "Upgrades and migrations"), enforced on the SQL each new migration issues on
+The policy (docs/upgrading.md), enforced on the SQL each new migration issues on
 PostgreSQL (`manage.py sqlmigrate`), for every table that existed at the baseline:
 - an index is built CONCURRENTLY (AddIndexConcurrently, in a migration with atomic = False);
 - no column changes type (a table rewrite under an exclusive lock);

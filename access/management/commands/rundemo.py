@@ -260,7 +260,7 @@ class Command(BaseCommand):
             f"Operator: olivia / {demo.password_for('olivia')}. "
             f"Approvers: judy, peggy. Disabled: mallory.\n"
             # A person trying Warden can play a leaver or a mover in the demo directory, e.g.
-            # ldapmodify -x -H <uri> -D <dn> -w <password> (see README, "The demo").
+            # ldapmodify -x -H <uri> -D <dn> -w <password> (see README, "Two commands").
             f"The demo directory: {slapd.uri}, its admin {slapd.admin_dn} with password "
             f"{slapd.admin_password} (this run only).\nPress Ctrl-C to stop.\n"
         )
