@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.dex",
     "tests.fixtures.leftovers",
     "tests.fixtures.audit",
+    "tests.fixtures.webhook_receiver",
 ]

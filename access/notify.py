@@ -1,18 +1,16 @@
 """Notifications about access requests: email (Django's mail framework) and a chat/webhook hook.
 
 Queued after the transaction commits, as Celery tasks that retry on their own, so a mail server
-or webhook that is down never undoes or blocks a decision. The webhook body is signed with
-HMAC-SHA256 (header X-Warden-Signature) when WARDEN_WEBHOOK_SECRET is set.
+or webhook that is down never undoes or blocks a decision. Webhooks go through Warden's one
+webhook sender (core/webhooks.py: HTTPS only, signed with WARDEN_WEBHOOK_SECRET when it is set).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -24,6 +22,7 @@ from django.urls import reverse
 from access.choices import RequestState
 from access.models import AccessRequest, Membership
 from access.words import duration_in_words, moment
+from core import webhooks
 
 logger = logging.getLogger(__name__)
 EVENTS = ("submitted", "approval", "decided", "break_glass", "expiring", "ended")
@@ -217,20 +216,17 @@ def send_team_email(team_id: int, subject: str, body: str) -> int:
     return len(emails)
 
 
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def send_webhook(event: str, request_id: int) -> int:
-    """POST the event to WARDEN_WEBHOOK_URL; raises OSError (retried) when it fails."""
+    """POST the event to WARDEN_WEBHOOK_URL; raises WebhookError (retried) when it fails."""
     url = settings.WARDEN_WEBHOOK_URL
     if not url:
         return 0
     req = AccessRequest.objects.select_related("requester", "role").get(pk=request_id)
     body = json.dumps(webhook_payload(event, req), sort_keys=True).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "Warden"}
-    if settings.WARDEN_WEBHOOK_SECRET:
-        headers["X-Warden-Signature"] = sign(body, settings.WARDEN_WEBHOOK_SECRET)
-    http = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - an operator's https URL
-    with urllib.request.urlopen(http, timeout=5) as response:  # noqa: S310
-        return int(response.status)
+    ca_file = settings.WARDEN_WEBHOOK_CA_FILE
+    return webhooks.post_signed(
+        url,
+        body,
+        settings.WARDEN_WEBHOOK_SECRET,
+        ca_pem=Path(ca_file).read_text() if ca_file else "",
+    )

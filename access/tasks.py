@@ -7,6 +7,7 @@ from celery import shared_task
 from access import notify, reviews, services
 from access.choices import SyncTrigger
 from access.services import requests
+from core.webhooks import WebhookError
 
 
 @shared_task(name="access.tasks.sync_directory_task", acks_late=True)
@@ -41,7 +42,7 @@ def notify_email_task(event: str, request_id: int) -> int:
 @shared_task(
     name="access.tasks.notify_webhook_task",
     acks_late=True,
-    autoretry_for=(OSError,),
+    autoretry_for=(OSError, WebhookError),
     retry_backoff=True,
     retry_backoff_max=600,
     max_retries=8,

@@ -29,11 +29,12 @@ from django.utils.text import slugify
 
 from access import audit
 from access.choices import Environment, Tier
-from clusters import k8s, outbound, services
+from clusters import k8s, services
 from clusters.choices import ClusterState, DiscoveryKind, DiscoveryStatus, DiscoveryTrigger
 from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.kubeconfig import ClusterAccess, KubeconfigError, parse_kubeconfig
 from clusters.models import Cluster, DiscoveryRun, DiscoverySource
+from core import outbound
 
 logger = logging.getLogger(__name__)
 

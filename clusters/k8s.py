@@ -26,8 +26,8 @@ import urllib3
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
-from clusters import outbound
 from config import logconfig
+from core import outbound
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from access import audit
 from access.models import Grant, Membership, Person, Role, RoleDefinition, Team
-from clusters import crypto, k8s, locks, outbound
+from clusters import crypto, k8s, locks
 from clusters.choices import AccountState, ClusterState, ReconcileStatus, ReconcileTrigger
 from clusters.compiler import (
     ClusterSpec,
@@ -37,6 +37,7 @@ from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.models import Cluster, FleetReconcile, ManagedServiceAccount, ReconcileRun
 from clusters.plan import object_key
 from clusters.reconcile import Inputs, Outcome, key_text, reconcile, shadow_access
+from core import outbound
 
 if TYPE_CHECKING:
     from clusters.models import DiscoverySource
@@ -495,7 +496,8 @@ def check_access(endpoint: Endpoint) -> list[str]:
     if missing:
         return [
             "Warden's credentials may not " + ", ".join(missing) + ": bind them to the "
-            "warden-manager ClusterRole (see docs/deploying.md, 'Least privilege on managed clusters')"
+            "warden-manager ClusterRole (see docs/deploying.md, 'Least privilege on managed "
+            "clusters')"
         ]
     return []
 

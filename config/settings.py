@@ -422,7 +422,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     },
 }
 
-# --- Outbound connections (clusters/outbound.py) -------------------------------------------
+# --- Outbound connections (core/outbound.py) -------------------------------------------
 # API URLs of clusters and discovery sources are https:// only: Warden's token goes with every
 # request. http:// is for local testing against a plain kubesim, never with DEBUG off.
 WARDEN_ALLOW_HTTP_API_URLS = env.bool("WARDEN_ALLOW_HTTP_API_URLS", default=False)
@@ -533,8 +533,15 @@ WARDEN_BASE_URL = env.str("WARDEN_BASE_URL", default="http://127.0.0.1:8000").rs
 # Requesters are reminded this many hours before their access ends (at most in its last quarter).
 WARDEN_REMINDER_HOURS = env.int("WARDEN_REMINDER_HOURS", default=24)
 # A chat or other webhook told of every request event (JSON POST), signed with the secret.
+# HTTPS only; WARDEN_WEBHOOK_CA_FILE: a PEM bundle to trust instead of the system's CAs.
 WARDEN_WEBHOOK_URL = env.str("WARDEN_WEBHOOK_URL", default="")
 WARDEN_WEBHOOK_SECRET = _secret("WARDEN_WEBHOOK_SECRET", default="") or ""
+WARDEN_WEBHOOK_CA_FILE = env.str("WARDEN_WEBHOOK_CA_FILE", default="")
+if WARDEN_WEBHOOK_URL and not WARDEN_WEBHOOK_URL.lower().startswith("https://"):
+    raise ImproperlyConfigured(
+        "WARDEN_WEBHOOK_URL must be an https:// URL: request events carry people's names and "
+        "reasons, and Warden sends webhooks over HTTPS only"
+    )
 # EMAIL_URL: smtp+tls://user:password@host:587 (STARTTLS), smtp+ssl://...:465 or smtp://...:25
 # (or EMAIL_URL_FILE); the default prints emails to the console of the process that sends them.
 try:

@@ -24,7 +24,6 @@ from access.choices import Environment, RequestState, Tier
 from access.models import Role, Team
 from access.permissions import person_of
 from access.services import requests
-from clusters import outbound
 from clusters.choices import (
     AccountState,
     ClusterState,
@@ -37,6 +36,7 @@ from clusters.models import (
     ManagedServiceAccount,
 )
 from clusters.permissions import check_may_change, check_may_declare
+from core import outbound
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from clusters.models import (
     ManagedServiceAccount,
     TokenGeneration,
 )
-from clusters.webhooks import WebhookError, post_signed
+from core.webhooks import WebhookError, post_signed
 
 if TYPE_CHECKING:
     from clusters.serviceaccounts.rotation import _Attempt

@@ -51,7 +51,7 @@ from clusters.serviceaccounts.delivery import (
     kubeconfig_for,
     owned_by_account,
 )
-from clusters.webhooks import WebhookError
+from core.webhooks import WebhookError
 
 logger = logging.getLogger(__name__)
 

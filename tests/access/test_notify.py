@@ -1,50 +1,34 @@
-"""Notifications: emails to the right people, and a signed webhook to a real HTTP receiver."""
+"""Notifications: emails to the right people, and a signed webhook to a real HTTPS receiver."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import http.server
 import json
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from access import notify
 from access.models import Role
 from access.services import requests
+from core import webhooks
+from core.webhooks import WebhookError
+from tests.access.test_web_security import load_settings
 from tests.fixtures.company import payments_may_break_glass_on_prod
 
 pytestmark = pytest.mark.django_db
 WHY = "Checking the payments queue backlog"
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-    status = 200
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Receiver.received.append((dict(self.headers), body))
-        self.send_response(Receiver.status)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
-def receiver(settings):
-    Receiver.received, Receiver.status = [], 200
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.WARDEN_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/hook"
+def receiver(settings, webhook_receiver):
+    webhook_receiver.answer = 200
+    settings.WARDEN_WEBHOOK_URL = webhook_receiver.url
     settings.WARDEN_WEBHOOK_SECRET = "hook-secret"
-    yield Receiver
-    server.shutdown()
+    settings.WARDEN_WEBHOOK_CA_FILE = str(webhook_receiver.ca_file)
+    return webhook_receiver
 
 
 def submit(company, **kw):
@@ -68,8 +52,8 @@ def test_the_webhook_gets_a_signed_event_for_each_step(
 
     events = []
     for headers, body in receiver.received:
-        expected = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
-        assert headers["X-Warden-Signature"] == expected
+        assert webhooks.verify_signature("hook-secret", headers["X-Warden-Signature"], body)
+        assert not webhooks.verify_signature("another-key", headers["X-Warden-Signature"], body)
         events.append(json.loads(body))
     assert [e["event"] for e in events] == ["request.submitted", "request.decided"]
     assert events[1]["request"]["state"] == "active"
@@ -80,10 +64,10 @@ def test_the_webhook_gets_a_signed_event_for_each_step(
 def test_a_failing_webhook_raises_for_a_retry_and_the_decision_stands(
     company, fleet, receiver, django_capture_on_commit_callbacks
 ):
-    receiver.status = 503
+    receiver.answer = 503
     req = submit(company)
 
-    with pytest.raises(OSError):
+    with pytest.raises(WebhookError, match="answered 503"):
         notify.send_webhook("submitted", req.pk)
     # through the task path the failure is logged and retried, never an error for the person
     with django_capture_on_commit_callbacks(execute=True):
@@ -160,3 +144,36 @@ def test_a_break_glass_email_asks_for_a_review_not_a_decision(company, fleet):
 
     assert "Review it:" in body and "Decide:" not in body
     assert "granted at once for 1 hour" in body
+
+
+def test_the_request_webhook_does_not_follow_a_redirect(company, fleet, receiver):
+    receiver.answer = 307
+    req = submit(company)
+
+    with pytest.raises(WebhookError, match="307"):
+        notify.send_webhook("submitted", req.pk)
+    assert len(receiver.received) == 1  # the one POST to the configured URL, nothing further
+
+
+def test_a_request_webhook_at_a_metadata_address_gets_nothing(company, fleet, settings):
+    settings.WARDEN_WEBHOOK_URL = "https://169.254.169.254/latest/hook"
+    req = submit(company)
+
+    with pytest.raises(WebhookError, match=r"169\.254\.169\.254"):
+        notify.send_webhook("submitted", req.pk)
+
+
+def test_a_request_webhook_with_a_certificate_warden_does_not_trust_gets_nothing(
+    company, fleet, receiver, settings
+):
+    settings.WARDEN_WEBHOOK_CA_FILE = ""  # the system's CAs do not know the receiver's own CA
+    req = submit(company)
+
+    with pytest.raises(WebhookError, match="unreachable"):
+        notify.send_webhook("submitted", req.pk)
+    assert receiver.received == []
+
+
+def test_a_plain_http_request_webhook_stops_warden_at_start(monkeypatch, tmp_path):
+    with pytest.raises(ImproperlyConfigured, match="WARDEN_WEBHOOK_URL must be an https"):
+        load_settings(monkeypatch, tmp_path, WARDEN_WEBHOOK_URL="http://chat.example.com/hook")

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from access.models import AuditEvent
-from clusters import serviceaccounts, webhooks
+from clusters import serviceaccounts
 from clusters.choices import DeliveryKind, RotationStatus
-from kubesim.server import make_tls_files
+from core import webhooks
 from tests.clusters.sa_helpers import (
     active,
     authenticated_as,
@@ -31,47 +26,9 @@ SUBJECT = "system:serviceaccount:default:deployer"
 KEY = "k" * 40
 
 
-class Receiver:
-    """An external secret store's webhook endpoint: HTTPS on loopback, records what it got."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.answer = 204
-        folder = Path(tempfile.mkdtemp(prefix="warden-webhook-"))
-        ca_pem, cert, key = make_tls_files(folder)
-        self.ca_pem = ca_pem.decode()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.received.append(({k: v for k, v in self.headers.items()}, body))
-                self.send_response(receiver.answer)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        import ssl
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/hooks/warden"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.stop()
+def receiver(webhook_receiver):
+    return webhook_receiver
 
 
 def test_a_webhook_receives_the_token_signed_with_the_shared_key(make_cluster, people, receiver):

@@ -174,7 +174,7 @@ def test_an_http_api_url_is_refused_on_registration_and_edit(client, api, compan
 
 
 def test_the_local_testing_setting_allows_http(settings):
-    from clusters import outbound
+    from core import outbound
 
     settings.WARDEN_ALLOW_HTTP_API_URLS = False
     with pytest.raises(Exception, match="https://"):

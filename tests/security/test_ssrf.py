@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from clusters import outbound, webhooks
 from clusters.models import Cluster, DeliveryTarget, DiscoverySource
+from core import outbound, webhooks
 from tests.clusters.sa_helpers import declare
 
 pytestmark = pytest.mark.django_db

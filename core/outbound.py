@@ -10,7 +10,7 @@ WARDEN_ALLOWED_NETWORKS the exceptions. The name is resolved and every address i
 checked, so a DNS name (or a decimal or IPv4-mapped spelling) for such an address is refused too.
 
 The services check when a URL is saved (a ValidationError saying what to fix) and the doors
-(clusters/k8s.py, clusters/webhooks.py) check again when they connect.
+(clusters/k8s.py, core/webhooks.py) check again when they connect.
 """
 
 from __future__ import annotations

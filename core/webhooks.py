@@ -1,10 +1,12 @@
-"""The one door to webhook receivers (external secret stores): signed HTTPS POSTs.
+"""The one door to webhook receivers: signed HTTPS POSTs of JSON, for every webhook Warden sends
+(service-account tokens to external secret stores, request events to chat).
 
 The body is signed with HMAC-SHA256 over "<timestamp>.<body>" with a key shared with the
 receiver, sent as `X-Warden-Signature: t=<timestamp>,v1=<hex>`; a receiver recomputes it, and
-refuses old timestamps to stop replays. Redirects are not followed (a POST carrying a token must
-go where it was configured to go), link-local and metadata addresses are refused
-(clusters/outbound.py), and error messages never include the body or the reason phrase.
+refuses old timestamps to stop replays (a webhook configured without a key goes unsigned).
+HTTPS only, redirects are not followed (a POST must go where it was configured to go),
+link-local and metadata addresses are refused (core/outbound.py), every call has a timeout, and
+error messages never include the body or the reason phrase.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import urllib.request
 import uuid
 from collections.abc import Mapping
 
-from clusters import outbound
+from core import outbound
 
 SIGNATURE_HEADER = "X-Warden-Signature"
 DELIVERY_HEADER = "X-Warden-Delivery"
@@ -60,14 +62,16 @@ def post_signed(
     headers: Mapping[str, str] | None = None,
     timeout_s: float = TIMEOUT_S,
 ) -> int:
-    """POST the body signed with `key`; returns the 2xx status or raises WebhookError."""
+    """POST the body, signed with `key` when there is one; the 2xx status, or WebhookError."""
     problem = outbound.refusal(url, what="the webhook URL", http_ok=False)
     if problem:
         raise WebhookError(problem)
     context = ssl.create_default_context(cadata=ca_pem or None)
     request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - https only
     request.add_header("Content-Type", "application/json")
-    request.add_header(SIGNATURE_HEADER, signature(key, int(time.time()), body))
+    request.add_header("User-Agent", "Warden")
+    if key:
+        request.add_header(SIGNATURE_HEADER, signature(key, int(time.time()), body))
     request.add_header(DELIVERY_HEADER, uuid.uuid4().hex)
     for name, value in (headers or {}).items():
         request.add_header(name, value)

@@ -1,0 +1,3 @@
+"""Doors to outside systems that both apps use: the outbound-address guard and the webhook sender.
+
+Nothing here imports `access` or `clusters`; they import it."""
