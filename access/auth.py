@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import ldap
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django_auth_ldap.backend import LDAPBackend, ldap_error
@@ -58,7 +57,7 @@ class DirectoryBackend(LDAPBackend):
             # same search also finds user@REALM (userPrincipalName).
             values.USER_SEARCH = LDAPSearch(
                 config.user_base_dn or "",
-                ldap.SCOPE_SUBTREE,
+                directory.SCOPE_SUBTREE,
                 directory.login_filter(config),
                 config.user_attributes(),
             )

@@ -36,6 +36,8 @@ GROUP_MEMBER_UID_ATTR = "memberUid"
 # `member` as `member;range=0-1499`, and the rest only when asked for by range.
 RANGE_OPTION = re.compile(r"^(?P<name>[^;]+);range=(?P<low>\d+)-(?P<high>\d+|\*)$", re.IGNORECASE)
 DEFAULT_RANGE_SIZE = 1500
+# The search scope of people's logins (access/auth.py), so that python-ldap has this one door.
+SCOPE_SUBTREE = ldap.SCOPE_SUBTREE
 
 
 class DirectoryError(Exception):
