@@ -51,6 +51,7 @@ from access.services.grants import (
 )
 from clusters.choices import ClusterState
 from clusters.models import Cluster
+from core import yamltext
 
 VERSION = 1
 SECTIONS = ("roles", "policies", "grants", "clusters", "service_accounts")
@@ -640,12 +641,10 @@ def load(text: str, filename: str = "<file>") -> Declared:
     check = _Checker(filename)
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f"{mark.line + 1}:{mark.column + 1}" if mark else "1"
-        raise AsCodeError([f"{filename}:{line}: not valid YAML: {exc.problem or exc}"]) from None
     except yaml.YAMLError as exc:
-        raise AsCodeError([f"{filename}: not valid YAML: {exc}"]) from None
+        error = yamltext.not_valid(exc)
+        where = f"{error.line}:{error.column}" if error.line else "1"
+        raise AsCodeError([f"{filename}:{where}: not valid YAML: {error.problem}"]) from None
     if not isinstance(doc, Marked):
         raise AsCodeError([f"{filename}:1: the file must be a mapping with version and sections"])
     state = Declared(source=filename, digest=hashlib.sha256(text.encode()).hexdigest())

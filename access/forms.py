@@ -6,7 +6,6 @@ import re
 from datetime import timedelta
 from typing import Any
 
-import yaml
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
@@ -16,6 +15,7 @@ from access.choices import Environment, RoleScope, Tier
 from access.models import Person, Role, Team
 from clusters.choices import ClusterState
 from clusters.models import Cluster
+from core import yamltext
 
 
 class LoginForm(AuthenticationForm):
@@ -289,11 +289,9 @@ class RoleDefinitionForm(forms.Form):
         if not text.strip():
             return []
         try:
-            rules = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise forms.ValidationError(f"The rules are not valid YAML{where}.") from exc
+            rules = yamltext.safe_load(text)
+        except yamltext.NotValidYAML as exc:
+            raise forms.ValidationError(f"The rules are {exc}.") from None
         return rules if isinstance(rules, list) else [rules]
 
 

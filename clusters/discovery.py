@@ -34,7 +34,7 @@ from clusters.choices import ClusterState, DiscoveryKind, DiscoveryStatus, Disco
 from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.kubeconfig import ClusterAccess, KubeconfigError, parse_kubeconfig
 from clusters.models import Cluster, DiscoveryRun, DiscoverySource
-from core import outbound
+from core import outbound, yamltext
 
 logger = logging.getLogger(__name__)
 
@@ -283,8 +283,7 @@ def _unreadable(exc: Exception) -> str:
     """Why a kubeconfig file cannot be used, in Warden's words: a YAML or decoding error quotes
     the file (the line may hold a token), so only its line is named."""
     if isinstance(exc, yaml.YAMLError):
-        mark = getattr(exc, "problem_mark", None)
-        return "not valid YAML" + (f" at line {mark.line + 1}" if mark is not None else "")
+        return str(yamltext.not_valid(exc))
     if isinstance(exc, UnicodeDecodeError):
         return f"not UTF-8 text (byte {exc.start})"
     if isinstance(exc, OSError):

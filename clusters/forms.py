@@ -21,6 +21,7 @@ from clusters.choices import ClusterState, DeliveryKind, DiscoveryKind
 from clusters.kubeconfig import ClusterAccess, KubeconfigError, list_contexts, parse_kubeconfig
 from clusters.models import Cluster, DiscoverySource, ManagedServiceAccount
 from clusters.serviceaccounts import AccountInput
+from core import yamltext
 
 MAX_KUBECONFIG_BYTES = 1 << 20
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
@@ -407,11 +408,9 @@ class DiscoverySourceForm(forms.ModelForm):
     def clean_rules_text(self) -> list[dict[str, Any]]:
         text = self.cleaned_data.get("rules_text") or ""
         try:
-            rules = yaml.safe_load(text) if text.strip() else []
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ValidationError(f"The rules are not valid YAML{where}.") from exc
+            rules = yamltext.safe_load(text) if text.strip() else []
+        except yamltext.NotValidYAML as exc:
+            raise ValidationError(f"The rules are {exc}.") from None
         return discovery.validate_rules(rules)
 
     def clean(self) -> dict[str, Any]:

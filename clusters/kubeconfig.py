@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from core import yamltext
+
 
 class KubeconfigError(ValueError):
     """The kubeconfig cannot be used; the message names the part to fix."""
@@ -30,11 +32,9 @@ class ClusterAccess:
 
 def parse_kubeconfig(text: str, context: str = "") -> ClusterAccess:
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise KubeconfigError(f"The kubeconfig is not valid YAML{where}") from exc
+        doc = yamltext.safe_load(text)
+    except yamltext.NotValidYAML as exc:
+        raise KubeconfigError(f"The kubeconfig is {exc}") from None
     if not isinstance(doc, dict) or doc.get("kind", "Config") != "Config":
         raise KubeconfigError("This is not a kubeconfig (expected `kind: Config`)")
     name = context or doc.get("current-context") or ""
@@ -115,11 +115,9 @@ def _token(user: dict[str, Any], name: str) -> str:
 def list_contexts(text: str) -> tuple[list[str], str]:
     """The context names of a kubeconfig and its current-context ("" if none)."""
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise KubeconfigError(f"The kubeconfig is not valid YAML{where}") from exc
+        doc = yamltext.safe_load(text)
+    except yamltext.NotValidYAML as exc:
+        raise KubeconfigError(f"The kubeconfig is {exc}") from None
     if not isinstance(doc, dict) or doc.get("kind", "Config") != "Config":
         raise KubeconfigError("This is not a kubeconfig (expected `kind: Config`)")
     names = [str(c["name"]) for c in _list(doc, "contexts") if c.get("name")]
