@@ -12,6 +12,7 @@ from clusters import serviceaccounts, services
 from clusters.choices import ClusterState, DiscoveryTrigger, ReconcileTrigger, RotationStatus
 from clusters.k8s import KubeError
 from clusters.models import Cluster, DiscoverySource, FleetReconcile
+from core.taskoptions import ONCE, retried
 
 logger = logging.getLogger(__name__)
 
@@ -23,13 +24,7 @@ BUSY_MAX_RETRIES = 30
 
 
 @shared_task(
-    bind=True,
-    name="clusters.tasks.reconcile_cluster_task",
-    acks_late=True,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=5,
+    bind=True, name="clusters.tasks.reconcile_cluster_task", **retried(tries=5, backoff_max_s=300)
 )
 def reconcile_cluster_task(
     self: Task, cluster_id: int, trigger: str = ReconcileTrigger.SCHEDULE
@@ -48,7 +43,7 @@ def reconcile_cluster_task(
     return run.pk if run else None
 
 
-@shared_task(name="clusters.tasks.reconcile_fleet_task", acks_late=True)
+@shared_task(name="clusters.tasks.reconcile_fleet_task", **ONCE)
 def reconcile_fleet_task(
     trigger: str = ReconcileTrigger.SCHEDULE, fleet_reconcile_id: int | None = None
 ) -> int:
@@ -67,13 +62,7 @@ def reconcile_fleet_task(
     return len(fleet.cluster_ids)
 
 
-@shared_task(
-    name="clusters.tasks.scan_shadow_access_task",
-    acks_late=True,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    max_retries=3,
-)
+@shared_task(name="clusters.tasks.scan_shadow_access_task", **retried(tries=3))
 def scan_shadow_access_task(cluster_id: int) -> int:
     """List one cluster's bindings outside Warden that name directory people; report only."""
     try:
@@ -82,7 +71,7 @@ def scan_shadow_access_task(cluster_id: int) -> int:
         return -1  # unreachable or refused: the last findings stay; the reconcile reports why
 
 
-@shared_task(name="clusters.tasks.scan_fleet_shadow_access_task", acks_late=True)
+@shared_task(name="clusters.tasks.scan_fleet_shadow_access_task", **ONCE)
 def scan_fleet_shadow_access_task() -> int:
     ids = list(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
     for cluster_id in ids:
@@ -90,14 +79,7 @@ def scan_fleet_shadow_access_task() -> int:
     return len(ids)
 
 
-@shared_task(
-    name="clusters.tasks.discover_source_task",
-    acks_late=True,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=3,
-)
+@shared_task(name="clusters.tasks.discover_source_task", **retried(tries=3, backoff_max_s=300))
 def discover_source_task(source_id: int, trigger: str = DiscoveryTrigger.SCHEDULE) -> int | None:
     """One discovery run of one source. Safe twice at once: the second finds a run under way."""
     from clusters import discovery
@@ -106,7 +88,7 @@ def discover_source_task(source_id: int, trigger: str = DiscoveryTrigger.SCHEDUL
     return run.pk if run else None
 
 
-@shared_task(name="clusters.tasks.discover_all_task", acks_late=True)
+@shared_task(name="clusters.tasks.discover_all_task", **ONCE)
 def discover_all_task() -> int:
     """Fan out one discovery task per enabled source; returns how many."""
     ids = list(DiscoverySource.objects.filter(enabled=True).values_list("id", flat=True))
@@ -142,13 +124,7 @@ def rotate_service_account_task(account_id: int) -> int | None:
 RETRY_FAILED_ROTATION_S = 30
 
 
-@shared_task(
-    name="clusters.tasks.rotate_service_accounts_task",
-    acks_late=True,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    max_retries=3,
-)
+@shared_task(name="clusters.tasks.rotate_service_accounts_task", **retried(tries=3))
 def rotate_service_accounts_task(account_ids: list[int]) -> int:
     """Do what a batch of accounts' tokens need now; returns how many had something done.
 
@@ -163,7 +139,7 @@ def rotate_service_accounts_task(account_ids: list[int]) -> int:
     return len(runs)
 
 
-@shared_task(name="clusters.tasks.rotate_due_service_accounts_task", acks_late=True)
+@shared_task(name="clusters.tasks.rotate_due_service_accounts_task", **ONCE)
 def rotate_due_service_accounts_task() -> int:
     """Fan out the accounts with something due, SERVICE_ACCOUNT_ROTATION_BATCH per task
     (accounts on the same clusters together); returns how many accounts."""
@@ -173,13 +149,7 @@ def rotate_due_service_accounts_task() -> int:
     return sum(len(batch) for batch in batches)
 
 
-@shared_task(
-    name="clusters.tasks.scan_legacy_tokens_task",
-    acks_late=True,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    max_retries=3,
-)
+@shared_task(name="clusters.tasks.scan_legacy_tokens_task", **retried(tries=3))
 def scan_legacy_tokens_task(cluster_id: int) -> int:
     """Record the legacy token Secrets of one cluster (report only); -1 when the cluster did
     not answer (the last report stays as it was; the next scan tries again)."""
@@ -190,7 +160,7 @@ def scan_legacy_tokens_task(cluster_id: int) -> int:
         return -1
 
 
-@shared_task(name="clusters.tasks.scan_fleet_legacy_tokens_task", acks_late=True)
+@shared_task(name="clusters.tasks.scan_fleet_legacy_tokens_task", **ONCE)
 def scan_fleet_legacy_tokens_task() -> int:
     """Fan out one legacy-token scan per live cluster; returns how many."""
     ids = list(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
