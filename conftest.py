@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.leftovers",
     "tests.fixtures.audit",
     "tests.fixtures.webhook_receiver",
+    "tests.fixtures.personas",
 ]

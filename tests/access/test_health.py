@@ -16,13 +16,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def operator(client):
-    user = get_user_model().objects.create_user("olivia", is_staff=True)
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
 def developer(client):
     user = get_user_model().objects.create_user("dev")
     client.force_login(user)

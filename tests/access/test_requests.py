@@ -17,25 +17,15 @@ from access import audit
 from access.choices import RequestState
 from access.models import AccessRequest, ApprovalPolicy, AuditEvent, Grant, Person, Role
 from access.services import expire_grants, requests, sync_directory
+from tests.factories import WHY, ask
 from tests.fixtures.company import payments_may_break_glass_on_prod
 from tests.fixtures.services import needs_postgresql
 
 pytestmark = pytest.mark.django_db
 
-WHY = "Debugging the checkout incident INC-1234"
-
 
 def role(name):
     return Role.objects.get(name=name)
-
-
-def ask(company, who="alice", role_name="developer", **kw):
-    kw.setdefault("environments", ["staging"])
-    kw.setdefault("namespaces", ["payments"])
-    kw.setdefault("justification", WHY)
-    return requests.submit_request(
-        requester=company.people[who], role=role(role_name), actor=company.users[who], **kw
-    )
 
 
 def actions():

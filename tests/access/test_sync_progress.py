@@ -22,13 +22,6 @@ PROGRESS = "/health/sync/progress"
 POLLING = 'hx-trigger="every 2s"'
 
 
-@pytest.fixture
-def operator(client):
-    user = get_user_model().objects.create_user("olivia", is_staff=True)
-    client.force_login(user)
-    return user
-
-
 def fragment(client) -> str:
     """The fragment as a person reads it (tags out, spaces collapsed), and its polling mark."""
     response = client.get(PROGRESS)

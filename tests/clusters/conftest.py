@@ -139,14 +139,6 @@ def kubeconfig_for(*sims: Any, token: str | None = None, ca_pem: str | None = No
 
 
 @pytest.fixture
-def operator(client: Any, django_user_model: Any) -> Any:
-    """olivia, a Warden operator, logged in to the test client."""
-    user = django_user_model.objects.create_user("olivia", is_staff=True)
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
 def developer(django_user_model: Any) -> Any:
     """dave, a developer who is not an operator."""
     return django_user_model.objects.create_user("dave")

@@ -10,23 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from access.models import AccessRequest, Approval, Grant, Role
+from access.models import AccessRequest, Approval, Grant
 from access.namespace_patterns import is_subset, outside, overlap
-from access.services import requests
+from tests.factories import ask
 
 pytestmark = pytest.mark.django_db
-WHY = "Debugging the team namespaces for INC-1501"
-
-
-def ask(company, namespaces):
-    return requests.submit_request(
-        requester=company.people["alice"],
-        role=Role.objects.get(name="developer"),
-        actor=company.alice,
-        environments=["staging"],
-        namespaces=namespaces,
-        justification=WHY,
-    )
 
 
 def assert_still_pending(req):
@@ -47,7 +35,7 @@ def assert_still_pending(req):
     ],
 )
 def test_an_approver_cannot_widen_a_pattern_through_the_api(api, company, fleet, asked, widened):
-    req = ask(company, asked)
+    req = ask(company, namespaces=asked)
 
     answer = api("judy").post(
         f"/api/v1/requests/{req.pk}/approve/",
@@ -61,7 +49,7 @@ def test_an_approver_cannot_widen_a_pattern_through_the_api(api, company, fleet,
 
 
 def test_an_approver_cannot_widen_a_pattern_on_the_request_page(client, company, fleet):
-    req = ask(company, ["team-?"])
+    req = ask(company, namespaces=["team-?"])
     client.force_login(company.judy)
 
     client.post(f"/requests/{req.pk}/approve", {"comment": "ok", "namespaces": "team-*"})
@@ -70,7 +58,7 @@ def test_an_approver_cannot_widen_a_pattern_on_the_request_page(client, company,
 
 
 def test_a_true_narrowing_of_a_pattern_is_accepted(api, company, fleet):
-    req = ask(company, ["team-?", "payments"])
+    req = ask(company, namespaces=["team-?", "payments"])
 
     answer = api("judy").post(
         f"/api/v1/requests/{req.pk}/approve/",
