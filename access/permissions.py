@@ -56,11 +56,31 @@ class IsOperator(BasePermission):
         return is_operator(request.user)
 
 
+# --- the person behind a login -----------------------------------------------------------------
+
+
+def person_of(user: Any) -> Person | None:
+    """The active directory person behind a login account: None for anonymous users, local
+    accounts and people the directory has disabled or lost. Every "who is this?" asks here."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    # RelatedObjectDoesNotExist is an AttributeError: a local account has no Person.
+    person: Person | None = getattr(user, "person", None)
+    return person if person is not None and person.is_active else None
+
+
+def require_person(user: Any) -> Person:
+    """person_of, or a 403 that says why (a page or API call only a directory person may make)."""
+    person = person_of(user)
+    if person is None:
+        raise PermissionDenied(
+            "Only active people from the directory can do this (this is a local account, or "
+            "one the directory has disabled)."
+        )
+    return person
+
+
 # --- access requests --------------------------------------------------------------------------
-
-
-def _person(user: Any) -> Any:
-    return getattr(user, "person", None) if getattr(user, "is_authenticated", False) else None
 
 
 def requests_visible_to(user: Any) -> QuerySet[AccessRequest]:
@@ -70,7 +90,7 @@ def requests_visible_to(user: Any) -> QuerySet[AccessRequest]:
         return requests
     if not getattr(user, "is_authenticated", False):
         return requests.none()
-    person = _person(user)
+    person = person_of(user)
     decided = Approval.objects.filter(request_id=OuterRef("pk"), approver=user)
     visible = Q(Exists(decided))
     if person is not None:
@@ -101,7 +121,7 @@ def people_who_may_approve(teams: list[Any], requester: Any = None) -> QuerySet[
 
 def _decided_by(user: Any) -> Q:
     """Requests whose approvers include this user (their teams, their manager, operators)."""
-    person = _person(user)
+    person = person_of(user)
     mine = Q(pk__in=[])
     if person is not None:
         mine |= Q(Exists(_approver_team_link(person)))
@@ -113,7 +133,7 @@ def _decided_by(user: Any) -> Q:
 
 def inbox_for(user: Any) -> QuerySet[AccessRequest]:
     """Pending requests this user may decide now (not their own)."""
-    person = _person(user)
+    person = person_of(user)
     inbox = AccessRequest.objects.pending().filter(_decided_by(user))
     if person is not None:
         inbox = inbox.exclude(requester=person, self_approval_forbidden=True)
@@ -123,7 +143,7 @@ def inbox_for(user: Any) -> QuerySet[AccessRequest]:
 def after_reviews_for(user: Any) -> QuerySet[AccessRequest]:
     """Break-glass access granted at once, waiting for this user's look afterwards (not their
     own): the approvers who would have decided it, and operators."""
-    person = _person(user)
+    person = person_of(user)
     mine = _decided_by(user) | (Q(pk__isnull=False) if is_operator(user) else Q(pk__in=[]))
     waiting = AccessRequest.objects.filter(
         break_glass=True, grant__isnull=False, reviewed_at__isnull=True
@@ -147,13 +167,6 @@ def get_request_for_viewer(user: Any, pk: int) -> AccessRequest:
 
 
 # --- access reviews -----------------------------------------------------------------------------
-
-
-def person_of(user: Any) -> Person | None:
-    """The active directory person behind a login account (None for local accounts)."""
-    if not getattr(user, "is_authenticated", False):
-        return None
-    return Person.objects.filter(user_id=user.pk, is_active=True).first()
 
 
 def may_decide_review(user: Any, grant: Grant) -> bool:

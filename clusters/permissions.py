@@ -20,7 +20,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from access.models import Role, Team
-from access.permissions import is_operator, require_operator
+from access.permissions import is_operator, person_of, require_operator
 from clusters.models import Cluster, DiscoverySource, ManagedServiceAccount, TokenGeneration
 
 __all__ = [
@@ -55,18 +55,12 @@ def get_cluster_named_for_operator(user: Any, name: str) -> Cluster:
     return get_object_or_404(Cluster, name=name)
 
 
-def _person(user: Any) -> Any:
-    # RelatedObjectDoesNotExist is an AttributeError: a local account has no Person.
-    person = getattr(user, "person", None)
-    return person if person is not None and person.is_active else None
-
-
 def teams_user_may_own(user: Any) -> QuerySet[Team]:
     """Teams that may own the accounts this user declares: theirs, or any for operators."""
     teams = Team.objects.filter(is_active=True)
     if is_operator(user):
         return teams
-    person = _person(user)
+    person = person_of(user)
     if person is None:
         return teams.none()
     return teams.filter(memberships__person=person).distinct()
@@ -76,7 +70,7 @@ def accounts_visible_to(user: Any) -> QuerySet[ManagedServiceAccount]:
     accounts = ManagedServiceAccount.objects.select_related("owner_team")
     if is_operator(user):
         return accounts
-    person = _person(user)
+    person = person_of(user)
     if person is None or not user.is_authenticated:
         return accounts.none()
     return accounts.filter(owner_team__memberships__person=person).distinct()

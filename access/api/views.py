@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -37,16 +37,6 @@ from access.services import catalogue, requests, tokens
 from clusters import planning
 from clusters.choices import ClusterState
 from clusters.models import Cluster
-
-
-def _person_or_403(user: Any) -> Person:
-    """The directory person behind the account; local accounts cannot ask for access."""
-    person: Person | None = getattr(user, "person", None)
-    if person is None:
-        raise PermissionDenied(
-            "Only people from the directory can ask for access (this is a local account)."
-        )
-    return person
 
 
 def _plans(plans: list[planning.ClusterPlan]) -> Response:
@@ -398,7 +388,7 @@ class AccessRequestViewSet(
         "it at once (state active).",
     )
     def create(self, request: Request) -> Response:
-        person = _person_or_403(request.user)
+        person = permissions.require_person(request.user)
         form = s.AccessRequestCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
@@ -431,7 +421,7 @@ class AccessRequestViewSet(
     def preview(self, request: Request) -> Response:
         """Exactly what a request would grant on which cluster, who approves, and why it would
         be refused; nothing is filed."""
-        person = _person_or_403(request.user)
+        person = permissions.require_person(request.user)
         form = s.AccessRequestCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data

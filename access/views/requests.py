@@ -23,15 +23,6 @@ PAGE_SIZE = 25
 HISTORY_PAGE_SIZE = 10
 
 
-def _person_or_403(request: HttpRequest) -> Person:
-    person: Person | None = getattr(request.user, "person", None)
-    if person is None:
-        raise PermissionDenied(
-            "Only people from the directory can ask for access (this is a local account)."
-        )
-    return person
-
-
 def _initial(request: HttpRequest, person: Person) -> dict[str, Any]:
     """Prefill from the query: ?role=&cluster=&namespace= (the forbidden explainer), or
     ?extend=<id> (a reminder's one-click extend)."""
@@ -91,7 +82,7 @@ def _picker(request: HttpRequest, form: RequestForm) -> selectors.ClusterPicker:
 @login_required
 def request_new(request: HttpRequest) -> HttpResponse:
     """Ask for access: the form, a preview of exactly what it grants, then submit."""
-    person = _person_or_403(request)
+    person = permissions.require_person(request.user)
     preview = None
     if request.method == "POST":
         form = RequestForm(request.POST)
@@ -171,7 +162,7 @@ def _submit(request: HttpRequest, form: RequestForm, person: Person) -> HttpResp
 @require_POST
 def request_preview(request: HttpRequest) -> HttpResponse:
     """The live preview beside the form (htmx), the same as the page's own preview."""
-    person = _person_or_403(request)
+    person = permissions.require_person(request.user)
     form = RequestForm(request.POST)
     preview = _preview_of(form, person)
     return render(request, "access/requests/_preview.html", {"form": form, "preview": preview})
@@ -181,7 +172,7 @@ def request_preview(request: HttpRequest) -> HttpResponse:
 @require_POST
 def request_clusters(request: HttpRequest) -> HttpResponse:
     """The cluster picker (htmx), for the environments, tiers and search typed so far."""
-    _person_or_403(request)
+    permissions.require_person(request.user)
     form = RequestForm(request.POST)
     return render(
         request, "access/requests/_cluster_picker.html", {"picker": _picker(request, form)}
