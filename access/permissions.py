@@ -131,13 +131,20 @@ def _decided_by(user: Any) -> Q:
     return mine
 
 
-def inbox_for(user: Any) -> QuerySet[AccessRequest]:
-    """Pending requests this user may decide now (not their own)."""
+def decidable_by(user: Any) -> Q:
+    """The one rule of who may decide a request: its approver teams' members (operators when it
+    names none), the requester's manager where the policy says so, never the requester where
+    self-approval is forbidden. The inbox and may_approve both ask it."""
     person = person_of(user)
-    inbox = AccessRequest.objects.pending().filter(_decided_by(user))
+    rule = _decided_by(user)
     if person is not None:
-        inbox = inbox.exclude(requester=person, self_approval_forbidden=True)
-    return inbox
+        rule &= ~Q(requester=person, self_approval_forbidden=True)
+    return rule
+
+
+def inbox_for(user: Any) -> QuerySet[AccessRequest]:
+    """Pending requests this user may decide now."""
+    return AccessRequest.objects.pending().filter(decidable_by(user))
 
 
 def after_reviews_for(user: Any) -> QuerySet[AccessRequest]:

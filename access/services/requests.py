@@ -33,7 +33,7 @@ from access.models import (
     Role,
     Team,
 )
-from access.permissions import is_operator, people_who_may_approve
+from access.permissions import decidable_by, is_operator, people_who_may_approve
 from access.services.grants import clean_scope, grant_access, revoke_grant
 from access.signals import service_account_request_decided
 from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec, place_of
@@ -632,28 +632,18 @@ def _activate(req: AccessRequest, actor: Any, *, action: str, comment: str) -> N
 
 
 def may_approve(user: Any, req: AccessRequest) -> tuple[bool, str]:
-    """Whether this user may decide this request now, and if not, why (said to them)."""
+    """Whether this user may decide this request now (the inbox's rule, permissions.decidable_by),
+    and if not, why (said to them)."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return False, "Log in to decide requests."
+    rule = decidable_by(user)
+    if AccessRequest.objects.filter(pk=req.pk).filter(rule).exists():
+        return True, ""
     person: Person | None = getattr(user, "person", None)
-    if person is not None and person.pk == req.requester_id and req.self_approval_forbidden:
-        return False, "You cannot approve your own request."
     if person is not None and not person.is_active:
         return False, "Your account is no longer active in the directory."
-    teams = [t.pk for t in req.approver_teams.all()]
-    if teams:
-        if (
-            person is not None
-            and Membership.objects.filter(
-                person=person, team_id__in=teams, team__is_active=True
-            ).exists()
-        ):
-            return True, ""
-    elif is_operator(user):
-        return True, ""
-    manager_id = getattr(req.requester, "manager_id", None)
-    if req.manager_may_approve and person is not None and manager_id == person.pk:
-        return True, ""
+    if person is not None and person.pk == req.requester_id and req.self_approval_forbidden:
+        return False, "You cannot approve your own request."
     names = ", ".join(t.name for t in req.approver_teams.all()) or "Warden operators"
     return False, f"Only {names} may decide this request."
 
