@@ -409,3 +409,10 @@ def client_for(endpoint: Endpoint) -> KubeClient:
         if client is None:
             client = _clients[key] = KubeClient(endpoint)
         return client
+
+
+def forget_clients() -> None:
+    """Drop the pooled clients, so that the next call connects afresh (after a cluster's
+    address, CA or faults changed under a long-lived process, as in tests)."""
+    with _clients_lock:
+        _clients.clear()

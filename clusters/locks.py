@@ -35,7 +35,7 @@ POLL_S = 0.2
 def cluster_lock(cluster_id: int, wait_s: float = 0.0) -> Iterator[bool]:
     """Hold the cluster's lock for the block; yields False when another worker holds it
     (after waiting up to `wait_s`), which is a normal outcome, not an error."""
-    lock = _PostgresLock(cluster_id) if connection.vendor == "postgresql" else _FileLock(cluster_id)
+    lock = _PostgresLock(cluster_id) if connection.vendor == "postgresql" else FileLock(cluster_id)
     deadline = time.monotonic() + wait_s
     held = lock.acquire()
     while not held and time.monotonic() < deadline:
@@ -68,7 +68,7 @@ class _PostgresLock:
             raise
 
 
-class _FileLock:
+class FileLock:
     def __init__(self, cluster_id: int):
         # Per database: cluster ids of two databases (two installations sharing WARDEN_VAR_DIR,
         # or two test processes each with its in-memory database) are different clusters.

@@ -182,7 +182,7 @@ def apply(
 ) -> None:
     """Write the plan; one object's failure is recorded and the rest still go through."""
     for key in plan.delete:
-        if _guard(outcome, key, lambda key=key: _delete(client, key, actual[key])):
+        if _guard(outcome, key, lambda key=key: delete_object(client, key, actual[key])):
             outcome.deleted += 1
     for obj in plan.recreate:
         key = object_key(obj)
@@ -190,7 +190,7 @@ def apply(
             outcome.recreated += 1
     for obj in plan.update:
         key = object_key(obj)
-        if _guard(outcome, key, lambda obj=obj, key=key: _update(client, obj, actual[key])):
+        if _guard(outcome, key, lambda obj=obj, key=key: update_object(client, obj, actual[key])):
             outcome.updated += 1
     for obj in plan.create:
         key = object_key(obj)
@@ -207,7 +207,7 @@ def _guard(outcome: Outcome, key: ObjectKey, action: Any) -> bool:
         return False
 
 
-def _delete(client: KubeClient, key: ObjectKey, have: Mapping[str, Any]) -> None:
+def delete_object(client: KubeClient, key: ObjectKey, have: Mapping[str, Any]) -> None:
     kind, namespace, name = key
     try:
         client.delete(kind, name, namespace, resource_version=_rv(have))
@@ -237,7 +237,7 @@ def _create(client: KubeClient, obj: Mapping[str, Any]) -> None:
             raise
         # Created meanwhile (another worker, or by hand without our label): converge on ours,
         # but only if it is ours to change.
-        _update(client, obj)
+        update_object(client, obj)
 
 
 def _not_owned(kind: str, name: str) -> KubeError:
@@ -246,7 +246,7 @@ def _not_owned(kind: str, name: str) -> KubeError:
     )
 
 
-def _update(
+def update_object(
     client: KubeClient, obj: Mapping[str, Any], listed: Mapping[str, Any] | None = None
 ) -> None:
     """Replace with the listed resourceVersion; on 409 Conflict re-read and try again."""
@@ -292,7 +292,7 @@ def _merge_marks(current: Mapping[str, Any], meta: Mapping[str, Any]) -> dict[st
 def _recreate(client: KubeClient, obj: Mapping[str, Any], have: Mapping[str, Any]) -> None:
     kind = obj["kind"]
     meta = obj["metadata"]
-    _delete(client, (kind, meta.get("namespace", ""), meta["name"]), have)
+    delete_object(client, (kind, meta.get("namespace", ""), meta["name"]), have)
     client.create(obj)
 
 

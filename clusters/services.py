@@ -199,6 +199,12 @@ _shared_lock = threading.Lock()
 _shared: dict[str, tuple[datetime, float, Inputs]] = {}
 
 
+def forget_shared_inputs() -> None:
+    """Drop the inputs kept for reconciles of this process (they are read afresh next)."""
+    with _shared_lock:
+        _shared.clear()
+
+
 def shared_inputs(not_before: datetime | None) -> Inputs | None:
     """The inputs of every live cluster as this process last read them, if read at most
     RECONCILE_SHARED_INPUTS_SECONDS ago and at or after `not_before`; else read afresh.

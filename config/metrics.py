@@ -112,6 +112,12 @@ def state_metrics(provider: Callable[[], Iterable[Metric]]) -> Callable[[], Iter
     return provider
 
 
+def forget_state_metrics(provider: Callable[[], Iterable[Metric]]) -> None:
+    """Stop reading a provider at scrape time (one registered for a while, as in tests)."""
+    if provider in _providers:
+        _providers.remove(provider)
+
+
 class StateCollector(Collector):
     """Runs every registered provider; one that fails is logged, counted and left out."""
 

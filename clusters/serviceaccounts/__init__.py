@@ -23,7 +23,7 @@ asked to be shown). They are never logged, never put in an audit event, never sh
 
 from __future__ import annotations
 
-from clusters.serviceaccounts import declare, delivery, legacy, rotation
+from clusters.serviceaccounts import attempt, declare, delivery, legacy, rotation
 from clusters.serviceaccounts.declare import (
     AccountInput,
     add_delivery_target,
@@ -64,6 +64,7 @@ __all__ = [
     "RotationFailed",
     "add_delivery_target",
     "after_reconcile",
+    "attempt",
     "bound_secret_name",
     "claim",
     "declare",

@@ -148,7 +148,7 @@ def declare_service_account(
     (no person acting: access as code run by the deployment, the tests) apply at once.
     """
     validate_account_input(data, account)
-    person_acts = _is_user(actor)
+    person_acts = is_user(actor)
     if person_acts:
         check_may_declare(actor, data.owner_team, data.roles)
         if account is not None:
@@ -205,9 +205,9 @@ def _save(
     reconcile, and a new one gets its first token."""
     creating = account is None
     if account is None:
-        account = ManagedServiceAccount(created_by=actor if _is_user(actor) else None)
+        account = ManagedServiceAccount(created_by=actor if is_user(actor) else None)
         # A person's account reaches only what approvals covered (nothing yet).
-        account.approved_covers = {} if _is_user(actor) else None
+        account.approved_covers = {} if is_user(actor) else None
         before = None
     else:
         before = snapshot(account)
@@ -539,7 +539,7 @@ def add_delivery_target(
     """Add where new tokens go. The next rotation delivers to it ("rotate now" to get one now).
 
     A person needs the permission that changing the account takes; the owner team is told."""
-    if _is_user(actor):
+    if is_user(actor):
         check_may_change(actor, account)
     target = DeliveryTarget(account=account, kind=kind)
     if kind == DeliveryKind.SECRET:
@@ -585,7 +585,7 @@ def _announce_target(account: ManagedServiceAccount, target: DeliveryTarget, act
 
 def remove_delivery_target(target: DeliveryTarget, *, actor: Any = None) -> None:
     """Stop delivering to a target (what it already holds stays where it is)."""
-    if _is_user(actor):
+    if is_user(actor):
         check_may_change(actor, target.account)
     with transaction.atomic():
         account = ManagedServiceAccount.objects.select_for_update().get(pk=target.account_id)
@@ -612,7 +612,7 @@ def request_rotation(
 
     A person needs the permission that changing the account takes (a new token goes to every
     target, and is shown to the owner team)."""
-    if _is_user(actor):
+    if is_user(actor):
         check_may_change(actor, account)
     with transaction.atomic():
         account = ManagedServiceAccount.objects.select_for_update().get(pk=account.pk)
@@ -622,7 +622,7 @@ def request_rotation(
             )
         if account.rotation_requested_at is None:
             account.rotation_requested_at = timezone.now()
-            account.rotation_requested_by = actor if _is_user(actor) else None
+            account.rotation_requested_by = actor if is_user(actor) else None
             account.save(update_fields=["rotation_requested_at", "rotation_requested_by"])
         audit.record("serviceaccount.rotation_requested", actor=actor, obj=account, reason=reason)
         account_id = account.pk
@@ -643,7 +643,8 @@ def _queue_reconciles(cluster_ids: Iterable[int]) -> None:
         reconcile_cluster_task.delay(cluster_id, ReconcileTrigger.CHANGE)
 
 
-def _is_user(actor: Any) -> bool:
+def is_user(actor: Any) -> bool:
+    """The actor is a logged-in person (not the system, a task or beat)."""
     return bool(getattr(actor, "is_authenticated", False))
 
 

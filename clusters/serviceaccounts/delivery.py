@@ -8,9 +8,8 @@ import base64
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -28,26 +27,13 @@ from clusters.models import (
     ManagedServiceAccount,
     TokenGeneration,
 )
+from clusters.serviceaccounts.attempt import Attempt, Progress
 from core.webhooks import WebhookError, post_signed
-
-if TYPE_CHECKING:
-    from clusters.serviceaccounts.rotation import _Attempt
 
 logger = logging.getLogger(__name__)
 
 
 GENERATION_LABEL = "warden.io/token-generation"
-
-
-@dataclass
-class _Progress:
-    """What this attempt did on the clusters and targets, before it is written down."""
-
-    issued: dict[str, dict[str, str]] = field(default_factory=dict)
-    tokens: dict[str, str] = field(default_factory=dict)
-    delivered: list[DeliveryTarget] = field(default_factory=list)
-    undelivered: list[DeliveryTarget] = field(default_factory=list)
-    failure: str = ""
 
 
 def owned_by_account(obj: Mapping[str, Any], account: ManagedServiceAccount) -> bool:
@@ -66,7 +52,7 @@ def kubeconfig_for(
     clusters: Iterable[Cluster] | None = None,
 ) -> str:
     """The generation's tokens as a ready kubeconfig (decrypts: call only to hand it over)."""
-    tokens = _unseal(generation) if tokens is None else tokens
+    tokens = unseal_tokens(generation) if tokens is None else tokens
     issued = {**generation.issued, **(issued or {})}
     known = list(clusters) if clusters is not None else Cluster.objects.filter(name__in=tokens)
     ca = {c.name: c.ca_bundle for c in known}
@@ -79,7 +65,7 @@ def kubeconfig_for(
     return build_kubeconfig(account.name, entries, namespace=account.namespace)
 
 
-def _deliver(attempt: _Attempt, generation: TokenGeneration, progress: _Progress) -> None:
+def deliver(attempt: Attempt, generation: TokenGeneration, progress: Progress) -> None:
     """Hand the generation to every target that does not have it yet; one failing target does
     not stop the others (they get it now; the failed one on the retry)."""
     account = attempt.account
@@ -88,7 +74,7 @@ def _deliver(attempt: _Attempt, generation: TokenGeneration, progress: _Progress
         return
     tokens = progress.tokens
     kubeconfig = kubeconfig_for(account, generation, progress.issued, tokens, attempt.clusters())
-    expires = _iso(_earliest({**generation.issued, **progress.issued}))
+    expires = _iso(earliest_expiry({**generation.issued, **progress.issued}))
     for target in targets:
         try:
             if target.kind == DeliveryKind.SECRET:
@@ -187,7 +173,7 @@ def _deliver_webhook(
     target: DeliveryTarget,
     account: ManagedServiceAccount,
     generation: TokenGeneration,
-    progress: _Progress,
+    progress: Progress,
     kubeconfig: str,
 ) -> None:
     issued = {**generation.issued, **progress.issued}
@@ -196,7 +182,7 @@ def _deliver_webhook(
         "account_id": account.pk,
         "owner_team": account.owner_team.name,
         "generation": generation.number,
-        "expires_at": _iso(_earliest(issued)),
+        "expires_at": _iso(earliest_expiry(issued)),
         "clusters": {
             name: {
                 "server": issued[name]["server"],
@@ -217,22 +203,22 @@ def _deliver_webhook(
     )
 
 
-def _seal(tokens: Mapping[str, str]) -> str:
+def seal_tokens(tokens: Mapping[str, str]) -> str:
     # The field encrypts on save; "" when there is nothing to keep.
     return json.dumps(dict(tokens), sort_keys=True) if tokens else ""
 
 
-def _unseal(generation: TokenGeneration) -> dict[str, str]:
+def unseal_tokens(generation: TokenGeneration) -> dict[str, str]:
     raw = str(generation.sealed_tokens or "")
     return dict(json.loads(raw)) if raw else {}
 
 
-def _parse(value: str) -> datetime | None:
+def parse_moment(value: str) -> datetime | None:
     return parse_datetime(value) if value else None
 
 
-def _earliest(issued: Mapping[str, Mapping[str, str]]) -> datetime | None:
-    expiries = [_parse(record.get("expires_at", "")) for record in issued.values()]
+def earliest_expiry(issued: Mapping[str, Mapping[str, str]]) -> datetime | None:
+    expiries = [parse_moment(record.get("expires_at", "")) for record in issued.values()]
     return min((e for e in expiries if e), default=None)
 
 

@@ -32,7 +32,7 @@ from clusters.serviceaccounts.declare import (
     declare_service_account,
     validate_account_input,
 )
-from clusters.serviceaccounts.delivery import _parse
+from clusters.serviceaccounts.delivery import parse_moment
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def scan_legacy_tokens(cluster_id: int) -> int:
                     "namespace": namespace,
                     "name": str(meta.get("name") or ""),
                     "service_account": sa_name,
-                    "created_in_cluster": _parse(str(meta.get("creationTimestamp") or "")),
+                    "created_in_cluster": parse_moment(str(meta.get("creationTimestamp") or "")),
                     "last_used": str((meta.get("labels") or {}).get(LEGACY_LAST_USED_LABEL, "")),
                     "owner": _owner_of(meta, managed.get((namespace, sa_name))),
                     "last_seen_at": now,

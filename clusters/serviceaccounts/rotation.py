@@ -40,16 +40,16 @@ from clusters.models import (
     RotationRun,
     TokenGeneration,
 )
-from clusters.serviceaccounts.declare import _is_user, reached_clusters, request_rotation
+from clusters.serviceaccounts.attempt import Attempt, Batch, Progress
+from clusters.serviceaccounts.declare import is_user, request_rotation
 from clusters.serviceaccounts.delivery import (
     GENERATION_LABEL,
-    _deliver,
-    _earliest,
-    _Progress,
-    _seal,
-    _unseal,
+    deliver,
+    earliest_expiry,
     kubeconfig_for,
     owned_by_account,
+    seal_tokens,
+    unseal_tokens,
 )
 from core.webhooks import WebhookError
 
@@ -113,59 +113,6 @@ def _release_many(account_ids: Iterable[int], lease: str) -> None:
     )
 
 
-@dataclass(eq=False)
-class _Batch:
-    """What the attempts rotated together share: when their lease was last renewed, and the
-    clusters that did not answer (not asked again by the others)."""
-
-    held_at: float = field(default_factory=time.monotonic)
-    unreachable: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(eq=False)  # compared (and hashed) by identity
-class _Attempt:
-    """What one rotation attempt of one account did, for its RotationRun."""
-
-    account: ManagedServiceAccount
-    lease: str
-    started_at: datetime
-    started: float
-    steps: list[str] = field(default_factory=list)
-    generation: TokenGeneration | None = None
-    trigger: str = ""
-    # The account's pending, active and in-grace generations, read once and kept up to date
-    # in memory as this attempt changes them (it holds the lease: nobody else does).
-    live: list[TokenGeneration] = field(default_factory=list)
-    batch: _Batch = field(default_factory=_Batch)
-    api_calls: int = 0
-    # Why this attempt failed ("" while it has not); its run says so and the token in force
-    # stays as it was.
-    failure: str = ""
-    # Another worker took the lease over: this attempt records nothing more.
-    lost: bool = False
-    released: bool = False
-    progress: _Progress = field(default_factory=_Progress)
-    _clusters: list[Cluster] | None = None
-    _targets: list[DeliveryTarget] | None = None
-
-    def clusters(self) -> list[Cluster]:
-        """The clusters the account reaches, read once per attempt."""
-        if self._clusters is None:
-            self._clusters = reached_clusters(self.account)
-        return self._clusters
-
-    def targets(self) -> list[DeliveryTarget]:
-        """The account's delivery targets, read once per attempt."""
-        if self._targets is None:
-            self._targets = list(self.account.targets.select_related("cluster"))
-        return self._targets
-
-    @property
-    def going(self) -> bool:
-        """Still under way: neither failed nor taken over."""
-        return not (self.failure or self.lost)
-
-
 def rotate_account(
     account_id: int, *, trigger: str = "", actor: Any = None, force: bool = False
 ) -> RotationRun | None:
@@ -197,7 +144,7 @@ def rotate_accounts(
     if not ids or not _claim_many(ids, lease):
         logger.info("service accounts %s: nothing to claim (another worker holds them)", ids)
         return {}
-    attempts: list[_Attempt] = []
+    attempts: list[Attempt] = []
     try:
         attempts = _load(ids, lease, trigger)
         return _rotate_claimed(attempts, actor, force)
@@ -208,7 +155,7 @@ def rotate_accounts(
             _release_many(ids, lease)
 
 
-def _load(ids: list[int], lease: str, trigger: str) -> list[_Attempt]:
+def _load(ids: list[int], lease: str, trigger: str) -> list[Attempt]:
     """The claimed accounts with what their rotation reads: live generations, reached
     clusters and delivery targets, in one query each however many accounts there are."""
     accounts = list(
@@ -233,10 +180,10 @@ def _load(ids: list[int], lease: str, trigger: str) -> list[_Attempt]:
             target.cluster = clusters[target.cluster_id]
         targets[target.account_id].append(target)
     now, started = timezone.now(), time.monotonic()
-    batch = _Batch(held_at=started)
+    batch = Batch(held_at=started)
     attempts = []
     for account in accounts:
-        attempt = _Attempt(
+        attempt = Attempt(
             account=account,
             lease=lease,
             started_at=now,
@@ -263,7 +210,7 @@ def _reached_clusters_of(accounts: list[ManagedServiceAccount]) -> dict[int, lis
     }
 
 
-def _rotate_claimed(attempts: list[_Attempt], actor: Any, force: bool) -> dict[int, RotationRun]:
+def _rotate_claimed(attempts: list[Attempt], actor: Any, force: bool) -> dict[int, RotationRun]:
     retired = [a for a in attempts if a.account.state == AccountState.RETIRED]
     # A pending account (waiting for approval) gets no token.
     active = [a for a in attempts if a.account.state == AccountState.ACTIVE]
@@ -301,12 +248,12 @@ def _due(account: ManagedServiceAccount, now: datetime) -> bool:
     return account.next_rotation_at is not None and account.next_rotation_at <= now
 
 
-def _hold(attempts: Iterable[_Attempt], **changes: Any) -> list[_Attempt]:
+def _hold(attempts: Iterable[Attempt], **changes: Any) -> list[Attempt]:
     """Renew our leases (and make `changes` to the accounts), inside the caller's transaction:
     their rows stay locked until it commits. An account whose lease was taken over is marked
     lost and left out of what is returned: nothing more is recorded for it."""
     attempts = [a for a in attempts if not a.lost]
-    by_lease: dict[str, list[_Attempt]] = {}
+    by_lease: dict[str, list[Attempt]] = {}
     for attempt in attempts:
         by_lease.setdefault(attempt.lease, []).append(attempt)
     until = timezone.now() + lease_duration()
@@ -328,7 +275,7 @@ def _hold(attempts: Iterable[_Attempt], **changes: Any) -> list[_Attempt]:
     return [a for a in attempts if not a.lost]
 
 
-def _keep_holding(attempts: list[_Attempt]) -> None:
+def _keep_holding(attempts: list[Attempt]) -> None:
     """Renew the leases of a batch whose Kubernetes calls take long (slow clusters), well
     before they run out; those taken over meanwhile are dropped."""
     if not attempts:
@@ -339,7 +286,7 @@ def _keep_holding(attempts: list[_Attempt]) -> None:
         _hold([a for a in attempts if a.going])
 
 
-def _start_generations(attempts: list[_Attempt], actor: Any) -> None:
+def _start_generations(attempts: list[Attempt], actor: Any) -> None:
     """A new pending generation for each account (one transaction, one INSERT for all)."""
     for attempt in attempts:
         if not attempt.clusters():
@@ -349,7 +296,7 @@ def _start_generations(attempts: list[_Attempt], actor: Any) -> None:
     attempts = [a for a in attempts if a.going]
     if not attempts:
         return
-    actor_id = actor.pk if _is_user(actor) else None
+    actor_id = actor.pk if is_user(actor) else None
     with transaction.atomic():
         # The accounts were read after the lease was taken; a request arriving since is
         # satisfied by the generation started here.
@@ -395,7 +342,7 @@ def _trigger(account: ManagedServiceAccount, number: int, requested_by_id: int |
     return RotationTrigger.SCHEDULE
 
 
-def _start_generation(attempt: _Attempt, actor: Any) -> TokenGeneration:
+def _start_generation(attempt: Attempt, actor: Any) -> TokenGeneration:
     """_start_generations() for one attempt (what a worker does first; tests stop here)."""
     _start_generations([attempt], actor)
     _raise_if_stopped(attempt)
@@ -403,7 +350,7 @@ def _start_generation(attempt: _Attempt, actor: Any) -> TokenGeneration:
     return attempt.generation
 
 
-def _raise_if_stopped(attempt: _Attempt) -> None:
+def _raise_if_stopped(attempt: Attempt) -> None:
     if attempt.lost:
         raise LeaseLost(
             f"the rotation lease of service account {attempt.account.pk} was taken over"
@@ -416,12 +363,12 @@ def bound_secret_name(account: ManagedServiceAccount, number: int) -> str:
     return f"{account.name}-warden-{number}"
 
 
-def _advance(attempts: list[_Attempt]) -> None:
+def _advance(attempts: list[Attempt]) -> None:
     """Issue what is missing, deliver to every target still without it, and, where all went
     well, put the generation in force; progress is written in one transaction either way."""
     for attempt in attempts:
         assert attempt.generation is not None
-        attempt.progress = _Progress(tokens=_unseal(attempt.generation))
+        attempt.progress = Progress(tokens=unseal_tokens(attempt.generation))
     _calls(attempts, _issue_missing)
     _calls([a for a in attempts if a.going and not a.progress.failure], _deliver_to_targets)
     _record(attempts, activate=True)
@@ -430,12 +377,12 @@ def _advance(attempts: list[_Attempt]) -> None:
             attempt.failure = attempt.progress.failure
 
 
-def _deliver_to_targets(attempt: _Attempt) -> None:
+def _deliver_to_targets(attempt: Attempt) -> None:
     assert attempt.generation is not None
-    _deliver(attempt, attempt.generation, attempt.progress)
+    deliver(attempt, attempt.generation, attempt.progress)
 
 
-def _calls(attempts: list[_Attempt], step: Callable[[_Attempt], None]) -> None:
+def _calls(attempts: list[Attempt], step: Callable[[Attempt], None]) -> None:
     """Make one step's Kubernetes (or webhook) calls for each attempt in turn, counting them
     on the attempt and renewing the batch's leases when it takes long."""
     for attempt in attempts:
@@ -456,10 +403,10 @@ def _calls(attempts: list[_Attempt], step: Callable[[_Attempt], None]) -> None:
             attempt.api_calls += k8s.calls_in_this_thread() - before
 
 
-def _issue(attempt: _Attempt, generation: TokenGeneration) -> None:
+def _issue(attempt: Attempt, generation: TokenGeneration) -> None:
     """Only issue (and record) the tokens still missing: what a worker does first."""
     attempt.generation = generation
-    attempt.progress = _Progress(tokens=_unseal(generation))
+    attempt.progress = Progress(tokens=unseal_tokens(generation))
     _calls([attempt], _issue_missing)
     _record([attempt], activate=False)
     if attempt.progress.failure and not attempt.lost:
@@ -467,7 +414,7 @@ def _issue(attempt: _Attempt, generation: TokenGeneration) -> None:
     _raise_if_stopped(attempt)
 
 
-def _issue_missing(attempt: _Attempt) -> None:
+def _issue_missing(attempt: Attempt) -> None:
     """A token on every reached cluster that has none yet; stops at the first failure (what
     was issued before it is still recorded, so a retry only does the rest)."""
     generation, progress = attempt.generation, attempt.progress
@@ -490,7 +437,7 @@ def _issue_missing(attempt: _Attempt) -> None:
         progress.issued[cluster.name], progress.tokens[cluster.name] = record, token
 
 
-def _still_owned(attempt: _Attempt, cluster: Cluster) -> bool:
+def _still_owned(attempt: Attempt, cluster: Cluster) -> bool:
     """A resumed generation's token from an earlier attempt is delivered only if its
     ServiceAccount is still Warden's (and this account's) on the cluster now."""
     client = k8s.client_for(services.endpoint_for(cluster))
@@ -503,14 +450,14 @@ def _still_owned(attempt: _Attempt, cluster: Cluster) -> bool:
     return True
 
 
-def _note_unreachable(attempt: _Attempt, cluster: Cluster, exc: Exception) -> None:
+def _note_unreachable(attempt: Attempt, cluster: Cluster, exc: Exception) -> None:
     """A cluster that did not answer (after the client's retries) is not asked again by the
     rest of the batch: their attempts fail at once and are retried like this one."""
     if isinstance(exc, Unreachable):
         attempt.batch.unreachable[cluster.name] = f"{exc} (not tried again in this batch)"
 
 
-def _record(attempts: list[_Attempt], activate: bool) -> None:
+def _record(attempts: list[Attempt], activate: bool) -> None:
     """Write down what the attempts did on the clusters, in one transaction: tokens issued,
     targets delivered, and (when `activate` and all went well) the generation put in force."""
     now = timezone.now()
@@ -528,7 +475,7 @@ def _record(attempts: list[_Attempt], activate: bool) -> None:
         targets: list[DeliveryTarget] = []
         generations: dict[tuple[str, ...], list[TokenGeneration]] = {}
         superseded: list[TokenGeneration] = []
-        rotated: list[_Attempt] = []
+        rotated: list[Attempt] = []
         events: list[audit.Entry] = []
         for attempt, activates in todo:
             generation, progress = attempt.generation, attempt.progress
@@ -537,8 +484,8 @@ def _record(attempts: list[_Attempt], activate: bool) -> None:
             previous: list[TokenGeneration] = []
             if progress.issued:
                 generation.issued = {**generation.issued, **progress.issued}
-                generation.sealed_tokens = _seal(progress.tokens)
-                generation.expires_at = _earliest(generation.issued)
+                generation.sealed_tokens = seal_tokens(progress.tokens)
+                generation.expires_at = earliest_expiry(generation.issued)
                 fields += ["issued", "sealed_tokens", "expires_at"]
             targets += [*progress.delivered, *progress.undelivered]
             if progress.delivered:
@@ -580,7 +527,7 @@ def _record(attempts: list[_Attempt], activate: bool) -> None:
 
 
 def _progress_events(
-    attempt: _Attempt, activates: bool, previous: list[TokenGeneration], now: datetime
+    attempt: Attempt, activates: bool, previous: list[TokenGeneration], now: datetime
 ) -> list[audit.Entry]:
     """Steps that commit together are one event: a rotation that issued, delivered and put a
     generation in force in one go is "rotated", with what it issued and delivered."""
@@ -727,7 +674,7 @@ def _create_bound_secret(
 
 
 def _supersede(
-    attempt: _Attempt, generation: TokenGeneration, now: datetime
+    attempt: Attempt, generation: TokenGeneration, now: datetime
 ) -> list[TokenGeneration]:
     """The generations in force until now enter their grace period (still valid until then);
     saved by _save_superseded()."""
@@ -756,7 +703,7 @@ def _save_superseded(superseded: list[TokenGeneration]) -> None:
         )
 
 
-def _save_rotated(rotated: list[_Attempt], now: datetime) -> None:
+def _save_rotated(rotated: list[Attempt], now: datetime) -> None:
     """The accounts whose new generation is in force: rotated now, next rotation planned."""
     by_next: dict[datetime, list[int]] = {}
     for attempt in rotated:
@@ -786,17 +733,17 @@ def _next_rotation(
 class _Revocation:
     """One generation being revoked: where its bound Secrets are gone, and what failed."""
 
-    attempt: _Attempt
+    attempt: Attempt
     generation: TokenGeneration
     done: list[str] = field(default_factory=list)
     failure: str = ""
 
 
-def _revoke_generations(attempts: list[_Attempt]) -> dict[_Attempt, int]:
+def _revoke_generations(attempts: list[Attempt]) -> dict[Attempt, int]:
     """Revoke the generations whose grace period is over, or every live one of a retired
     account; returns how many each attempt had to revoke."""
     now = timezone.now()
-    due: dict[_Attempt, list[TokenGeneration]] = {}
+    due: dict[Attempt, list[TokenGeneration]] = {}
     for attempt in attempts:
         everything = attempt.account.state == AccountState.RETIRED
         due[attempt] = sorted(
@@ -815,7 +762,7 @@ def _revoke_generations(attempts: list[_Attempt]) -> dict[_Attempt, int]:
     revoking = [a for a in attempts if due[a]]
     revocations: list[_Revocation] = []
 
-    def delete_secrets(attempt: _Attempt) -> None:
+    def delete_secrets(attempt: Attempt) -> None:
         for generation in due[attempt]:
             revocation = _revoke(attempt, generation)
             revocations.append(revocation)
@@ -827,7 +774,7 @@ def _revoke_generations(attempts: list[_Attempt]) -> dict[_Attempt, int]:
     return {key: len(generations) for key, generations in due.items()}
 
 
-def _revoke(attempt: _Attempt, generation: TokenGeneration) -> _Revocation:
+def _revoke(attempt: Attempt, generation: TokenGeneration) -> _Revocation:
     """Delete the generation's bound Secrets: the API server then refuses its tokens."""
     account = attempt.account
     revocation = _Revocation(attempt, generation)
@@ -909,11 +856,11 @@ def _record_revocations(revocations: list[_Revocation]) -> None:
             attempt.failure = revocation.failure
 
 
-def _remove_delivered_secrets(attempts: list[_Attempt]) -> None:
+def _remove_delivered_secrets(attempts: list[Attempt]) -> None:
     """A retired account's consumer Secrets hold revoked tokens: delete those Warden wrote, as
     it last wrote them (a Secret changed since, or gone, is left as it is)."""
 
-    def remove(attempt: _Attempt) -> None:
+    def remove(attempt: Attempt) -> None:
         removed = []
         for target in attempt.targets():
             if target.kind != DeliveryKind.SECRET:
@@ -942,7 +889,7 @@ def _remove_delivered_secrets(attempts: list[_Attempt]) -> None:
     _calls(attempts, remove)
 
 
-def _finish(finished: list[_Attempt], attempts: list[_Attempt]) -> dict[int, RotationRun]:
+def _finish(finished: list[Attempt], attempts: list[Attempt]) -> dict[int, RotationRun]:
     """Record a run for each attempt that did something (or failed) and give every lease of
     the batch back, in one transaction."""
     now, elapsed = timezone.now(), time.monotonic()
@@ -1040,7 +987,7 @@ def reveal(generation_id: int, *, actor: Any) -> str:
         ).update(
             reveal_pending=False,
             revealed_at=timezone.now(),
-            revealed_by=actor if _is_user(actor) else None,
+            revealed_by=actor if is_user(actor) else None,
         )
         if not taken:
             raise AlreadyShown(

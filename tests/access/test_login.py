@@ -200,9 +200,9 @@ def tls_slapd(tmp_path_factory):
 
 @pytest.fixture
 def tls_directory(tls_slapd, settings):
-    from tests.fixtures.slapd import _make_subtree
+    from tests.fixtures.slapd import make_subtree
 
-    tree = _make_subtree(tls_slapd, "openldap")
+    tree = make_subtree(tls_slapd, "openldap")
     tree.add_person("alice", password="wonderland")
     yield tree
     tree.close()

@@ -51,7 +51,7 @@ def test_a_cluster_held_by_another_worker_is_skipped_then_reconciled_when_it_die
 
 def test_a_file_lock_is_exclusive_and_released_when_its_process_dies(settings, tmp_path):
     settings.VAR_DIR = tmp_path
-    first, second = locks._FileLock(7), locks._FileLock(7)
+    first, second = locks.FileLock(7), locks.FileLock(7)
     assert first.acquire()
     assert not second.acquire()
     first.release()

@@ -243,7 +243,7 @@ def test_two_reconciles_at_once_write_each_object_once(make_cluster, catalogue, 
 
 def test_a_conflict_on_update_is_re_read_and_retried(make_cluster, catalogue, people, rbac):
     from clusters import k8s
-    from clusters.reconcile import _update, read_actual
+    from clusters.reconcile import read_actual, update_object
 
     cluster, sim = make_cluster()
     Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
@@ -257,7 +257,7 @@ def test_a_conflict_on_update_is_re_read_and_retried(make_cluster, catalogue, pe
     api.replace_cluster_role_binding("warden-viewer", edited)
     wanted = {**stale, "subjects": [{**stale["subjects"][0], "name": "alice"}]}
 
-    _update(client, wanted, stale)
+    update_object(client, wanted, stale)
 
     assert rbac.subjects(sim, "warden-viewer") == ["alice"]
 
@@ -267,7 +267,7 @@ def test_an_object_whose_label_was_removed_after_listing_is_not_deleted(
 ):
     from clusters import k8s
     from clusters.k8s import KubeError
-    from clusters.reconcile import _delete, read_actual
+    from clusters.reconcile import delete_object, read_actual
 
     cluster, sim = make_cluster()
     Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
@@ -280,7 +280,7 @@ def test_an_object_whose_label_was_removed_after_listing_is_not_deleted(
     api.replace_cluster_role_binding("warden-viewer", adopted)
 
     with pytest.raises(KubeError, match="not managed by Warden"):
-        _delete(client, ("ClusterRoleBinding", "", "warden-viewer"), listed)
+        delete_object(client, ("ClusterRoleBinding", "", "warden-viewer"), listed)
 
     assert rbac.subjects(sim, "warden-viewer") == ["alice"]
 

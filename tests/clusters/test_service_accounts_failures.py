@@ -118,7 +118,7 @@ def abandon_mid_rotation(account, issue=True):
     """A worker claims the rotation, gets as far as issuing, and dies: no release, no finish."""
     lease = serviceaccounts.claim(account.pk)
     assert lease is not None
-    attempt = serviceaccounts.rotation._Attempt(
+    attempt = serviceaccounts.attempt.Attempt(
         account=ManagedServiceAccount.objects.get(pk=account.pk),
         lease=lease,
         started_at=timezone.now(),
@@ -187,7 +187,7 @@ def test_a_rotation_whose_lease_was_taken_over_cannot_record_anything(in_use):
     expire_lease(account)
     assert serviceaccounts.claim(account.pk) is not None  # another worker takes it
 
-    attempt = serviceaccounts.rotation._Attempt(
+    attempt = serviceaccounts.attempt.Attempt(
         account=account,
         lease=stale_lease,
         started_at=timezone.now(),

@@ -25,9 +25,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def sharing(settings):
     settings.RECONCILE_SHARED_INPUTS_SECONDS = 60
-    services._shared.clear()
+    services.forget_shared_inputs()
     yield
-    services._shared.clear()
+    services.forget_shared_inputs()
 
 
 def grant_queries(queries) -> int:

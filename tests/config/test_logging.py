@@ -205,7 +205,7 @@ def test_registering_and_reconciling_a_cluster_never_logs_its_token(
 
     cluster = Cluster.objects.get(name=sim.name)
     sim.faults.update({"error_rate": 1.0})
-    k8s._clients.clear()
+    k8s.forget_clients()
     run = services.reconcile_cluster(cluster.pk)
     sim.faults.clear()
 

@@ -76,12 +76,12 @@ def target(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Target]:
         yield Target(str(path), api, people=dict(real.people))
         return
     sim = request.getfixturevalue("kube_cluster")()
-    _write_single(path, sim, sim.server_url.rsplit("/clusters/", 1)[0])
+    write_single_kubeconfig(path, sim, sim.server_url.rsplit("/clusters/", 1)[0])
     api = config.new_client_from_config(config_file=str(path))
     yield Target(str(path), api, sim)
 
 
-def _write_single(path: Any, sim: Any, _server: str) -> None:
+def write_single_kubeconfig(path: Any, sim: Any, _server: str) -> None:
     import base64
 
     doc = {
@@ -119,7 +119,7 @@ def kubesim_target(tmp_path: Any, kube_cluster: Any) -> Target:
         pytest.skip("fault injection and counters exist only on kubesim")
     sim = kube_cluster()
     path = tmp_path / "kubeconfig"
-    _write_single(path, sim, sim.server_url.rsplit("/clusters/", 1)[0])
+    write_single_kubeconfig(path, sim, sim.server_url.rsplit("/clusters/", 1)[0])
     return Target(str(path), config.new_client_from_config(config_file=str(path)), sim)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.contract.conftest import _write_single
+from tests.contract.conftest import write_single_kubeconfig
 from tests.fixtures.kubectl import kubectl_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def kubectl(tmp_path, kube_cluster):
     sim = kube_cluster()
     config = tmp_path / "kubeconfig"
     cache = tmp_path / "kubectl-cache"  # discovery and OpenAPI of this cluster alone
-    _write_single(config, sim, "")
+    write_single_kubeconfig(config, sim, "")
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

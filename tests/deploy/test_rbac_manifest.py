@@ -23,7 +23,7 @@ from clusters import services
 from clusters.k8s import Endpoint
 from clusters.models import Cluster
 from tests.clusters.conftest import official_client
-from tests.contract.conftest import _write_single
+from tests.contract.conftest import write_single_kubeconfig
 
 pytestmark = [
     pytest.mark.django_db,
@@ -53,7 +53,7 @@ SERVICE_ACCOUNT_CALLS = [
 def apply_manifest(tmp_path: Path, sim, text: str) -> str:
     """kubectl apply the manifest; returns the token the cluster issued to warden-manager."""
     config = tmp_path / f"{sim.name}.kubeconfig"
-    _write_single(config, sim, "")
+    write_single_kubeconfig(config, sim, "")
     applied = subprocess.run(
         ["kubectl", "--kubeconfig", str(config), "apply", "--validate=false", "-f", "-"],
         input=text,
