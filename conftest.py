@@ -11,6 +11,6 @@ pytest_plugins = [
     "tests.fixtures.dex",
     "tests.fixtures.leftovers",
     "tests.fixtures.audit",
-    "tests.fixtures.webhook_receiver",
+    "tests.fixtures.https_listener",
     "tests.fixtures.personas",
 ]

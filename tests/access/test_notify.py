@@ -24,7 +24,7 @@ WHY = "Checking the payments queue backlog"
 
 @pytest.fixture
 def receiver(settings, webhook_receiver):
-    webhook_receiver.answer = 200
+    webhook_receiver.status = 200
     settings.WARDEN_WEBHOOK_URL = webhook_receiver.url
     settings.WARDEN_WEBHOOK_SECRET = "hook-secret"
     settings.WARDEN_WEBHOOK_CA_FILE = str(webhook_receiver.ca_file)
@@ -64,7 +64,7 @@ def test_the_webhook_gets_a_signed_event_for_each_step(
 def test_a_failing_webhook_raises_for_a_retry_and_the_decision_stands(
     company, fleet, receiver, django_capture_on_commit_callbacks
 ):
-    receiver.answer = 503
+    receiver.status = 503
     req = submit(company)
 
     with pytest.raises(WebhookError, match="answered 503"):
@@ -147,7 +147,7 @@ def test_a_break_glass_email_asks_for_a_review_not_a_decision(company, fleet):
 
 
 def test_the_request_webhook_does_not_follow_a_redirect(company, fleet, receiver):
-    receiver.answer = 307
+    receiver.status = 307
     req = submit(company)
 
     with pytest.raises(WebhookError, match="307"):

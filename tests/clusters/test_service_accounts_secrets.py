@@ -74,14 +74,14 @@ def test_a_webhook_that_refuses_leaves_the_old_token_and_is_tried_again(
     serviceaccounts.rotate_account(account.pk)
     first = json.loads(receiver.received[0][1])["clusters"][cluster.name]["token"]
 
-    receiver.answer = 503
+    receiver.status = 503
     failed = serviceaccounts.rotate_account(account.pk, force=True)
     assert failed.status == RotationStatus.FAILED
     assert "503" in failed.error
     assert active(account).number == 1
     assert authenticated_as(sim, first) == SUBJECT
 
-    receiver.answer = 200
+    receiver.status = 200
     assert serviceaccounts.rotate_account(account.pk).status == RotationStatus.SUCCEEDED
     assert json.loads(receiver.received[-1][1])["generation"] == 2
 
@@ -133,10 +133,10 @@ def test_a_token_is_never_logged_audited_or_stored_in_clear(make_cluster, people
     serviceaccounts.rotate_account(account.pk)
     tokens = [delivered_token(sim)]
     stored = raw_column("clusters_tokengeneration", "sealed_tokens")
-    receiver.answer = 500
+    receiver.status = 500
     serviceaccounts.rotate_account(account.pk, force=True)  # fails at the webhook
     stored += raw_column("clusters_tokengeneration", "sealed_tokens")
-    receiver.answer = 200
+    receiver.status = 200
     serviceaccounts.rotate_account(account.pk)
     tokens.append(delivered_token(sim))
     kubeconfig = serviceaccounts.reveal(active(account).pk, actor=None)

@@ -15,7 +15,6 @@ from django.test import Client
 
 from tests.api.conftest import api  # noqa: F401
 from tests.clusters.conftest import catalogue, make_cluster, people, rbac  # noqa: F401
-from tests.security.servers import listener  # noqa: F401
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ def test_a_plain_member_cannot_edit_a_cluster(client, api, company, prod, listen
     )
 
     assert page.status_code == 403 and rest.status_code == 403
-    assert listener.seen == []
+    assert listener.requests == []
     assert_unchanged(cluster, sim)
 
 
