@@ -197,22 +197,7 @@ class ApprovalPolicyAdminForm(forms.ModelForm):
 
     class Meta:
         model = ApprovalPolicy
-        fields = [
-            "name",
-            "environment",
-            "tier",
-            "role",
-            "approvals_required",
-            "approver_teams",
-            "manager_may_approve",
-            "self_approval_forbidden",
-            "max_duration",
-            "default_duration",
-            "break_glass_allowed",
-            "break_glass_duration",
-            "break_glass_teams",
-            "break_glass_roles",
-        ]
+        fields = list(ApprovalPolicy.SETTINGS)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

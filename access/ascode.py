@@ -65,22 +65,7 @@ HEADER = (
 
 ROLE_KEYS = ("name", "display_name", "description", "rank", "definitions")
 DEFINITION_KEYS = ("environment", "tier", "cluster_role", "rules", "scope", "namespaces", "allowed")
-POLICY_KEYS = (
-    "name",
-    "environment",
-    "tier",
-    "role",
-    "approvals_required",
-    "approver_teams",
-    "manager_may_approve",
-    "self_approval_forbidden",
-    "max_duration",
-    "default_duration",
-    "break_glass_allowed",
-    "break_glass_duration",
-    "break_glass_teams",
-    "break_glass_roles",
-)
+POLICY_KEYS = ApprovalPolicy.SETTINGS
 GRANT_KEYS = (
     "team",
     "person",

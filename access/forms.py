@@ -12,7 +12,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from access import durations, forbidden, throttle
 from access.auth import DIRECTORY_ERROR_ATTR, NOT_CONFIGURED_ATTR, REFUSAL_ATTR
 from access.choices import Environment, RoleScope, Tier
-from access.models import Person, Role, Team
+from access.models import ApprovalPolicy, Person, Role, Team
 from clusters.choices import ClusterState
 from clusters.models import Cluster
 from core import yamltext
@@ -520,20 +520,10 @@ class PolicyForm(forms.Form):
     def apply_to(self, policy: Any) -> Any:
         """Copy the typed values onto `policy` (not saved)."""
         data = self.cleaned_data
-        for name in (
-            "name",
-            "environment",
-            "tier",
-            "role",
-            "approvals_required",
-            "manager_may_approve",
-            "self_approval_forbidden",
-            "default_duration",
-            "max_duration",
-            "break_glass_allowed",
-            "break_glass_duration",
-        ):
-            setattr(policy, name, data[name])
+        many = (*ApprovalPolicy.TEAM_FIELDS, *ApprovalPolicy.ROLE_FIELDS)
+        for name in ApprovalPolicy.SETTINGS:
+            if name not in many:
+                setattr(policy, name, data[name])
         if not policy.break_glass_allowed:
             policy.break_glass_duration = None
         return policy

@@ -435,6 +435,27 @@ class ApprovalPolicy(models.Model):
         Role, blank=True, related_name="break_glass_policies"
     )
 
+    # What a person sets on a policy, in the order the admin, the API, the policy pages and
+    # access as code show it; the TEAM_FIELDS and ROLE_FIELDS among them are many-to-many.
+    SETTINGS = (
+        "name",
+        "environment",
+        "tier",
+        "role",
+        "approvals_required",
+        "approver_teams",
+        "manager_may_approve",
+        "self_approval_forbidden",
+        "max_duration",
+        "default_duration",
+        "break_glass_allowed",
+        "break_glass_duration",
+        "break_glass_teams",
+        "break_glass_roles",
+    )
+    TEAM_FIELDS = ("approver_teams", "break_glass_teams")
+    ROLE_FIELDS = ("break_glass_roles",)
+
     class Meta:
         ordering = ["environment", "tier", "name"]
         verbose_name_plural = "approval policies"

@@ -183,20 +183,7 @@ class ApprovalPolicySerializer(serializers.ModelSerializer):
         model = ApprovalPolicy
         fields = [
             "id",
-            "name",
-            "environment",
-            "tier",
-            "role",
-            "approvals_required",
-            "approver_teams",
-            "manager_may_approve",
-            "self_approval_forbidden",
-            "max_duration",
-            "default_duration",
-            "break_glass_allowed",
-            "break_glass_duration",
-            "break_glass_teams",
-            "break_glass_roles",
+            *ApprovalPolicy.SETTINGS,
             "reason",
         ]
         # Uniqueness is the service's to check (and to say in words).

@@ -18,19 +18,10 @@ from django.db import IntegrityError, transaction
 from access import audit
 from access.models import ApprovalPolicy, Role, Team
 
-# The facts of a policy an audit event records (approver teams are added by name).
-POLICY_FIELDS = (
-    "name",
-    "environment",
-    "tier",
-    "role_id",
-    "approvals_required",
-    "manager_may_approve",
-    "self_approval_forbidden",
-    "max_duration",
-    "default_duration",
-    "break_glass_allowed",
-    "break_glass_duration",
+# The facts of a policy an audit event records (its teams and roles are added by name).
+MANY = (*ApprovalPolicy.TEAM_FIELDS, *ApprovalPolicy.ROLE_FIELDS)
+POLICY_FIELDS = tuple(
+    "role_id" if name == "role" else name for name in ApprovalPolicy.SETTINGS if name not in MANY
 )
 # More approvals than this is a typing mistake, not a policy.
 MAX_APPROVALS = 5
@@ -40,15 +31,8 @@ def policy_facts(policy: ApprovalPolicy) -> dict[str, Any]:
     """What a policy is, for the audit trail: its fields, and its teams and roles by name."""
     facts = {name: getattr(policy, name) for name in POLICY_FIELDS}
     saved = bool(policy.pk)
-    facts["approver_teams"] = (
-        sorted(policy.approver_teams.values_list("name", flat=True)) if saved else []
-    )
-    facts["break_glass_teams"] = (
-        sorted(policy.break_glass_teams.values_list("name", flat=True)) if saved else []
-    )
-    facts["break_glass_roles"] = (
-        sorted(policy.break_glass_roles.values_list("name", flat=True)) if saved else []
-    )
+    for name in MANY:
+        facts[name] = sorted(getattr(policy, name).values_list("name", flat=True)) if saved else []
     return facts
 
 
