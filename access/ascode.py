@@ -50,7 +50,7 @@ from access.services.grants import (
     set_role_definition,
 )
 from clusters.choices import ClusterState
-from clusters.models import Cluster
+from clusters.models import Cluster, ManagedServiceAccount
 from core import yamltext
 
 VERSION = 1
@@ -79,20 +79,7 @@ GRANT_KEYS = (
     "expires_at",
     "reason",
 )
-SERVICE_ACCOUNT_KEYS = (
-    "name",
-    "namespace",
-    "description",
-    "owner_team",
-    "roles",
-    "namespaces",
-    "clusters",
-    "cluster_selector",
-    "rotation_period",
-    "grace_period",
-    "token_lifetime",
-    "show_to_owner",
-)
+SERVICE_ACCOUNT_KEYS = ManagedServiceAccount.DECLARED
 CLUSTER_KEYS = (
     "name",
     "environment",

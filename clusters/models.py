@@ -281,6 +281,22 @@ class ManagedServiceAccount(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     retired_at = models.DateTimeField(null=True, blank=True)
 
+    # What its owners declare, in the order the API and access as code show it.
+    DECLARED = (
+        "name",
+        "namespace",
+        "description",
+        "owner_team",
+        "roles",
+        "namespaces",
+        "clusters",
+        "cluster_selector",
+        "rotation_period",
+        "grace_period",
+        "token_lifetime",
+        "show_to_owner",
+    )
+
     class Meta:
         ordering = ["namespace", "name", "id"]
         constraints = [
