@@ -6,6 +6,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
@@ -39,6 +41,26 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# Warden accounts are made by logins (directory, single sign-on) and by createsuperuser for the
+# local accounts WARDEN_LOCAL_ACCOUNTS names; operators and approvers come from the directory.
+# Django's own user admin would let an operator set a password on an approver's account, or
+# make anyone an operator: here accounts are shown, never edited, and Django groups are unused.
+admin.site.unregister(Group)
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class AccountAdmin(ReadOnlyAdmin):
+    list_display = ["username", "person", "is_staff", "is_active", "last_login", "date_joined"]
+    list_filter = ["is_staff", "is_active"]
+    search_fields = ["username", "email"]
+    fields = ["username", "email", "is_staff", "is_superuser", "is_active", "last_login"]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("person")
 
 
 @admin.register(Person)

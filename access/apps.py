@@ -13,7 +13,23 @@ class AccessConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import task_postrun, task_prerun, worker_ready
+        from django.contrib.admin.models import LogEntry
+        from django.contrib.auth.signals import (
+            user_logged_in,
+            user_logged_out,
+            user_login_failed,
+        )
         from django.db.backends.signals import connection_created
+        from django.db.models.signals import post_save
+
+        from access.services import sessions
+
+        user_logged_in.connect(sessions.record_login, dispatch_uid="warden-audit-login")
+        user_logged_out.connect(sessions.record_logout, dispatch_uid="warden-audit-logout")
+        user_login_failed.connect(sessions.record_failed_login, dispatch_uid="warden-audit-failed")
+        post_save.connect(
+            sessions.record_admin_change, sender=LogEntry, dispatch_uid="warden-audit-admin"
+        )
 
         connection_created.connect(_audit_guard, weak=False, dispatch_uid="warden-audit-guard")
 

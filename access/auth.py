@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django_auth_ldap.backend import LDAPBackend, ldap_error
@@ -21,6 +23,7 @@ from django_auth_ldap.config import LDAPSearch, LDAPSettings
 
 from access import directory, selectors, services
 from access.directory import DirectoryConfig, DirectoryPerson
+from access.models import Person
 
 DIRECTORY_ERROR_ATTR = "_warden_directory_error"
 NOT_CONFIGURED_ATTR = "_warden_directory_not_configured"
@@ -113,6 +116,39 @@ class DirectoryBackend(LDAPBackend):
             return None
         user.refresh_from_db()
         return user
+
+
+class LocalAccountBackend(ModelBackend):
+    """Password login for the local accounts WARDEN_LOCAL_ACCOUNTS names, and for nobody else.
+
+    A directory person's account never logs in here, whatever password it has: an operator who
+    sets one (or a shell, or the database) cannot become that person. A local account taken off
+    the list loses the sessions it has."""
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if not username or username not in settings.WARDEN_LOCAL_ACCOUNTS:
+            return None
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        return user if user is not None and is_local_account(user) else None
+
+    def get_user(self, user_id: Any) -> Any:
+        user = super().get_user(user_id)
+        return user if user is not None and is_local_account(user) else None
+
+
+def is_local_account(user: Any) -> bool:
+    """A Warden account no directory person stands behind, named by WARDEN_LOCAL_ACCOUNTS."""
+    username = user.get_username()
+    return (
+        username in settings.WARDEN_LOCAL_ACCOUNTS
+        and not Person.objects.filter(user_id=user.pk).exists()
+    )
 
 
 def _entry_of(ldap_user: Any) -> DirectoryPerson | None:

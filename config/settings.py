@@ -183,13 +183,17 @@ if "locmem" in CACHES["default"]["BACKEND"] and not DEBUG:
 # --- Authentication ---------------------------------------------------------------------------
 # Directory login (username and password checked against LDAP) and single sign-on with an
 # OpenID Connect provider (OIDC_ENABLED) can each be on; the directory decides who people are
-# either way. Local accounts (createsuperuser) stay possible for break-glass administration.
+# either way. A local account (manage.py createsuperuser) logs in with its password only when
+# WARDEN_LOCAL_ACCOUNTS names it (break-glass administration while the directory is down), and
+# never when it is a directory person's account: a password set on someone's account opens
+# nothing.
 DIRECTORY_LOGIN = env.bool("WARDEN_DIRECTORY_LOGIN", default=True)
 OIDC_ENABLED = env.bool("OIDC_ENABLED", default=False)
+WARDEN_LOCAL_ACCOUNTS = env.list("WARDEN_LOCAL_ACCOUNTS", default=[])
 AUTHENTICATION_BACKENDS = [
     *(["access.auth.DirectoryBackend"] if DIRECTORY_LOGIN else []),
     *(["access.oidc.DirectoryOIDCBackend"] if OIDC_ENABLED else []),
-    "django.contrib.auth.backends.ModelBackend",
+    "access.auth.LocalAccountBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

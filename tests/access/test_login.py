@@ -282,6 +282,7 @@ def test_a_misconfigured_directory_is_reported_as_not_answering(
 
 def test_without_a_directory_only_local_accounts_log_in(client, settings):
     settings.WARDEN_DIRECTORY = {**settings.WARDEN_DIRECTORY, "URI": ""}
+    settings.WARDEN_LOCAL_ACCOUNTS = ["breakglass"]
     get_user_model().objects.create_user("breakglass", password="a-long-local-password")
 
     refused = login(client, "alice", "wonderland")

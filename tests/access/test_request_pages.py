@@ -222,7 +222,8 @@ def test_the_audit_trail_exports_as_csv_and_json(client, company, fleet):
 
     body = b"".join(client.get("/audit/?format=csv").streaming_content).decode()
     rows = list(csv.DictReader(io.StringIO(body)))
-    assert [r["action"] for r in rows] == ["request.submitted", "note"]
+    # (then olivia's login)
+    assert [r["action"] for r in rows] == ["request.submitted", "note", "auth.login"]
     assert rows[0]["object_id"] == str(req.pk)
     assert rows[1]["reason"].startswith("'=")  # no formula in a spreadsheet
 
@@ -237,7 +238,8 @@ def test_the_audit_page_verifies_the_chain(client, company, fleet):
     as_user(client, company.olivia)
 
     assert (
-        "The chain is intact: 1 event checked." in client.get("/audit/?verify=1").content.decode()
+        # the request, and olivia's login
+        "The chain is intact: 2 events checked." in client.get("/audit/?verify=1").content.decode()
     )
 
 

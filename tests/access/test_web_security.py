@@ -82,6 +82,7 @@ def test_a_refusal_page_carries_them_too(client):
 
 def test_the_session_cookie_is_httponly_and_samesite(client, settings):
     settings.SESSION_COOKIE_SECURE = True
+    settings.WARDEN_LOCAL_ACCOUNTS = ["dave"]
     get_user_model().objects.create_user("dave", password="pw-dave-1")
     client.get("/login/")
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
+from django.test import Client
 
 from access import services
 from tests.clusters.conftest import catalogue, make_cluster, people  # noqa: F401
@@ -32,6 +34,16 @@ def log_in(page: Any, username: str, password: str) -> None:
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+def sign_in_as(page: Any, user: Any) -> None:
+    """A session for `user` in the browser, as a login would make it: for tests of other pages
+    whose people are records only (no directory entry to log in with)."""
+    client = Client()
+    client.force_login(user)
+    page.goto("/login/")
+    name, origin = settings.SESSION_COOKIE_NAME, page.url.split("/login/")[0]
+    page.context.add_cookies([{"name": name, "value": client.cookies[name].value, "url": origin}])
 
 
 # WCAG 2.x contrast of every visible piece of text on the page, against the background it is

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from clusters import serviceaccounts
 from tests.clusters.sa_helpers import active, declare
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import sign_in_as
 from tests.fixtures.browser import LAPTOP
 
 
@@ -32,15 +32,15 @@ def deployer(make_cluster: Any, people: Any) -> Any:
         show_to_owner=True,
     )
     serviceaccounts.rotate_account(account.pk)
-    user = get_user_model().objects.create_user("alice", password="pw-alice")
+    user = get_user_model().objects.create_user("alice")
     people["alice"].user = user
     people["alice"].save()
     return account
 
 
-def test_the_kubeconfig_shown_once_can_be_copied_and_downloaded(page, deployer, screenshot):
+def test_the_kubeconfig_shown_once_can_be_copied_and_downloaded(page, deployer, people, screenshot):
     generation = active(deployer)
-    log_in(page, "alice", "pw-alice")
+    sign_in_as(page, people["alice"].user)
     page.goto(f"/service-accounts/{deployer.pk}/generations/{generation.number}/token")
     page.get_by_role("button", name="Show it now").click()
     shown = page.locator("#kubeconfig").input_value()
