@@ -56,8 +56,14 @@ class AccountAdmin(ReadOnlyAdmin):
     list_display = ["username", "person", "is_staff", "is_active", "last_login", "date_joined"]
     list_filter = ["is_staff", "is_active"]
     search_fields = ["username", "email"]
-    fields = ["username", "email", "is_staff", "is_superuser", "is_active", "last_login"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "username",
+        "email",
+        "is_staff",
+        "is_superuser",
+        "is_active",
+        "last_login",
+    )
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).select_related("person")
