@@ -141,6 +141,12 @@ class ItemRow:
         return not self.leads
 
     @property
+    def left(self) -> bool:
+        """The grant's person has left the directory (their grace not over yet)."""
+        person = self.item.grant.person
+        return person is not None and not person.is_active
+
+    @property
     def unreviewed(self) -> bool:
         return self.item.decision == ReviewDecision.PENDING and not self.ended
 

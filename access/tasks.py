@@ -6,7 +6,7 @@ from celery import shared_task
 
 from access import notify, reviews, services
 from access.choices import SyncTrigger
-from access.services import requests
+from access.services import leavers, requests
 from core.taskoptions import ONCE, retried
 from core.webhooks import WebhookError
 
@@ -21,6 +21,12 @@ def sync_directory_task(trigger: str = SyncTrigger.SCHEDULE) -> int:
 def expire_grants_task() -> int:
     """End every grant whose time is up, also those that ran out while Warden was down."""
     return len(services.expire_grants())
+
+
+@shared_task(name="access.tasks.end_leavers_access_task", **ONCE)
+def end_leavers_access_task() -> int:
+    """End the personal grants and requests of people who left, once their grace is over."""
+    return len(leavers.end_leavers_access())
 
 
 @shared_task(name="access.tasks.expiry_reminders_task", **ONCE)

@@ -391,6 +391,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "access.tasks.expire_grants_task",
         "schedule": crontab(minute="*"),
     },
+    # Leavers whose grace (WARDEN_LEAVER_GRACE_HOURS) ran out lose their personal grants.
+    "end-leavers-access": {
+        "task": "access.tasks.end_leavers_access_task",
+        "schedule": crontab(minute="7,37"),
+    },
     # Tell requesters their access ends soon, with a one-click extend.
     "expiry-reminders": {
         "task": "access.tasks.expiry_reminders_task",
@@ -536,6 +541,11 @@ if WARDEN_DIRECTORY["MEMBER_RANGE_SIZE"] < 0:
 WARDEN_BASE_URL = env.str("WARDEN_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Requesters are reminded this many hours before their access ends (at most in its last quarter).
 WARDEN_REMINDER_HOURS = env.int("WARDEN_REMINDER_HOURS", default=24)
+# A person the directory disables or loses has their personal grants and requests ended this
+# many hours later (0: at the sync that sees it); undone within it, nothing is lost.
+WARDEN_LEAVER_GRACE_HOURS = env.int("WARDEN_LEAVER_GRACE_HOURS", default=0)
+if WARDEN_LEAVER_GRACE_HOURS < 0:
+    raise ImproperlyConfigured("WARDEN_LEAVER_GRACE_HOURS must be 0 or a positive number of hours")
 # A chat or other webhook told of every request event (JSON POST), signed with the secret.
 # HTTPS only; WARDEN_WEBHOOK_CA_FILE: a PEM bundle to trust instead of the system's CAs.
 WARDEN_WEBHOOK_URL = env.str("WARDEN_WEBHOOK_URL", default="")

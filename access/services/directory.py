@@ -17,6 +17,7 @@ from access import audit
 from access.choices import InactiveReason, SyncStatus, SyncTrigger
 from access.directory import DirectoryConfig, DirectoryError, DirectoryPerson
 from access.models import DirectorySync, Person, SyncLock
+from access.services import leavers
 from access.sync import DirectorySyncer, SyncBlocked, refresh_user_flags
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ def sync_directory(
             if _claim_lock():
                 syncer = DirectorySyncer(run, config, allowance)
                 syncer.sync()
+                # Leavers past their grace (at once by default) lose what they held, in the
+                # sync's own transaction: all or nothing with the sync that saw them go.
+                leavers.end_leavers_access()
                 run.status = SyncStatus.SUCCEEDED
                 teams, people = set(syncer.changed_team_ids), set(syncer.changed_person_ids)
                 members = set(syncer.membership_changed_team_ids)

@@ -791,7 +791,7 @@ def deny_request(req: AccessRequest, approver: Any, *, comment: str) -> AccessRe
         audit.record(
             "request.denied", actor=approver, obj=req, after={"state": req.state}, reason=comment
         )
-        _tell_service_account(req, approver)
+        tell_service_account(req, approver)
         notify.later("decided", req.pk)
     return req
 
@@ -810,7 +810,7 @@ def cancel_request(req: AccessRequest, user: Any, *, reason: str = "") -> Access
         audit.record(
             "request.cancelled", actor=user, obj=req, after={"state": req.state}, reason=reason
         )
-        _tell_service_account(req, user)
+        tell_service_account(req, user)
     return req
 
 
@@ -831,7 +831,7 @@ def withdraw_service_account_requests(
         )
 
 
-def _tell_service_account(req: AccessRequest, actor: Any) -> None:
+def tell_service_account(req: AccessRequest, actor: Any) -> None:
     if req.for_service_account:
         service_account_request_decided.send(sender=AccessRequest, request=req, actor=actor)
 
