@@ -337,6 +337,13 @@ class KubeClient:
         answer = self.request("POST", f"{AUTHENTICATION}/tokenreviews", None, review)
         return dict(answer.get("status") or {})
 
+    def cluster_identity(self) -> str:
+        """The uid of the kube-system namespace: what this cluster is, whichever URL reaches it
+        (it lives as long as the cluster). Read with `list namespaces`, which Warden holds."""
+        for namespace in self.list("Namespace", field_selector="metadata.name=kube-system"):
+            return str((namespace.get("metadata") or {}).get("uid") or "")
+        return ""
+
     def version(self) -> dict[str, Any]:
         return self.request("GET", "/version")
 

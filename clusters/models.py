@@ -46,6 +46,10 @@ class Cluster(models.Model):
     api_url = models.URLField(max_length=500)
     # PEM CA bundle for the API server; blank = the system trust store.
     ca_bundle = models.TextField(blank=True)
+    # What the cluster is, whatever URL reaches it: the uid of its kube-system namespace, read
+    # at registration (or at the first reconcile of a cluster registered before it was kept).
+    # Two live registrations of one cluster are refused ("" until known).
+    identity = models.CharField(max_length=64, blank=True, default="")
     # The bearer token Warden uses there, encrypted at rest.
     token = EncryptedTextField(blank=True)
     # Prefixes the cluster's OIDC authenticator adds to usernames and groups ("oidc:").

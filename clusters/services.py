@@ -321,6 +321,23 @@ def reconcile_cluster(
         return _reconcile_locked(cluster, trigger, dry_run)
 
 
+class DuplicateRegistration(Exception):
+    """This registration's API server is registered already under another name."""
+
+
+def _learn_identity(cluster: Cluster, client: k8s.KubeClient) -> None:
+    """A cluster registered before Warden kept identities learns its own at a reconcile; when
+    an earlier registration holds it, this one is the duplicate and writes nothing."""
+    identity = client.cluster_identity()
+    first = registered_as(identity, other_than=cluster.pk) if identity else None
+    if first is not None:
+        raise DuplicateRegistration(
+            f"This API server is also registered as {first.name}: two registrations "
+            "would undo each other's bindings, so this one writes nothing. Retire one of them."
+        )
+    cluster.identity = identity
+
+
 def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> ReconcileRun:
     started = time.monotonic()
     run = ReconcileRun(cluster=cluster, trigger=trigger, dry_run=dry_run)
@@ -337,7 +354,10 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
     if trigger == ReconcileTrigger.SCHEDULE and not dry_run:
         inputs = shared_inputs(not_before=last_finished)
     outcome: Outcome | None = None
+    duplicate = False
     try:
+        if not cluster.identity:
+            _learn_identity(cluster, client)
         outcome = reconcile(
             cluster.spec(),
             client,
@@ -348,6 +368,9 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
         run.status = ReconcileStatus.FAILED if outcome.errors else ReconcileStatus.SUCCEEDED
         run.error = "\n".join(outcome.errors[:20])
         cluster.state = ClusterState.ACTIVE
+    except DuplicateRegistration as exc:
+        run.status, run.error = ReconcileStatus.FAILED, str(exc)
+        duplicate = True
     except Unreachable as exc:
         run.status, run.error = ReconcileStatus.FAILED, str(exc)
         cluster.state = ClusterState.UNREACHABLE
@@ -376,12 +399,15 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
                 from clusters.serviceaccounts import after_reconcile
 
                 after_reconcile(cluster, [object_key(obj) for obj in outcome.plan.create])
+        if duplicate and cluster.last_error != run.error and not dry_run:
+            audit.record("cluster.duplicate", obj=cluster, reason=run.error)
         if not dry_run:
             cluster.last_reconcile_at = run.finished_at
             cluster.last_reconcile_status = run.status
             cluster.last_error = run.error
             cluster.save(
                 update_fields=[
+                    "identity",
                     "state",
                     "last_reconcile_at",
                     "last_reconcile_status",
@@ -506,6 +532,43 @@ def check_access(endpoint: Endpoint) -> list[str]:
             "clusters')"
         ]
     return []
+
+
+def read_identity(endpoint: Endpoint) -> str:
+    """The cluster's identity (its kube-system namespace's uid); "" when it cannot be read."""
+    client = k8s.KubeClient(endpoint, max_attempts=1)
+    try:
+        return client.cluster_identity()
+    except KubeError:
+        return ""
+    finally:
+        client.close()
+
+
+def registered_as(
+    identity: str, api_url: str = "", *, other_than: int | None = None
+) -> Cluster | None:
+    """The live registration of this cluster, if there is one (besides `other_than`): the
+    same identity, or the same API URL."""
+    url = api_url.rstrip("/")
+    same = Q(api_url__in=[url, url + "/"]) if url else Q(pk__in=[])
+    if identity:
+        same |= Q(identity=identity)
+    others = Cluster.objects.exclude(state=ClusterState.RETIRED).filter(same)
+    if other_than is not None:
+        others = others.exclude(pk=other_than)
+    return others.order_by("pk").first()
+
+
+def refuse_second_registration(identity: str, api_url: str, *, other_than: int | None) -> None:
+    """A ValidationError naming the cluster's first registration, if it has one."""
+    first = registered_as(identity, api_url, other_than=other_than)
+    if first is not None:
+        raise ValidationError(
+            f"This API server is already registered as {first.name}: two registrations of one "
+            f"cluster would undo each other's bindings. Edit {first.name} instead, or retire it "
+            "first."
+        )
 
 
 def _api_group(resource: str) -> str:
@@ -645,11 +708,14 @@ def register_cluster(
     cluster.full_clean(validate_unique=False)
     outbound.check_api_url(api_url)
     if check:
-        problems = check_access(Endpoint(api_url=api_url, token=token, ca_pem=ca_bundle))
+        endpoint = Endpoint(api_url=api_url, token=token, ca_pem=ca_bundle)
+        problems = check_access(endpoint)
         if problems:
             raise ValidationError(problems)
+        cluster.identity = read_identity(endpoint)
     try:
         with transaction.atomic():
+            refuse_second_registration(cluster.identity, api_url, other_than=cluster.pk)
             cluster.save()
             audit.record(
                 "cluster.updated" if existing else "cluster.registered",
@@ -698,13 +764,19 @@ def update_cluster(
     new_credentials = (
         api_url != cluster.api_url or ca_bundle != cluster.ca_bundle or new_token != cluster.token
     )
+    identity = cluster.identity
     if new_credentials:
         outbound.check_api_url(api_url)
-        problems = check_access(Endpoint(api_url=api_url, token=new_token, ca_pem=ca_bundle))
+        endpoint = Endpoint(api_url=api_url, token=new_token, ca_pem=ca_bundle)
+        problems = check_access(endpoint)
         if problems:
             raise ValidationError(problems)
+        identity = read_identity(endpoint) or identity
     with transaction.atomic():
+        if new_credentials:
+            refuse_second_registration(identity, api_url, other_than=cluster.pk)
         current = Cluster.objects.select_for_update().get(pk=cluster.pk)
+        current.identity = identity
         before = cluster_facts(current)
         current.environment, current.tier, current.labels = environment, tier, labels or {}
         current.user_prefix, current.group_prefix = user_prefix, group_prefix

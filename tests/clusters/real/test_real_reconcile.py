@@ -365,3 +365,22 @@ def test_lists_longer_than_a_page_are_read_whole_with_the_servers_continue_token
         if e["verb"] == "list" and e["objectRef"]["resource"] == "rolebindings"
     ]
     assert len(lists) == 2 and "continue=" in lists[1]["requestURI"]
+
+
+def test_the_cluster_is_known_by_its_kube_system_uid_and_registered_once(
+    real_cluster, register, rbac
+):
+    cluster = register()
+
+    uid = rbac.core(real_cluster).read_namespace("kube-system").metadata.uid
+    assert Cluster.objects.get(pk=cluster.pk).identity == uid  # read with `list namespaces`
+    with pytest.raises(ValidationError) as refused:
+        services.register_cluster(
+            name="real-alias",
+            environment="dev",
+            tier="tier-2",
+            api_url=real_cluster.server_url.replace("127.0.0.1", "localhost"),
+            token=real_cluster.manager_token,
+            ca_bundle=real_cluster.ca_cert_pem.decode(),
+        )
+    assert f"already registered as {cluster.name}" in " ".join(refused.value.messages)
