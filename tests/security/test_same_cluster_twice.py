@@ -114,7 +114,7 @@ def test_an_edit_cannot_point_a_cluster_at_another_registered_cluster(
 
 
 def test_a_registration_from_before_learns_the_uid_and_a_duplicate_stops_writing(
-    make_cluster, kube_cluster
+    make_cluster, client, django_user_model
 ):
     # Two registrations of one server, made before Warden kept the uid (no uid stored).
     first, sim = make_cluster()
@@ -132,7 +132,10 @@ def test_a_registration_from_before_learns_the_uid_and_a_duplicate_stops_writing
     run = services.reconcile_cluster(second.pk)
 
     first.refresh_from_db()
-    assert first.identity  # learnt at its reconcile
+    assert first.identity  # learnt at its reconcile, and shown on its page
+    olivia = django_user_model.objects.create_user("olivia", is_staff=True)
+    client.force_login(olivia)
+    assert first.identity in client.get(f"/clusters/{first.pk}/").content.decode()
     assert run.status == ReconcileStatus.FAILED
     assert f"also registered as {first.name}" in run.error
     assert run.created == run.updated == run.deleted == 0  # it wrote nothing
