@@ -45,6 +45,11 @@ def cluster_reconciles() -> Iterator[Metric]:
             "Grants the newest reconcile could not put in force there (e.g. a missing namespace)",
             CLUSTER_LABELS,
         ),
+        "conflicts": gauge(
+            "warden_cluster_name_conflicts",
+            "Names Warden wants there that objects it does not own hold (a person must resolve)",
+            CLUSTER_LABELS,
+        ),
         "api_calls": gauge(
             "warden_cluster_reconcile_api_calls",
             "Kubernetes API calls of the cluster's newest reconcile",
@@ -63,6 +68,7 @@ def cluster_reconciles() -> Iterator[Metric]:
         families["failed"].add_metric(labels, 1.0 if run.status == "failed" else 0.0)
         families["pending"].add_metric(labels, float(len(run.pending or {})))
         families["api_calls"].add_metric(labels, float(run.api_calls))
+        families["conflicts"].add_metric(labels, float(len(run.conflicts or [])))
         if run.finished_at is not None:
             families["finished"].add_metric(labels, run.finished_at.timestamp())
     yield from families.values()

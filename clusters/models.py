@@ -122,6 +122,9 @@ class ReconcileRun(models.Model):
     deleted = models.PositiveIntegerField(default=0)
     # Managed objects found changed or removed by someone else since the last run.
     drift = models.PositiveIntegerField(default=0)
+    # Names Warden wants that an object it does not own holds ("RoleBinding ns/name"): left
+    # alone, for a person to resolve; neither drift nor a failure.
+    conflicts = models.JSONField(default=list, blank=True)
     api_calls = models.PositiveIntegerField(default=0)
     # grant id -> reasons it is not (fully) in force on this cluster
     pending = models.JSONField(default=dict, blank=True)

@@ -67,6 +67,9 @@ class Outcome:
     drift: int = 0
     api_calls: int = 0
     errors: list[str] = field(default_factory=list)
+    # Objects Warden wants whose name is taken by an object it does not own ("RoleBinding
+    # ns/name"): left alone, reported for a person to resolve.
+    conflicts: list[str] = field(default_factory=list)
     desired_digests: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -156,20 +159,32 @@ def reconcile(
     plan = diff(desired.objects, actual)
     outcome = Outcome(plan=plan, desired=desired, actual=actual)
     outcome.desired_digests = {key_text(k): digest(v) for k, v in desired.objects.items()}
-    outcome.drift = count_drift(plan, desired.objects, last_desired or {})
     if not dry_run and not plan.empty:
         apply(client, plan, actual, outcome)
+    taken = {key for key in desired.objects if conflict_text(key) in outcome.conflicts}
+    outcome.drift = count_drift(plan, desired.objects, last_desired or {}, taken)
     outcome.api_calls = client.calls - calls_before
     return outcome
 
 
+def conflict_text(key: ObjectKey) -> str:
+    kind, namespace, name = key
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
 def count_drift(
-    plan: Plan, desired: Mapping[ObjectKey, Mapping[str, Any]], last_desired: Mapping[str, str]
+    plan: Plan,
+    desired: Mapping[ObjectKey, Mapping[str, Any]],
+    last_desired: Mapping[str, str],
+    taken: set[ObjectKey] | frozenset[ObjectKey] = frozenset(),
 ) -> int:
-    """Changes the cluster needs although Warden's intent did not change: someone else's edit."""
+    """Changes the cluster needs although Warden's intent did not change: someone else's edit.
+    A name taken by an object Warden does not own (`taken`) is a conflict, not drift."""
     drift = 0
     for obj in (*plan.create, *plan.update, *plan.recreate):
         key = object_key(obj)
+        if key in taken:
+            continue
         if last_desired.get(key_text(key)) == digest(desired[key]):
             drift += 1
     # A managed object Warden never meant to hold (copied by hand, or left from a lost delete).
@@ -203,7 +218,10 @@ def _guard(outcome: Outcome, key: ObjectKey, action: Any) -> bool:
         action()
         return True
     except KubeError as exc:
-        outcome.errors.append(f"{key_text(key)}: {exc}")
+        if exc.reason == NOT_OWNED:
+            outcome.conflicts.append(conflict_text(key))
+        else:
+            outcome.errors.append(f"{key_text(key)}: {exc}")
         return False
 
 
@@ -240,9 +258,12 @@ def _create(client: KubeClient, obj: Mapping[str, Any]) -> None:
         update_object(client, obj)
 
 
+NOT_OWNED = "NotOwned"
+
+
 def _not_owned(kind: str, name: str) -> KubeError:
     return KubeError(
-        409, "NotOwned", f"{kind} {name!r} exists and is not managed by Warden; it was left alone"
+        409, NOT_OWNED, f"{kind} {name!r} exists and is not managed by Warden; it was left alone"
     )
 
 

@@ -343,13 +343,13 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
     run = ReconcileRun(cluster=cluster, trigger=trigger, dry_run=dry_run)
     client = k8s.client_for(endpoint_for(cluster))
     calls_before = client.calls
-    last, last_finished = (
+    last, last_finished, last_conflicts = (
         ReconcileRun.objects.filter(cluster=cluster, dry_run=False)
         .exclude(status=ReconcileStatus.RUNNING)
         .order_by("-started_at", "-id")
-        .values_list("desired_digests", "finished_at")
+        .values_list("desired_digests", "finished_at", "conflicts")
         .first()
-    ) or (None, None)
+    ) or (None, None, [])
     inputs = None
     if trigger == ReconcileTrigger.SCHEDULE and not dry_run:
         inputs = shared_inputs(not_before=last_finished)
@@ -384,6 +384,7 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
         run.pending.update({f"sa:{k}": v for k, v in outcome.desired.account_pending.items()})
         run.grants_in_force = outcome.in_force
         run.desired_digests = outcome.desired_digests
+        run.conflicts = sorted(outcome.conflicts)
     else:
         # Nothing was compiled: Warden's intent is what it was, and the next run must still
         # know which kinds it owned here (e.g. ServiceAccounts to remove).
@@ -401,6 +402,14 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
                 after_reconcile(cluster, [object_key(obj) for obj in outcome.plan.create])
         if duplicate and cluster.last_error != run.error and not dry_run:
             audit.record("cluster.duplicate", obj=cluster, reason=run.error)
+        new_conflicts = sorted(set(run.conflicts) - set(last_conflicts or []))
+        if new_conflicts and not dry_run:
+            audit.record(
+                "cluster.conflict",
+                obj=cluster,
+                after={"conflicts": new_conflicts},
+                reason="names Warden wants are held by objects it does not own; left alone",
+            )
         if not dry_run:
             cluster.last_reconcile_at = run.finished_at
             cluster.last_reconcile_status = run.status

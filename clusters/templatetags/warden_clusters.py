@@ -23,3 +23,13 @@ def duration(value: timedelta | None) -> str:
         if count:
             parts.append(f"{count} {name}{'s' if count != 1 else ''}")
     return ", ".join(parts) or "under a minute"
+
+
+@register.filter
+def conflict_command(conflict: str) -> str:
+    """The kubectl command that removes the object behind a name conflict ("RoleBinding
+    ns/name" -> kubectl delete rolebinding -n ns name), for the person to run once checked."""
+    kind, _, where = conflict.partition(" ")
+    namespace, _, name = where.rpartition("/")
+    scope = f" -n {namespace}" if namespace else ""
+    return f"kubectl delete {kind.lower()}{scope} {name}"
