@@ -79,8 +79,10 @@ class RotationStatus(models.TextChoices):
 
 class RotationTrigger(models.TextChoices):
     SCHEDULE = "schedule", "Schedule"
-    OPERATOR = "operator", "Requested by a person"
+    # A person asked (an owner-team member or an operator; who is on the generation).
+    PERSON = "person", "Requested by a person"
     DECLARED = "declared", "First token of a new account"
+    ADOPTED = "adopted", "First token of an account taken over from a legacy token"
     RECREATED = "recreated", "The ServiceAccount was recreated"
     RETIRE = "retire", "Account retired"
 

@@ -333,12 +333,12 @@ def _start_generations(attempts: list[Attempt], actor: Any) -> None:
 
 def _trigger(account: ManagedServiceAccount, number: int, requested_by_id: int | None) -> str:
     if number == 1:
-        return RotationTrigger.DECLARED
+        return RotationTrigger.ADOPTED if account.adopted else RotationTrigger.DECLARED
     if account.rotation_requested_at is not None and requested_by_id is None:
         # Requested by Warden itself: the reconciler had to recreate the ServiceAccount.
         return RotationTrigger.RECREATED
     if account.rotation_requested_at is not None:
-        return RotationTrigger.OPERATOR
+        return RotationTrigger.PERSON
     return RotationTrigger.SCHEDULE
 
 

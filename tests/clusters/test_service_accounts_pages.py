@@ -13,7 +13,7 @@ from kubernetes import client as k8s_client
 
 from access.models import AuditEvent
 from clusters import serviceaccounts
-from clusters.choices import GenerationState, LegacyTokenState
+from clusters.choices import GenerationState, LegacyTokenState, RotationTrigger
 from clusters.models import LegacyToken, ManagedServiceAccount
 from tests.clusters.conftest import official_client
 from tests.clusters.sa_helpers import active, authenticated_as, declare, delivered_token
@@ -143,6 +143,9 @@ def test_rotate_now_makes_a_new_generation(deployer, alice, django_capture_on_co
 
     assert response.status_code == 302
     assert active(account).number == 2
+    assert active(account).trigger == RotationTrigger.PERSON  # alice asked, not an operator
+    assert active(account).get_trigger_display() == "Requested by a person"
+    assert active(account).requested_by.username == "alice"
     assert delivered_token(sim) != old
     assert alice.get(reverse("sa-rotate", args=[account.pk])).status_code == 405
 
@@ -258,6 +261,9 @@ def test_a_legacy_token_is_migrated_to_managed_rotation_then_deleted(
     assert sa.metadata.labels == {"team": "platform", "app.kubernetes.io/managed-by": "warden"}
     run = serviceaccounts.rotate_account(account.pk)
     assert run.status == "succeeded", run.error
+    # its first Warden token says where the account came from, in words
+    assert run.trigger == RotationTrigger.ADOPTED == active(account).trigger
+    assert run.get_trigger_display() == "First token of an account taken over from a legacy token"
     sa = rbac.core(sim).read_namespaced_service_account("builder", "default")
     assert [s.name for s in sa.image_pull_secrets] == ["registry"]
     assert sa.metadata.labels["team"] == "platform"
