@@ -279,6 +279,7 @@ def current() -> Declared:
             "self_approval_forbidden": p.self_approval_forbidden,
             "max_duration": durations.format(p.max_duration),
             "default_duration": durations.format(p.default_duration),
+            "self_extension": p.self_extension,
             "break_glass_allowed": p.break_glass_allowed,
             "break_glass_duration": durations.format(p.break_glass_duration)
             if p.break_glass_duration
@@ -382,6 +383,7 @@ POLICY_DEFAULTS: dict[str, Any] = {
     "approver_teams": [],
     "manager_may_approve": False,
     "self_approval_forbidden": True,
+    "self_extension": False,
     "break_glass_allowed": False,
     "break_glass_duration": "",
     "break_glass_teams": [],
@@ -723,6 +725,7 @@ def _load_policy(check: _Checker, state: Declared, entry: Any, roles: set[str]) 
         "self_approval_forbidden": check.flag(entry, "self_approval_forbidden", where, True),
         "max_duration": check.duration(entry, "max_duration", where, required=True),
         "default_duration": check.duration(entry, "default_duration", where, required=True),
+        "self_extension": check.flag(entry, "self_extension", where, False),
         "break_glass_allowed": check.flag(entry, "break_glass_allowed", where, False),
         "break_glass_duration": check.duration(entry, "break_glass_duration", where, False),
         "break_glass_teams": check.names(entry, "break_glass_teams", where),
@@ -1277,6 +1280,7 @@ def _apply_policy(change: Change, actor: Any, reason: str) -> None:
         self_approval_forbidden=data["self_approval_forbidden"],
         max_duration=durations.parse(data["max_duration"]),
         default_duration=durations.parse(data["default_duration"]),
+        self_extension=data["self_extension"],
         break_glass_allowed=data["break_glass_allowed"],
         break_glass_duration=durations.parse(glass) if glass else None,
         break_glass_teams=list(

@@ -458,6 +458,10 @@ class PolicyForm(forms.Form):
     )
     default_duration = DurationTextField(label="Usual duration", help_text="e.g. 4h, 3d")
     max_duration = DurationTextField(label="Longest duration", help_text="e.g. 1d, 30d")
+    self_extension = forms.BooleanField(
+        required=False,
+        label="The requester may extend in one click, without approval, up to the longest duration",
+    )
     break_glass_allowed = forms.BooleanField(
         required=False, label="Break glass: immediate access in an emergency, reviewed afterwards"
     )
@@ -493,6 +497,7 @@ class PolicyForm(forms.Form):
             "self_approval_forbidden": policy.self_approval_forbidden,
             "default_duration": duration_text(policy.default_duration),
             "max_duration": duration_text(policy.max_duration),
+            "self_extension": policy.self_extension,
             "break_glass_allowed": policy.break_glass_allowed,
             "break_glass_duration": duration_text(policy.break_glass_duration),
             "break_glass_teams": " ".join(

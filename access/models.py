@@ -426,6 +426,9 @@ class ApprovalPolicy(models.Model):
     self_approval_forbidden = models.BooleanField(default=True)
     max_duration = models.DurationField()
     default_duration = models.DurationField()
+    # The requester may extend access this policy granted in one click, without approval, as
+    # long as it lasts no longer in all than max_duration (what an approver could have given).
+    self_extension = models.BooleanField(default=False)
     # Immediate, short access in an emergency; loudly audited and reviewed afterwards. Off
     # unless turned on here, and then only for members of these teams, for these roles.
     break_glass_allowed = models.BooleanField(default=False)
@@ -448,6 +451,7 @@ class ApprovalPolicy(models.Model):
         "self_approval_forbidden",
         "max_duration",
         "default_duration",
+        "self_extension",
         "break_glass_allowed",
         "break_glass_duration",
         "break_glass_teams",

@@ -132,12 +132,13 @@ def build(event: str, req: AccessRequest) -> Message | None:
         comment = f"\nComment: {req.decision_comment}" if req.decision_comment else ""
         body = f"Your request for {_what(req)} was {verdict}{until}.{comment}\n{link}\n"
     elif event == "expiring":
-        extend = settings.WARDEN_BASE_URL.rstrip("/") + reverse("request-new") + f"?extend={req.pk}"
         subject = f"[Warden] Your access ends soon: {_what(req)}"
         ends = f"at {moment(req.expires_at)}" if req.expires_at else "soon"
         body = (
             f"Your access ({_what(req)}) ends {ends}.\n"
-            f"Need more time? Ask again in one click: {extend}\n"
+            f"Need more time? {link}#extend\n"
+            "Where its approval policy allows, you extend it there in one click; otherwise the "
+            "page offers to ask the approvers again.\n"
         )
     elif event == "ended":
         ended = ENDED_WORDS.get(req.state, "ended")

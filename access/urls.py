@@ -28,6 +28,7 @@ urlpatterns = [
     path("requests/<int:pk>/deny", requests.request_deny, name="request-deny"),
     path("requests/<int:pk>/cancel", requests.request_cancel, name="request-cancel"),
     path("requests/<int:pk>/end", requests.request_end, name="request-end"),
+    path("requests/<int:pk>/extend", requests.request_extend, name="request-extend"),
     path("requests/<int:pk>/review", requests.request_review, name="request-review"),
     path("inbox/", requests.inbox, name="inbox"),
     path("inbox/bulk", requests.inbox_bulk, name="inbox-bulk"),

@@ -625,3 +625,9 @@ class NewApiTokenSerializer(ApiTokenSerializer):
 
 class QueuedSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+class ExtendSerializer(serializers.Serializer):
+    """POST /requests/<id>/extend/: the new end (empty: one more usual duration)."""
+
+    until = serializers.DateTimeField(required=False, allow_null=True, default=None)

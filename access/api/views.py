@@ -273,21 +273,12 @@ class ApprovalPolicyViewSet(viewsets.ModelViewSet):
 
     def perform_update(self, serializer: Any) -> None:
         current = serializer.instance
+        many = (*ApprovalPolicy.TEAM_FIELDS, *ApprovalPolicy.ROLE_FIELDS)
         data = {
-            "name": current.name,
-            "environment": current.environment,
-            "tier": current.tier,
-            "role": current.role,
-            "approvals_required": current.approvals_required,
-            "approver_teams": list(current.approver_teams.all()),
-            "manager_may_approve": current.manager_may_approve,
-            "self_approval_forbidden": current.self_approval_forbidden,
-            "max_duration": current.max_duration,
-            "default_duration": current.default_duration,
-            "break_glass_allowed": current.break_glass_allowed,
-            "break_glass_duration": current.break_glass_duration,
-            "break_glass_teams": list(current.break_glass_teams.all()),
-            "break_glass_roles": list(current.break_glass_roles.all()),
+            **{
+                name: list(getattr(current, name).all()) if name in many else getattr(current, name)
+                for name in ApprovalPolicy.SETTINGS
+            },
             **serializer.validated_data,
         }
         serializer.instance = catalogue.save_policy(current, actor=self.request.user, **data)
@@ -482,6 +473,15 @@ class AccessRequestViewSet(
         req = self.get_object()
         data = _valid(s.OptionalReasonSerializer, request)
         return self._decided(requests.end_access(req, request.user, reason=data["reason"]))
+
+    @extend_schema(request=s.ExtendSerializer, responses=s.AccessRequestSerializer)
+    @action(detail=True, methods=["post"])
+    def extend(self, request: Request, pk: str) -> Response:
+        """The requester extends access in force, where its approval policy allows it: to
+        `until`, or by the policy's usual duration; never past its longest duration in all."""
+        req = self.get_object()
+        data = _valid(s.ExtendSerializer, request)
+        return self._decided(requests.extend_access(req, request.user, until=data["until"]))
 
     @extend_schema(request=s.CommentSerializer, responses=s.AccessRequestSerializer)
     @action(detail=True, methods=["post"])

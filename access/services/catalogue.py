@@ -80,6 +80,7 @@ def save_policy(
     approver_teams: Iterable[Team] = (),
     manager_may_approve: bool = False,
     self_approval_forbidden: bool = True,
+    self_extension: bool = False,
     break_glass_allowed: bool = False,
     break_glass_duration: timedelta | None = None,
     break_glass_teams: Iterable[Team] = (),
@@ -95,6 +96,7 @@ def save_policy(
     policy.manager_may_approve = manager_may_approve
     policy.self_approval_forbidden = self_approval_forbidden
     policy.max_duration, policy.default_duration = max_duration, default_duration
+    policy.self_extension = self_extension
     policy.break_glass_allowed = break_glass_allowed
     policy.break_glass_duration = break_glass_duration
     return policies.save_policy(

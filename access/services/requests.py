@@ -36,6 +36,7 @@ from access.models import (
 from access.permissions import decidable_by, is_operator, people_who_may_approve
 from access.services.grants import clean_scope, grant_access, revoke_grant
 from access.signals import service_account_request_decided
+from access.words import duration_in_words, moment
 from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec, place_of
 from clusters.models import Cluster
 from clusters.services import live_cluster_specs, namespaces_missing, role_specs
@@ -92,6 +93,8 @@ class Preview:
     break_glass_allowed: bool = False
     break_glass_duration: timedelta | None = None
     break_glass_refusal: str = ""
+    # Every governing policy lets the requester extend in one click (up to max_duration in all).
+    self_extension: bool = False
     # Every "environment/tier" the scope can ever reach where the role exists (clusters that
     # join later included): the policies of all of them govern, and the grant covers only them.
     covers: list[str] = field(default_factory=list)
@@ -354,6 +357,7 @@ def _apply_policy(preview: Preview, role: Role, person: Person) -> None:
     preview.self_approval_forbidden = any(p.self_approval_forbidden for p in governing)
     preview.max_duration = min(p.max_duration for p in governing)
     preview.default_duration = min(min(p.default_duration for p in governing), preview.max_duration)
+    preview.self_extension = all(p.self_extension for p in governing)
     distinct = {p.pk: p for p in governing}.values()
     refusals = [why for p in distinct if (why := break_glass_refusal(p, person, role))]
     preview.break_glass_allowed = not refusals
@@ -863,6 +867,94 @@ def end_access(req: AccessRequest, user: Any, *, reason: str = "") -> AccessRequ
             "request.revoked", actor=user, obj=req, after={"state": req.state}, reason=reason
         )
         notify.later("ended", req.pk)
+    return req
+
+
+@dataclass(frozen=True)
+class ExtensionOffer:
+    """Whether the requester may extend this access in one click, until when at most, and the
+    usual new end (one more usual duration); else why not, said to them."""
+
+    latest: datetime | None = None
+    usual: datetime | None = None
+    refusal: str = ""
+
+
+def extension_offer(req: AccessRequest, now: datetime | None = None) -> ExtensionOffer:
+    """What the policies governing this access now allow its requester to extend by themselves:
+    only where every one of them says so (self_extension), and never to last longer in all than
+    the strictest one's longest duration (what an approver could have given at the start)."""
+    now = now or timezone.now()
+    grant = req.grant
+    if req.state != RequestState.ACTIVE or grant is None or grant.expires_at is None:
+        return ExtensionOffer(refusal="Only access in force can be extended.")
+    if req.for_service_account or req.break_glass:
+        what = "A service account's access" if req.for_service_account else "Break-glass access"
+        return ExtensionOffer(refusal=f"{what} is not extended in one click: ask again.")
+    preview = preview_request(
+        req.requester,
+        req.role,
+        duration=req.duration,
+        exclude_request=req.pk,
+        environments=req.environments,
+        tiers=req.tiers,
+        clusters=req.clusters,
+        namespaces=req.namespaces,
+    )
+    if preview.policy is None or preview.max_duration is None:
+        return ExtensionOffer(refusal="No approval policy covers this access any more: ask again.")
+    if not preview.self_extension:
+        return ExtensionOffer(
+            refusal="Its approval policy sends every extension to the approvers: ask for more "
+            "time, and it goes to them again."
+        )
+    latest = (grant.starts_at or grant.created_at) + preview.max_duration
+    if latest <= max(grant.expires_at, now):
+        return ExtensionOffer(
+            refusal=f"It already lasts the longest its policy allows "
+            f"({duration_in_words(preview.max_duration)}): ask again for more."
+        )
+    usual = min(latest, grant.expires_at + (preview.default_duration or preview.max_duration))
+    return ExtensionOffer(latest=latest, usual=usual)
+
+
+def extend_access(req: AccessRequest, user: Any, *, until: datetime | None = None) -> AccessRequest:
+    """The requester extends their access in force in one click, where its policies allow it:
+    to `until` (default: one more usual duration), never past the policy's longest duration."""
+    with transaction.atomic():
+        req = _locked(req.pk)
+        if not _is_requester(user, req):
+            raise PermissionDenied("Only the requester can extend their own access.")
+        offer = extension_offer(req)
+        if offer.latest is None or offer.usual is None:
+            raise ValidationError(offer.refusal)
+        until = until or offer.usual
+        if until > offer.latest:
+            raise ValidationError(
+                f"Its policy allows this access until {moment(offer.latest)} at the latest."
+            )
+        if req.grant_id is None:
+            raise ValidationError(offer.refusal or "This request has no access to extend.")
+        grant = Grant.objects.select_for_update(of=("self",)).get(pk=req.grant_id)
+        if grant.expires_at is None:
+            raise ValidationError("This access has no end to extend.")
+        if until <= grant.expires_at:
+            raise ValidationError(
+                "Pick a new end later than the current one: the access already lasts until "
+                f"{moment(grant.expires_at)}."
+            )
+        before = grant.expires_at
+        grant.expires_at = req.expires_at = until
+        grant.save(update_fields=["expires_at"])
+        req.save(update_fields=["expires_at"])
+        audit.record(
+            "request.extended",
+            actor=user,
+            obj=req,
+            before={"expires_at": before},
+            after={"expires_at": until},
+            reason="extended by the requester in one click, as its approval policy allows",
+        )
     return req
 
 

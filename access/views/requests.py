@@ -200,6 +200,7 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "why_not": why_not,
         "is_requester": getattr(request.user, "person", None) == req.requester,
         "form": form,
+        "extension": requests.extension_offer(req),
     }
     return render(request, "access/requests/detail.html", context)
 
@@ -276,6 +277,19 @@ def request_end(request: HttpRequest, pk: int) -> HttpResponse:
         pk,
         lambda r: requests.end_access(r, request.user, reason=reason),
         "The access of request #{pk} is revoked; it leaves the clusters within moments.",
+    )
+
+
+@login_required
+@require_POST
+def request_extend(request: HttpRequest, pk: int) -> HttpResponse:
+    """One click: the requester extends their access by the usual duration, where its policy
+    allows it (else the page says the request goes to the approvers again)."""
+    return _act(
+        request,
+        pk,
+        lambda r: requests.extend_access(r, request.user),
+        "Request #{pk} is extended; nothing changes on the clusters until it ends.",
     )
 
 

@@ -385,7 +385,7 @@ def test_requesters_are_reminded_once_before_expiry_with_an_extend_link(
 
     reminder = mail.outbox[-1]
     assert reminder.to == ["alice@example.com"]
-    assert f"/requests/new?extend={req.pk}" in reminder.body
+    assert f"/requests/{req.pk}/#extend" in reminder.body
 
 
 def test_a_directory_sync_never_brings_back_expired_or_revoked_access(
