@@ -13,9 +13,12 @@ def count_of(count: int, noun: str, plural: str = "") -> str:
 
 
 def duration_in_words(value: timedelta | None) -> str:
-    """A duration as people say it: "4 hours", "30 days", "1 day 12 hours"."""
+    """A duration as people say it: "4 hours", "30 days", "1 day 12 hours"; under a minute in
+    seconds ("45 seconds"), never "0 minutes" for something that lasts."""
     if value is None:
         return "—"
+    if timedelta(0) < value < timedelta(minutes=1):
+        return count_of(int(value.total_seconds()) or 1, "second")
     minutes = int(value.total_seconds() // 60)
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
