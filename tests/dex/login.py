@@ -105,7 +105,7 @@ def configure_warden(settings: Any, dex: DexServer, **overrides: Any) -> None:
     settings.AUTHENTICATION_BACKENDS = [
         "access.auth.DirectoryBackend",
         "access.oidc.DirectoryOIDCBackend",
-        "django.contrib.auth.backends.ModelBackend",
+        "access.auth.LocalAccountBackend",
     ]
     for name, value in overrides.items():
         setattr(settings, name, value)
