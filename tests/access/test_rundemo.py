@@ -16,6 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import ldap
 import psutil
 import pytest
 
@@ -173,7 +174,22 @@ def test_the_demo_serves_logins_and_its_worker_runs_tasks(demo):
     web = [p for p in me.children() if "runserver" in p.cmdline()]
     assert web and web[0].environ()["WARDEN_BASE_URL"] == base
     said = log.read_text(errors="replace")
-    assert "The demo directory: ldap://127.0.0.1:" in said and "with password" in said
+    found = re.search(
+        r"The demo directory: (ldap://\S+), its admin (\S+) with password (\S+)", said
+    )
+    assert found, said[-2000:]
+    uri, admin_dn, admin_password = found.groups()
+    directory = ldap.initialize(uri)
+    directory.simple_bind_s(admin_dn, admin_password)
+    directory.modify_s(
+        "uid=frank,ou=people,dc=demo,dc=warden",
+        [(ldap.MOD_ADD, "pwdAccountLockedTime", [b"000001010000Z"])],
+    )
+    directory.unbind_s()
+    refused = Browser(base, log).post_form(
+        "/login/", "/login/", {"username": "frank", "password": "demo-frank"}
+    )
+    assert "Frank Fischer" not in refused and "Log in" in refused
 
     # stopping the demo stops every process it started
     children = me.children(recursive=True)
