@@ -304,7 +304,7 @@ def test_the_audit_and_grants_tables_sort_by_a_clicked_column(client, company, f
 
     by_action = client.get("/audit/?sort=action").content.decode()
     assert by_action.index("alpha.note") < by_action.index("request.submitted")
-    assert 'aria-sort="ascending"><a href="?sort=-action">What ▲</a>' in by_action
+    assert 'aria-sort="ascending"><a href="?sort=-action">What\u00a0▲</a>' in by_action
     newest_first = client.get("/audit/").content.decode()
     assert newest_first.index("alpha.note") < newest_first.index("request.submitted")
 
