@@ -192,4 +192,4 @@ def test_the_fleet_table_sorts_by_a_clicked_column(client, operator):
 
     assert by_name.index(">alpha<") < by_name.index(">mid<") < by_name.index(">zeta<")
     assert by_name_reversed.index(">zeta<") < by_name_reversed.index(">mid<")
-    assert 'aria-sort="ascending"><a href="?sort=-name">Cluster ▲</a>' in by_name
+    assert 'aria-sort="ascending"><a href="?sort=-name">Cluster\u00a0▲</a>' in by_name
