@@ -32,7 +32,9 @@ from access.services import catalogue, policies
 from access.services.catalogue import ROLE_FIELDS
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+# Django's admin and form classes are generic in its type stubs only (not subscriptable at run
+# time): their type arguments are left out, hence the type-arg ignores in this module.
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -88,7 +90,7 @@ class PersonAdmin(ReadOnlyAdmin):
     show_full_result_count = False  # no COUNT(*) over 50,000 people on every page
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
     model = Membership
     fields = ("person", "is_direct")
     readonly_fields = ("person", "is_direct")
@@ -100,7 +102,7 @@ class MembershipInline(admin.TabularInline):
         return False
 
 
-class TeamOwnerInline(admin.TabularInline):
+class TeamOwnerInline(admin.TabularInline):  # type: ignore[type-arg]
     """The team's leads: the owners the directory names for the group."""
 
     model = TeamOwner
@@ -154,7 +156,7 @@ class DirectorySyncAdmin(ReadOnlyAdmin):
     date_hierarchy = "started_at"
 
 
-class RoleDefinitionInline(admin.TabularInline):
+class RoleDefinitionInline(admin.TabularInline):  # type: ignore[type-arg]
     """Shown here; changed on Warden's role page, which shows the plan and reconciles."""
 
     model = RoleDefinition
@@ -182,7 +184,7 @@ def _facts(obj: Any, fields: list[str]) -> dict[str, Any]:
 
 
 @admin.register(Role)
-class RoleAdmin(admin.ModelAdmin):
+class RoleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Names and descriptions of roles; what they become in Kubernetes is edited at /roles/."""
 
     list_display = ["name", "display_name", "rank"]
@@ -220,7 +222,7 @@ class GrantAdmin(ReadOnlyAdmin):
     list_select_related = ["role", "team", "person"]
 
 
-class ApprovalPolicyAdminForm(forms.ModelForm):
+class ApprovalPolicyAdminForm(forms.ModelForm):  # type: ignore[type-arg]
     """The admin's policy form, checked by the same rules as Warden's policy pages."""
 
     class Meta:
@@ -246,7 +248,7 @@ class ApprovalPolicyAdminForm(forms.ModelForm):
 
 
 @admin.register(ApprovalPolicy)
-class ApprovalPolicyAdmin(admin.ModelAdmin):
+class ApprovalPolicyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Who approves where; every change is audited (it changes who can get access).
 
     Warden's own pages at /policies/ do the same through access.services.policies.

@@ -52,6 +52,7 @@ from access.services.grants import (
 from clusters.choices import ClusterState
 from clusters.models import Cluster, ManagedServiceAccount
 from core import yamltext
+from core.types import Actor
 
 VERSION = 1
 SECTIONS = ("roles", "policies", "grants", "clusters", "service_accounts")
@@ -1117,7 +1118,7 @@ def plan_text(plans: list[Any]) -> str:
 # --- apply ----------------------------------------------------------------------------------
 
 
-def apply(wanted: Declared, *, actor: Any = None, prune: bool = False) -> Diff:
+def apply(wanted: Declared, *, actor: Actor = None, prune: bool = False) -> Diff:
     """Make Warden hold what the file says, all or nothing, through the services.
 
     Each change is audited by its service, with one `ascode.applied` event naming the file's
@@ -1154,7 +1155,7 @@ def apply(wanted: Declared, *, actor: Any = None, prune: bool = False) -> Diff:
     return changes
 
 
-def _apply_one(change: Change, actor: Any) -> None:
+def _apply_one(change: Change, actor: Actor) -> None:
     data = change.item.data
     reason = "access as code"
     if change.kind == "role":
@@ -1221,7 +1222,7 @@ def _apply_one(change: Change, actor: Any) -> None:
         )
 
 
-def _apply_service_account(change: Change, actor: Any, reason: str) -> None:
+def _apply_service_account(change: Change, actor: Actor, reason: str) -> None:
     from clusters import serviceaccounts
     from clusters.choices import AccountState
     from clusters.models import ManagedServiceAccount
@@ -1257,7 +1258,7 @@ def _apply_service_account(change: Change, actor: Any, reason: str) -> None:
     )
 
 
-def _apply_policy(change: Change, actor: Any, reason: str) -> None:
+def _apply_policy(change: Change, actor: Actor, reason: str) -> None:
     data = change.item.data
     role = Role.objects.filter(name=data["role"]).first() if data["role"] else None
     existing = ApprovalPolicy.objects.filter(

@@ -30,6 +30,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from access.models import AuditChain, AuditEvent
+from core.types import Actor
 
 CHAIN = "audit"
 SYSTEM = "system"
@@ -164,7 +165,7 @@ class Entry:
     """One event for record_many(): the arguments record() takes, kept for later."""
 
     action: str
-    actor: Any = None
+    actor: Actor = None
     actor_name: str = ""
     obj: models.Model | None = None
     object_type: str = ""
@@ -178,7 +179,7 @@ class Entry:
 def record(
     action: str,
     *,
-    actor: Any = None,
+    actor: Actor = None,
     actor_name: str = "",
     obj: models.Model | None = None,
     object_type: str = "",

@@ -40,7 +40,7 @@ INACTIVE_MESSAGE = (
 class DirectoryBackend(LDAPBackend):
     """django-auth-ldap with Warden's directory settings, read on every login."""
 
-    @property  # type: ignore[override]
+    @property
     def settings(self) -> LDAPSettings:
         # Built per use, not cached: settings overrides (tests, the demo) apply at once.
         config = DirectoryConfig.from_settings()
@@ -98,7 +98,8 @@ class DirectoryBackend(LDAPBackend):
             raise ldap_user.AuthenticationFailed(refusal)
         setattr(ldap_user, ENTRY_ATTR, entry)
         # The directory's spelling of the name, not what was typed ("ALICE", " alice").
-        return super().get_or_build_user(entry.username, ldap_user)
+        built: tuple[Any, bool] = super().get_or_build_user(entry.username, ldap_user)
+        return built
 
     def authenticate_ldap_user(self, ldap_user: Any, password: str) -> Any:
         user = super().authenticate_ldap_user(ldap_user, password)

@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.db import connection
-from kombu import Connection
+from kombu.connection import Connection
 
 from access import directory, selectors
 from access.directory import DirectoryConfig, DirectoryError
@@ -31,7 +31,9 @@ def check_broker() -> dict[str, Any]:
 
     def probe() -> None:
         options = dict(getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {})
-        with Connection(url, connect_timeout=BROKER_TIMEOUT_S, transport_options=options) as conn:
+        with Connection(  # type: ignore[no-untyped-call]
+            url, connect_timeout=BROKER_TIMEOUT_S, transport_options=options
+        ) as conn:
             conn.ensure_connection(
                 max_retries=1, interval_start=0.2, interval_step=0, timeout=BROKER_TIMEOUT_S
             )

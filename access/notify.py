@@ -22,7 +22,7 @@ from django.urls import reverse
 from access.choices import RequestState
 from access.models import AccessRequest, Membership
 from access.words import duration_in_words, moment
-from core import webhooks
+from core import queue, webhooks
 
 logger = logging.getLogger(__name__)
 EVENTS = ("submitted", "approval", "decided", "break_glass", "expiring", "ended")
@@ -36,12 +36,10 @@ def later(event: str, request_id: int) -> None:
 
 
 def _queue(event: str, request_id: int) -> None:
-    from access.tasks import notify_email_task, notify_webhook_task
-
     try:
-        notify_email_task.delay(event, request_id)
+        queue.send("access.tasks.notify_email_task", event, request_id)
         if settings.WARDEN_WEBHOOK_URL:
-            notify_webhook_task.delay(event, request_id)
+            queue.send("access.tasks.notify_webhook_task", event, request_id)
     except Exception:
         # The change is committed; a lost notice must not turn it into an error page.
         logger.exception("could not queue the %s notification of request #%s", event, request_id)
@@ -55,7 +53,8 @@ class Message:
 
 
 def request_url(req: AccessRequest) -> str:
-    return settings.WARDEN_BASE_URL.rstrip("/") + reverse("request-detail", args=[req.pk])
+    base: str = settings.WARDEN_BASE_URL
+    return base.rstrip("/") + reverse("request-detail", args=[req.pk])
 
 
 # How a person's access ended, as the end of "Your access has ...".
@@ -193,10 +192,8 @@ def tell_team_later(team_id: int, subject: str, body: str) -> None:
 
 
 def _queue_team(team_id: int, subject: str, body: str) -> None:
-    from access.tasks import notify_team_task
-
     try:
-        notify_team_task.delay(team_id, subject, body)
+        queue.send("access.tasks.notify_team_task", team_id, subject, body)
     except Exception:
         logger.exception("could not queue a notice to team #%s", team_id)
 

@@ -123,7 +123,7 @@ def find_entry(config: DirectoryConfig, mode: str, value: str) -> DirectoryPerso
     return directory.find_person(config, person.username)
 
 
-class DirectoryOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
+class DirectoryOIDCBackend(OIDCAuthenticationBackend):
     """Signs a person in with the provider's ID token, as the directory person it names."""
 
     @staticmethod

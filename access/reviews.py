@@ -14,7 +14,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -31,6 +30,8 @@ from access.choices import CampaignState, Environment, GrantSource, ReviewDecisi
 from access.models import Grant, Person, ReviewCampaign, ReviewItem
 from access.permissions import may_decide_review, person_of
 from access.words import count_of
+from core import queue
+from core.types import Actor, account_of
 
 logger = logging.getLogger(__name__)
 # Items named one by one in a reminder email; the rest are counted and wait on the page.
@@ -256,7 +257,7 @@ def start_campaign(
     *,
     name: str,
     due_on: date,
-    actor: Any,
+    actor: Actor,
     environments: Sequence[str] = (),
     request_grants_older_than_days: int | None = None,
 ) -> ReviewCampaign:
@@ -287,7 +288,7 @@ def start_campaign(
         due_on=due_on,
         environments=sorted(set(environments)),
         request_grants_older_than_days=request_grants_older_than_days,
-        started_by=actor if getattr(actor, "is_authenticated", False) else None,
+        started_by=account_of(actor),
     )
     ReviewItem.objects.bulk_create(
         [ReviewItem(campaign=campaign, grant_id=pk) for pk in grant_ids], batch_size=1000
@@ -309,16 +310,14 @@ def start_campaign(
 
 
 def _queue_start_notice(campaign_id: int) -> None:
-    from access.tasks import notify_review_started_task
-
-    notify_review_started_task.delay(campaign_id)
+    queue.send("access.tasks.notify_review_started_task", campaign_id)
 
 
 # --- deciding -------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def decide(item: ReviewItem | int, *, actor: Any, decision: str, comment: str = "") -> ReviewItem:
+def decide(item: ReviewItem | int, *, actor: Actor, decision: str, comment: str = "") -> ReviewItem:
     """Keep or revoke one item's grant; counted once however many reviewers press at once.
 
     Locks the campaign (as closing does), the item and the grant, in that order, then checks
@@ -369,7 +368,7 @@ def decide(item: ReviewItem | int, *, actor: Any, decision: str, comment: str = 
     if ended:
         raise ValidationError(f"This access was already {ended}; nothing is left to decide.")
     locked.decision = decision
-    locked.decided_by = actor
+    locked.decided_by = account_of(actor)
     locked.decided_at = now
     locked.comment = comment
     locked.save(update_fields=["decision", "decided_by", "decided_at", "comment"])
@@ -399,7 +398,7 @@ def decide(item: ReviewItem | int, *, actor: Any, decision: str, comment: str = 
 
 
 @transaction.atomic
-def close_campaign(campaign: ReviewCampaign, *, actor: Any) -> ReviewCampaign:
+def close_campaign(campaign: ReviewCampaign, *, actor: Actor) -> ReviewCampaign:
     """Close a campaign. It revokes nothing: what nobody reviewed stays, and is recorded."""
     locked = ReviewCampaign.objects.select_for_update().get(pk=campaign.pk)
     if not locked.is_open:
@@ -407,7 +406,7 @@ def close_campaign(campaign: ReviewCampaign, *, actor: Any) -> ReviewCampaign:
     figures = counts(locked)
     unreviewed = list(unreviewed_items(locked).values_list("grant_id", flat=True)[:1000])
     locked.state = CampaignState.CLOSED
-    locked.closed_by = actor
+    locked.closed_by = account_of(actor)
     locked.closed_at = timezone.now()
     locked.save(update_fields=["state", "closed_by", "closed_at"])
     audit.record(

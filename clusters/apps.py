@@ -16,6 +16,8 @@ class ClustersConfig(AppConfig):
         from clusters.metrics import count_reconcile
         from clusters.models import ReconcileRun
         from clusters.serviceaccounts.approvals import on_request_decided
+        from clusters.serviceaccounts.rotation import rotate_for_created_accounts
+        from clusters.signals import objects_created
 
         post_save.connect(
             count_reconcile, sender=ReconcileRun, dispatch_uid="warden-reconcile-metrics"
@@ -23,4 +25,8 @@ class ClustersConfig(AppConfig):
         # A service account's access is decided by the people side's approvals.
         service_account_request_decided.connect(
             on_request_decided, dispatch_uid="warden-service-account-approvals"
+        )
+        # A ServiceAccount the reconciler (re)created needs tokens there.
+        objects_created.connect(
+            rotate_for_created_accounts, dispatch_uid="warden-service-account-recreated"
         )

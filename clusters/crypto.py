@@ -68,7 +68,7 @@ class Secret(str):
         return "Secret('********')"
 
 
-class EncryptedTextField(models.TextField):
+class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     """Text encrypted with Fernet in the database; reads back as a Secret."""
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Secret | None:
@@ -78,7 +78,7 @@ class EncryptedTextField(models.TextField):
 
     def get_prep_value(self, value: Any) -> str | None:
         if value is None or value == "":
-            return value
+            return None if value is None else ""
         return encrypt(str(value))
 
 

@@ -34,7 +34,8 @@ from clusters.choices import ClusterState, DiscoveryKind, DiscoveryStatus, Disco
 from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.kubeconfig import ClusterAccess, KubeconfigError, parse_kubeconfig
 from clusters.models import Cluster, DiscoveryRun, DiscoverySource
-from core import outbound, yamltext
+from core import outbound, queue, yamltext
+from core.types import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ def _unreadable(exc: Exception) -> str:
 
 
 def discover(
-    source_id: int, trigger: str = DiscoveryTrigger.SCHEDULE, actor: Any = None
+    source_id: int, trigger: str = DiscoveryTrigger.SCHEDULE, actor: Actor = None
 ) -> DiscoveryRun | None:
     """One pass over a source; None when another run of it is under way (a normal outcome)."""
     run = _claim(source_id, trigger)
@@ -340,7 +341,7 @@ def _claim(source_id: int, trigger: str) -> DiscoveryRun | None:
 
 
 def _apply(
-    source: DiscoverySource, run: DiscoveryRun, candidates: list[Candidate], actor: Any
+    source: DiscoverySource, run: DiscoveryRun, candidates: list[Candidate], actor: Actor
 ) -> None:
     known = {c.discovered_key: c for c in Cluster.objects.filter(discovered_by=source)}
     seen: set[str] = set()
@@ -369,7 +370,7 @@ def _one(
     candidate: Candidate,
     cluster: Cluster | None,
     rule_hits: set[int],
-    actor: Any,
+    actor: Actor,
 ) -> str:
     """registered / updated / unchanged, or the problem that stopped this cluster."""
     if cluster is not None and cluster.missing_since is not None:
@@ -440,7 +441,7 @@ def _name_taken(source: DiscoverySource, candidate: Candidate, taken: Cluster) -
 
 
 def _mark_missing(
-    source: DiscoverySource, run: DiscoveryRun, gone: list[Cluster], actor: Any
+    source: DiscoverySource, run: DiscoveryRun, gone: list[Cluster], actor: Actor
 ) -> None:
     now = timezone.now()
     grace = timedelta(hours=source.grace_hours)
@@ -532,7 +533,9 @@ def source_facts(source: DiscoverySource) -> dict[str, Any]:
     return {name: getattr(source, name) for name in _SOURCE_FIELDS}
 
 
-def save_source(source: DiscoverySource, *, token: str = "", actor: Any = None) -> DiscoverySource:
+def save_source(
+    source: DiscoverySource, *, token: str = "", actor: Actor = None
+) -> DiscoverySource:
     """Create or change a discovery source; new management-cluster credentials are checked.
 
     `source` carries the new values (unsaved); an empty token keeps the stored one.
@@ -586,10 +589,9 @@ def save_source(source: DiscoverySource, *, token: str = "", actor: Any = None) 
 
 
 @transaction.atomic
-def request_discovery(source: DiscoverySource, *, actor: Any = None) -> None:
+def request_discovery(source: DiscoverySource, *, actor: Actor = None) -> None:
     """Queue a discovery run of one source now (after this transaction commits)."""
-    from clusters.tasks import discover_source_task
-
     audit.record("discovery_source.run_requested", actor=actor, obj=source)
-    source_id = source.pk
-    transaction.on_commit(lambda: discover_source_task.delay(source_id, DiscoveryTrigger.OPERATOR))
+    queue.send_on_commit(
+        "clusters.tasks.discover_source_task", source.pk, DiscoveryTrigger.OPERATOR
+    )

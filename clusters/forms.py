@@ -321,7 +321,7 @@ class RetireForm(forms.Form):
         self.cluster = cluster
 
     def clean_confirm(self) -> str:
-        value = self.cleaned_data["confirm"].strip()
+        value: str = self.cleaned_data["confirm"].strip()
         if value != self.cluster.name:
             raise ValidationError(f"Type {self.cluster.name} to confirm.")
         return value
@@ -343,7 +343,7 @@ class FleetFilterForm(forms.Form):
     q = forms.CharField(required=False, max_length=63, label="Name contains")
 
 
-class DiscoverySourceForm(forms.ModelForm):
+class DiscoverySourceForm(forms.ModelForm):  # type: ignore[type-arg]
     """A discovery source; the management cluster's token is write-only."""
 
     token = forms.CharField(
@@ -460,7 +460,7 @@ def _names(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[,\s]+", text or "") if part.strip()]
 
 
-class RoleChoices(forms.ModelMultipleChoiceField):
+class RoleChoices(forms.ModelMultipleChoiceField):  # type: ignore[type-arg]
     """Roles ticked by the names people read ("Cluster admin"), not their slugs."""
 
     def label_from_instance(self, obj: Any) -> str:

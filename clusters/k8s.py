@@ -158,7 +158,7 @@ class KubeClient:
                 body=body_out,
                 _request_timeout=self.endpoint.timeout_s,
             )
-            response.read()
+            response.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:  # the client's own wrapping of TLS and connection failures
             raise Unreachable(0, "Unreachable", _connection_message(self.endpoint, exc)) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -170,7 +170,10 @@ class KubeClient:
                 logconfig.remember((answer.get("status") or {}).get("token"))
             return answer
         raise _error_from(
-            response.status, response.reason or "", data, response.getheader("Retry-After")
+            response.status,
+            response.reason or "",
+            data,
+            response.getheader("Retry-After"),  # type: ignore[no-untyped-call]
         )
 
     # --- resources --------------------------------------------------------------------------
@@ -348,7 +351,7 @@ class KubeClient:
         return self.request("GET", "/version")
 
     def close(self) -> None:
-        self.api.close()
+        self.api.close()  # type: ignore[no-untyped-call]
 
 
 def _configuration(endpoint: Endpoint) -> Configuration:

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from access import audit
 from access.models import Grant, Membership, Person, Role, RoleDefinition, Team
-from clusters import crypto, k8s, locks
+from clusters import crypto, k8s, locks, signals
 from clusters.choices import AccountState, ClusterState, ReconcileStatus, ReconcileTrigger
 from clusters.compiler import (
     ClusterSpec,
@@ -37,7 +37,8 @@ from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.models import Cluster, FleetReconcile, ManagedServiceAccount, ReconcileRun
 from clusters.plan import object_key
 from clusters.reconcile import Inputs, Outcome, key_text, reconcile, shadow_access
-from core import outbound
+from core import outbound, queue
+from core.types import Actor, account_of
 
 if TYPE_CHECKING:
     from clusters.models import DiscoverySource
@@ -397,9 +398,11 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
         if not dry_run and outcome is not None:
             _audit_writes(cluster, run, outcome)
             if outcome.plan.create:
-                from clusters.serviceaccounts import after_reconcile
-
-                after_reconcile(cluster, [object_key(obj) for obj in outcome.plan.create])
+                signals.objects_created.send(
+                    sender=Cluster,
+                    cluster=cluster,
+                    created=[object_key(obj) for obj in outcome.plan.create],
+                )
         if duplicate and cluster.last_error != run.error and not dry_run:
             audit.record("cluster.duplicate", obj=cluster, reason=run.error)
         new_conflicts = sorted(set(run.conflicts) - set(last_conflicts or []))
@@ -604,12 +607,10 @@ def clusters_reached_by(grants: Iterable[Grant], users_only: bool = False) -> li
 
 def queue_reconcile_for_grants(grant_ids: Iterable[int], users_only: bool = False) -> list[int]:
     """Queue a reconcile of just the clusters these grants reach; returns their ids."""
-    from clusters.tasks import reconcile_cluster_task
-
     grants = Grant.objects.filter(pk__in=list(grant_ids)).select_related("role", "team", "person")
     cluster_ids = clusters_reached_by(grants, users_only=users_only)
     for cluster_id in cluster_ids:
-        reconcile_cluster_task.delay(cluster_id, ReconcileTrigger.CHANGE)
+        queue.send("clusters.tasks.reconcile_cluster_task", cluster_id, ReconcileTrigger.CHANGE)
     return cluster_ids
 
 
@@ -684,7 +685,7 @@ def register_cluster(
     group_prefix: str = "",
     bind_groups: bool = True,
     check: bool = True,
-    actor: Any = None,
+    actor: Actor = None,
     discovered_by: DiscoverySource | None = None,
     discovered_key: str = "",
     update_existing: bool = True,
@@ -744,7 +745,7 @@ def register_cluster(
 def update_cluster(
     cluster: Cluster,
     *,
-    actor: Any = None,
+    actor: Actor = None,
     environment: str,
     tier: str,
     labels: dict[str, str],
@@ -829,7 +830,7 @@ def check_connection(cluster: Cluster) -> list[str]:
 
 
 @transaction.atomic
-def request_reconcile(cluster: Cluster, *, actor: Any = None) -> None:
+def request_reconcile(cluster: Cluster, *, actor: Actor = None) -> None:
     """Queue a reconcile of one cluster now (after this transaction commits)."""
     if cluster.state == ClusterState.RETIRED:
         raise ValidationError(f"Cluster {cluster.name} is retired; it is not reconciled")
@@ -838,13 +839,11 @@ def request_reconcile(cluster: Cluster, *, actor: Any = None) -> None:
 
 
 @transaction.atomic
-def request_fleet_reconcile(*, actor: Any = None) -> int:
+def request_fleet_reconcile(*, actor: Actor = None) -> int:
     """Queue a reconcile of every live cluster; returns how many there are.
 
     A FleetReconcile row records the request, so the fleet page can follow it as runs finish.
     """
-    from clusters.tasks import reconcile_fleet_task
-
     fleet = start_fleet_reconcile(ReconcileTrigger.OPERATOR, actor=actor)
     count = len(fleet.cluster_ids)
     audit.record(
@@ -854,8 +853,10 @@ def request_fleet_reconcile(*, actor: Any = None) -> int:
         object_repr="fleet",
         after={"clusters": count, "fleet_reconcile": fleet.pk},
     )
-    transaction.on_commit(
-        lambda: reconcile_fleet_task.delay(ReconcileTrigger.OPERATOR, fleet_reconcile_id=fleet.pk)
+    queue.send_on_commit(
+        "clusters.tasks.reconcile_fleet_task",
+        ReconcileTrigger.OPERATOR,
+        fleet_reconcile_id=fleet.pk,
     )
     return count
 
@@ -864,12 +865,12 @@ def request_fleet_reconcile(*, actor: Any = None) -> int:
 FLEET_RECONCILE_KEPT = timedelta(days=7)
 
 
-def start_fleet_reconcile(trigger: str, *, actor: Any = None) -> FleetReconcile:
+def start_fleet_reconcile(trigger: str, *, actor: Actor = None) -> FleetReconcile:
     """Record a reconcile of every live cluster from now on (the caller fans it out)."""
     ids = sorted(Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("id", flat=True))
     fleet = FleetReconcile.objects.create(
         trigger=trigger,
-        requested_by=actor if getattr(actor, "is_authenticated", False) else None,
+        requested_by=account_of(actor),
         cluster_ids=ids,
     )
     FleetReconcile.objects.filter(requested_at__lt=timezone.now() - FLEET_RECONCILE_KEPT).delete()
@@ -877,16 +878,14 @@ def start_fleet_reconcile(trigger: str, *, actor: Any = None) -> FleetReconcile:
 
 
 def _queue_on_commit(cluster_id: int, trigger: str) -> None:
-    from clusters.tasks import reconcile_cluster_task
-
-    transaction.on_commit(lambda: reconcile_cluster_task.delay(cluster_id, trigger))
+    queue.send_on_commit("clusters.tasks.reconcile_cluster_task", cluster_id, trigger)
 
 
 RETIRE_LOCK_WAIT_S = 30.0
 
 
 def retire_cluster(
-    cluster: Cluster, *, remove_owned: bool = True, actor: Any = None, reason: str = ""
+    cluster: Cluster, *, remove_owned: bool = True, actor: Actor = None, reason: str = ""
 ) -> ReconcileRun | None:
     """Retire a cluster; first remove every object Warden owns there, if asked and reachable.
 
@@ -1001,7 +1000,7 @@ def _finding_key(finding: dict[str, object]) -> tuple[object, ...]:
 
 
 def rotate_encryption_key(
-    *, batch_size: int = 500, dry_run: bool = False, actor: Any = None
+    *, batch_size: int = 500, dry_run: bool = False, actor: Actor = None
 ) -> list[crypto.RotationCount]:
     """Re-encrypt every stored secret with the newest WARDEN_ENCRYPTION_KEYS key, audited."""
     counts = crypto.reencrypt_all(batch_size=batch_size, dry_run=dry_run)

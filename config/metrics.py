@@ -212,7 +212,7 @@ def observe_reconcile(status: str, seconds: float | None, written: dict[str, int
 def celery_queue() -> Iterator[Metric]:
     """Tasks waiting in the broker for a worker (the queue's length), and whether it answers."""
     from django.conf import settings
-    from kombu import Connection
+    from kombu.connection import Connection
     from kombu.exceptions import ChannelError
 
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
@@ -220,7 +220,7 @@ def celery_queue() -> Iterator[Metric]:
     length = gauge("warden_celery_queue_length", "Tasks waiting in the queue", ["queue"])
     options = dict(getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {})
     try:
-        with Connection(
+        with Connection(  # type: ignore[no-untyped-call]
             settings.CELERY_BROKER_URL, connect_timeout=3, transport_options=options
         ) as conn:
             conn.ensure_connection(max_retries=1, interval_start=0.2, interval_step=0, timeout=3)

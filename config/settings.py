@@ -31,7 +31,8 @@ def _secret(name: str, default: str | None = None) -> str | None:
             return Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from exc
-    return env.str(name, default=default)
+    value: str | None = env.str(name, default=default)
+    return value
 
 
 DEBUG = env.bool("DEBUG", default=False)

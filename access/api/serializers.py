@@ -141,7 +141,7 @@ class ClusterPlanSerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
-        data = super().to_representation(instance)
+        data: dict[str, Any] = super().to_representation(instance)
         data["pending"] = {str(k): list(v) for k, v in instance.pending.items()}
         return data
 

@@ -16,6 +16,7 @@ from django.db import transaction
 from access import audit
 from access.models import ApprovalPolicy, Role, Team
 from access.services import policies
+from core.types import Actor
 
 ROLE_FIELDS = ["name", "display_name", "description", "rank"]
 
@@ -31,7 +32,7 @@ def save_role(
     display_name: str,
     description: str = "",
     rank: int = 100,
-    actor: Any = None,
+    actor: Actor = None,
     reason: str = "",
 ) -> Role:
     """Create a role (role=None) or change one's name, display name, description or rank."""
@@ -51,7 +52,7 @@ def save_role(
     return role
 
 
-def delete_role(role: Role, *, actor: Any, reason: str = "") -> None:
+def delete_role(role: Role, *, actor: Actor, reason: str = "") -> None:
     """Remove a role, and say what goes with it: the policies made for it alone are deleted
     (each audited, naming the role), and policies that let break-glass give it lose it."""
     why = f"its role {role.name!r} was deleted" + (f": {reason}" if reason else "")
@@ -85,7 +86,7 @@ def save_policy(
     break_glass_duration: timedelta | None = None,
     break_glass_teams: Iterable[Team] = (),
     break_glass_roles: Iterable[Role] = (),
-    actor: Any = None,
+    actor: Actor = None,
     reason: str = "",
 ) -> ApprovalPolicy:
     """Create (policy=None) or change an approval policy from named values (the API and access

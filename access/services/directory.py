@@ -19,6 +19,7 @@ from access.directory import DirectoryConfig, DirectoryError, DirectoryPerson
 from access.models import DirectorySync, Person, SyncLock
 from access.services import leavers
 from access.sync import DirectorySyncer, SyncBlocked, refresh_user_flags
+from core.types import Actor
 
 logger = logging.getLogger(__name__)
 SYNC_LOCK = "directory-sync"
@@ -101,7 +102,7 @@ def sync_directory(
     return run
 
 
-def _audit_sync(run: DirectorySync, syncer: DirectorySyncer, actor: Any) -> None:
+def _audit_sync(run: DirectorySync, syncer: DirectorySyncer, actor: Actor) -> None:
     """One event per sync that changed something; leavers by name (they lose access)."""
     leavers = Person.objects.filter(is_active=False, deactivated_at=syncer.now).order_by("username")
     audit.record(

@@ -15,9 +15,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from access import audit
-from access.choices import Environment, GrantSource, RoleScope, Tier
-from access.models import Grant, Person, Role, RoleDefinition, Team
+from access import audit, notify
+from access.choices import Environment, GrantSource, RequestState, RoleScope, Tier
+from access.models import AccessRequest, Grant, Person, Role, RoleDefinition, Team
+from core.types import Actor, account_of
 
 # A namespace name (RFC 1123 label) or a pattern of one with * ? [ ].
 _NAMESPACE = re.compile(r"^[a-z0-9*?\[\]]([-a-z0-9*?\[\]]{0,61}[a-z0-9*?\[\]])?$")
@@ -97,7 +98,7 @@ def grant_access(
     role: Role,
     team: Team | None = None,
     person: Person | None = None,
-    actor: Any = None,
+    actor: Actor = None,
     reason: str = "",
     source: str = GrantSource.STANDING,
     starts_at: datetime | None = None,
@@ -122,7 +123,7 @@ def grant_access(
             role=role,
             team=team,
             person=person,
-            created_by=actor,
+            created_by=account_of(actor),
             reason=reason,
             source=source,
             starts_at=starts_at,
@@ -142,7 +143,7 @@ def grant_access(
 def revoke_grant(
     grant: Grant,
     *,
-    actor: Any = None,
+    actor: Actor = None,
     reason: str = "",
     action: str = "grant.revoked",
 ) -> Grant:
@@ -158,7 +159,7 @@ def revoke_grant(
         if grant.revoked_at is not None:
             return grant
         grant.revoked_at = timezone.now()
-        grant.revoked_by = actor if getattr(actor, "is_authenticated", False) else None
+        grant.revoked_by = account_of(actor)
         grant.revoke_reason = reason
         grant.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
         audit.record(action, actor=actor, obj=grant, before=grant_facts(grant), reason=reason)
@@ -199,10 +200,15 @@ def expire_grants(now: datetime | None = None) -> list[int]:
 
 
 def _after_expiry(grant: Grant) -> None:
-    """Hook for what depends on a grant's end (an access request's state)."""
-    from access.services import requests
-
-    requests.grant_expired(grant)
+    """The request behind an expired grant is expired too (and its requester told)."""
+    req = AccessRequest.objects.select_for_update().filter(grant=grant).first()
+    if req is None or req.state != RequestState.ACTIVE:
+        return
+    req.state = RequestState.EXPIRED
+    req.ended_at = grant.expires_at
+    req.save(update_fields=["state", "ended_at"])
+    audit.record("request.expired", obj=req, after={"state": req.state}, reason="expired")
+    notify.later("ended", req.pk)
 
 
 # --- the role catalogue -----------------------------------------------------------------------
@@ -293,7 +299,7 @@ def set_role_definition(
     *,
     environment: str = "",
     tier: str = "",
-    actor: Any = None,
+    actor: Actor = None,
     reason: str = "",
     **fields: Any,
 ) -> RoleDefinition:
@@ -330,7 +336,7 @@ def set_role_definition(
 
 
 def remove_role_definition(
-    definition: RoleDefinition, *, actor: Any = None, reason: str = ""
+    definition: RoleDefinition, *, actor: Actor = None, reason: str = ""
 ) -> None:
     with transaction.atomic():
         role = definition.role

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 
 from access import audit
 from access.models import ApprovalPolicy, Role, Team
+from core.types import Actor
 
 # The facts of a policy an audit event records (its teams and roles are added by name).
 MANY = (*ApprovalPolicy.TEAM_FIELDS, *ApprovalPolicy.ROLE_FIELDS)
@@ -87,7 +88,7 @@ def check_break_glass(policy: ApprovalPolicy, teams: Iterable[Team], roles: Iter
 
 
 def record_policy_saved(
-    policy: ApprovalPolicy, *, before: dict[str, Any] | None, actor: Any, reason: str = ""
+    policy: ApprovalPolicy, *, before: dict[str, Any] | None, actor: Actor, reason: str = ""
 ) -> None:
     """Audit a saved policy (call inside the transaction that saved it, teams included)."""
     audit.record(
@@ -104,7 +105,7 @@ def save_policy(
     policy: ApprovalPolicy,
     *,
     approver_teams: Iterable[Team],
-    actor: Any,
+    actor: Actor,
     reason: str = "",
     break_glass_teams: Iterable[Team] = (),
     break_glass_roles: Iterable[Role] = (),
@@ -145,7 +146,7 @@ def save_policy(
     return policy
 
 
-def delete_policy(policy: ApprovalPolicy, *, actor: Any, reason: str = "") -> None:
+def delete_policy(policy: ApprovalPolicy, *, actor: Actor, reason: str = "") -> None:
     """Remove a policy; requests already made keep what it asked for."""
     with transaction.atomic():
         audit.record(

@@ -40,6 +40,7 @@ from access.words import duration_in_words, moment
 from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec, place_of
 from clusters.models import Cluster
 from clusters.services import live_cluster_specs, namespaces_missing, role_specs
+from core.types import Actor, account_of
 
 logger = logging.getLogger(__name__)
 MIN_JUSTIFICATION = 10
@@ -512,7 +513,7 @@ def submit_request(
     duration: timedelta | None = None,
     ticket: str = "",
     break_glass: bool = False,
-    actor: Any = None,
+    actor: Actor = None,
     extends: AccessRequest | None = None,
     service_account: str = "",
     **scope: Any,
@@ -563,7 +564,7 @@ def submit_request(
             approvals_required=preview.approvals_required,
             manager_may_approve=preview.manager_may_approve,
             self_approval_forbidden=preview.self_approval_forbidden,
-            created_by=actor,
+            created_by=account_of(actor),
             extends=extends,
         )
         req.approver_teams.set(preview.approver_teams)
@@ -592,7 +593,7 @@ def submit_request(
     return req
 
 
-def _activate(req: AccessRequest, actor: Any, *, action: str, comment: str) -> None:
+def _activate(req: AccessRequest, actor: Actor, *, action: str, comment: str) -> None:
     """Approved: the grant exists from now until the request's duration is up (for a service
     account: the account is told, and changes when all it asked for is approved)."""
     now = timezone.now()
@@ -819,7 +820,7 @@ def cancel_request(req: AccessRequest, user: Any, *, reason: str = "") -> Access
 
 
 def withdraw_service_account_requests(
-    requests: Iterable[AccessRequest], *, reason: str, actor: Any = None
+    requests: Iterable[AccessRequest], *, reason: str, actor: Actor = None
 ) -> None:
     """A service account's change was replaced, denied or retired: its requests still waiting
     are cancelled (audited), so nobody approves what no longer exists."""
@@ -835,7 +836,7 @@ def withdraw_service_account_requests(
         )
 
 
-def tell_service_account(req: AccessRequest, actor: Any) -> None:
+def tell_service_account(req: AccessRequest, actor: Actor) -> None:
     if req.for_service_account:
         service_account_request_decided.send(sender=AccessRequest, request=req, actor=actor)
 
@@ -979,18 +980,6 @@ def review_break_glass(req: AccessRequest, reviewer: Any, *, comment: str) -> Ac
         req.save(update_fields=["reviewed_at", "reviewed_by", "review_comment"])
         audit.record("request.reviewed", actor=reviewer, obj=req, reason=comment)
     return req
-
-
-def grant_expired(grant: Grant) -> None:
-    """Called by the expiry sweep: the request behind an expired grant is expired too."""
-    req = AccessRequest.objects.select_for_update().filter(grant=grant).first()
-    if req is None or req.state != RequestState.ACTIVE:
-        return
-    req.state = RequestState.EXPIRED
-    req.ended_at = grant.expires_at
-    req.save(update_fields=["state", "ended_at"])
-    audit.record("request.expired", obj=req, after={"state": req.state}, reason="expired")
-    notify.later("ended", req.pk)
 
 
 def send_expiry_reminders(now: datetime | None = None) -> list[int]:

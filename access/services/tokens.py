@@ -15,6 +15,7 @@ from django.utils import timezone
 from access import audit
 from access.models import ApiToken, Person
 from access.permissions import may_still_log_in
+from core.types import Actor, account_of
 
 PREFIX = "wdn_"
 DEFAULT_DAYS = 90
@@ -42,7 +43,7 @@ def create_api_token(
     owner: Any,
     name: str,
     days: int = DEFAULT_DAYS,
-    actor: Any = None,
+    actor: Actor = None,
     made_with: ApiToken | None = None,
 ) -> tuple[ApiToken, str]:
     """A new token for `owner`; returns it and the only copy of its secret text.
@@ -87,14 +88,14 @@ def create_api_token(
     return token, f"{PREFIX}{key_id}_{secret}"
 
 
-def revoke_api_token(token: ApiToken, *, actor: Any) -> ApiToken:
+def revoke_api_token(token: ApiToken, *, actor: Actor) -> ApiToken:
     """Revoke a token now; revoking twice is harmless."""
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().select_related("owner").get(pk=token.pk)
         if token.revoked_at is not None:
             return token
         token.revoked_at = timezone.now()
-        token.revoked_by = actor if getattr(actor, "is_authenticated", False) else None
+        token.revoked_by = account_of(actor)
         token.save(update_fields=["revoked_at", "revoked_by"])
         audit.record("api_token.revoked", actor=actor, obj=token, before=token_facts(token))
     return token

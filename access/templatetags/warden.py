@@ -50,7 +50,8 @@ def get_item(mapping: dict[object, object], key: object) -> object:
 def sort_header(sorting: Any, key: str, label: str) -> str:
     """A column heading that sorts the table by it (aria-sort says how it is sorted now)."""
     state = sorting.state(key)
-    arrow = {"ascending": "\u00a0▲", "descending": "\u00a0▼"}.get(state, "")  # never alone on a line
+    # A no-break space: the arrow never wraps onto a line of its own.
+    arrow = {"ascending": "\u00a0▲", "descending": "\u00a0▼"}.get(state, "")
     return format_html(
         '<th scope="col" aria-sort="{}"><a href="{}">{}{}</a></th>',
         state,

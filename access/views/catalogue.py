@@ -104,7 +104,7 @@ def _apply_grant(request: HttpRequest, form: GrantForm, scope: dict[str, Any]) -
             role=data["role"],
             team=data["team"],
             person=data["person"],
-            actor=request.user,  # type: ignore[arg-type]
+            actor=request.user,
             reason=data["reason"],
             expires_at=data["expires_at"],
             **scope,

@@ -24,7 +24,7 @@ class SingleSignOnOnly:
         super().__init__(**kwargs)
 
 
-class AuthenticateView(SingleSignOnOnly, OIDCAuthenticationRequestView):  # type: ignore[misc]
+class AuthenticateView(SingleSignOnOnly, OIDCAuthenticationRequestView):
     """Sends the browser to the provider (state, nonce and a PKCE challenge in the session)."""
 
     @staticmethod
@@ -32,7 +32,7 @@ class AuthenticateView(SingleSignOnOnly, OIDCAuthenticationRequestView):  # type
         return oidc_setting(attr, *default)
 
 
-class CallbackView(SingleSignOnOnly, OIDCAuthenticationCallbackView):  # type: ignore[misc]
+class CallbackView(SingleSignOnOnly, OIDCAuthenticationCallbackView):
     """The provider sends the browser back here; a refusal says why, with status 403."""
 
     @staticmethod

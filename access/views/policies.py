@@ -14,6 +14,7 @@ from access.forms import PolicyForm
 from access.models import ApprovalPolicy
 from access.permissions import require_operator
 from access.services import policies
+from core.types import Actor
 
 PAGE_SIZE = 50
 
@@ -47,7 +48,7 @@ def policy_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return _edit(request, policy, operator)
 
 
-def _edit(request: HttpRequest, policy: ApprovalPolicy, operator: object) -> HttpResponse:
+def _edit(request: HttpRequest, policy: ApprovalPolicy, operator: Actor) -> HttpResponse:
     if request.method == "POST":
         form = PolicyForm(request.POST)
         if form.is_valid():

@@ -143,7 +143,7 @@ def _submit(request: HttpRequest, form: RequestForm, person: Person) -> HttpResp
             duration=data["duration"],
             ticket=data["ticket"],
             break_glass=data["break_glass"],
-            actor=request.user,  # type: ignore[arg-type]
+            actor=request.user,
             extends=extends,
             **form.scope(),
         )

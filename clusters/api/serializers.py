@@ -68,7 +68,7 @@ class ClusterWriteSerializer(serializers.Serializer):
 
 
 class ClusterUpdateSerializer(ClusterWriteSerializer):
-    name = None  # type: ignore[assignment]
+    name = None
     token = serializers.CharField(
         write_only=True,
         max_length=20000,

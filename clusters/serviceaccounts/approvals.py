@@ -16,9 +16,10 @@ from access.choices import RequestState
 from clusters.choices import AccountState
 from clusters.models import ManagedServiceAccount
 from clusters.serviceaccounts import declare, legacy
+from core.types import Actor
 
 
-def on_request_decided(sender: Any, request: Any, actor: Any = None, **kwargs: Any) -> None:
+def on_request_decided(sender: Any, request: Any, actor: Actor = None, **kwargs: Any) -> None:
     """Apply or drop the proposal of the account this request belongs to."""
     account = (
         ManagedServiceAccount.objects.select_for_update(of=("self",))

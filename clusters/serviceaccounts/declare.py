@@ -36,7 +36,8 @@ from clusters.models import (
     ManagedServiceAccount,
 )
 from clusters.permissions import check_may_change, check_may_declare
-from core import outbound
+from core import outbound, queue
+from core.types import Actor, account_of
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def validate_account_input(
 def declare_service_account(
     data: AccountInput,
     *,
-    actor: Any = None,
+    actor: Actor = None,
     account: ManagedServiceAccount | None = None,
     adopted: bool = False,
     reason: str = "",
@@ -168,7 +169,7 @@ def declare_service_account(
         return _save(data, actor=actor, account=account, adopted=adopted, reason=reason)
 
 
-def _drop_waiting(account: ManagedServiceAccount, actor: Any, why: str) -> None:
+def _drop_waiting(account: ManagedServiceAccount, actor: Actor, why: str) -> None:
     if not account.approval_requests.exists() and account.pending_change is None:
         return
     _withdraw(account, actor, why)
@@ -194,7 +195,7 @@ def _check_changeable(account: ManagedServiceAccount, data: AccountInput) -> Non
 def _save(
     data: AccountInput,
     *,
-    actor: Any,
+    actor: Actor,
     account: ManagedServiceAccount | None,
     adopted: bool,
     reason: str,
@@ -205,7 +206,7 @@ def _save(
     reconcile, and a new one gets its first token."""
     creating = account is None
     if account is None:
-        account = ManagedServiceAccount(created_by=actor if is_user(actor) else None)
+        account = ManagedServiceAccount(created_by=account_of(actor))
         # A person's account reaches only what approvals covered (nothing yet).
         account.approved_covers = {} if is_user(actor) else None
         before = None
@@ -296,7 +297,7 @@ def _propose(
     data: AccountInput,
     roles: list[Role],
     *,
-    actor: Any,
+    actor: Actor,
     account: ManagedServiceAccount | None,
     adopted: bool,
     reason: str,
@@ -398,7 +399,7 @@ def _input_of(doc: dict[str, Any]) -> AccountInput:
     )
 
 
-def apply_approved(account: ManagedServiceAccount, actor: Any) -> ManagedServiceAccount:
+def apply_approved(account: ManagedServiceAccount, actor: Actor) -> ManagedServiceAccount:
     """Every request of the account's proposal is approved: the account (or its change) is in
     force, its roles covering the environments/tiers their approvals covered."""
     filed = list(account.approval_requests.select_related("role"))
@@ -460,14 +461,14 @@ def _covers_after(
     return covers
 
 
-def _withdraw(account: ManagedServiceAccount, actor: Any, why: str) -> None:
+def _withdraw(account: ManagedServiceAccount, actor: Actor, why: str) -> None:
     waiting = list(account.approval_requests.all())
     if waiting:
         requests.withdraw_service_account_requests(waiting, reason=why, actor=actor)
     account.approval_requests.clear()
 
 
-def drop_proposal(account: ManagedServiceAccount, request: Any, actor: Any) -> None:
+def drop_proposal(account: ManagedServiceAccount, request: Any, actor: Actor) -> None:
     """One request of the account's proposal was denied or cancelled: the proposal is dropped
     (its other requests withdrawn); a new account is retired unused."""
     why = f"request #{request.pk} was {request.get_state_display().lower()}"
@@ -495,7 +496,7 @@ def drop_proposal(account: ManagedServiceAccount, request: Any, actor: Any) -> N
 
 
 def retire_service_account(
-    account: ManagedServiceAccount, *, actor: Any = None, reason: str = ""
+    account: ManagedServiceAccount, *, actor: Actor = None, reason: str = ""
 ) -> ManagedServiceAccount:
     """Retire an account: its tokens are revoked and its ServiceAccount leaves every cluster."""
     with transaction.atomic():
@@ -528,7 +529,7 @@ def add_delivery_target(
     account: ManagedServiceAccount,
     *,
     kind: str,
-    actor: Any = None,
+    actor: Actor = None,
     cluster: Cluster | None = None,
     namespace: str = "",
     secret_name: str = "",
@@ -571,7 +572,7 @@ def add_delivery_target(
     return target
 
 
-def _announce_target(account: ManagedServiceAccount, target: DeliveryTarget, actor: Any) -> None:
+def _announce_target(account: ManagedServiceAccount, target: DeliveryTarget, actor: Actor) -> None:
     who = getattr(actor, "username", "") or "Warden"
     link = settings.WARDEN_BASE_URL.rstrip("/") + reverse("sa-detail", args=[account.pk])
     notify.tell_team_later(
@@ -583,7 +584,7 @@ def _announce_target(account: ManagedServiceAccount, target: DeliveryTarget, act
     )
 
 
-def remove_delivery_target(target: DeliveryTarget, *, actor: Any = None) -> None:
+def remove_delivery_target(target: DeliveryTarget, *, actor: Actor = None) -> None:
     """Stop delivering to a target (what it already holds stays where it is)."""
     if is_user(actor):
         check_may_change(actor, target.account)
@@ -606,7 +607,7 @@ def remove_delivery_target(target: DeliveryTarget, *, actor: Any = None) -> None
 
 
 def request_rotation(
-    account: ManagedServiceAccount, *, actor: Any = None, reason: str = ""
+    account: ManagedServiceAccount, *, actor: Actor = None, reason: str = ""
 ) -> ManagedServiceAccount:
     """Ask for a new generation now. Asking twice before it happens still makes one.
 
@@ -622,7 +623,7 @@ def request_rotation(
             )
         if account.rotation_requested_at is None:
             account.rotation_requested_at = timezone.now()
-            account.rotation_requested_by = actor if is_user(actor) else None
+            account.rotation_requested_by = account_of(actor)
             account.save(update_fields=["rotation_requested_at", "rotation_requested_by"])
         audit.record("serviceaccount.rotation_requested", actor=actor, obj=account, reason=reason)
         account_id = account.pk
@@ -631,19 +632,15 @@ def request_rotation(
 
 
 def queue_rotation(account_id: int) -> None:
-    from clusters.tasks import rotate_service_account_task
-
-    rotate_service_account_task.delay(account_id)
+    queue.send("clusters.tasks.rotate_service_account_task", account_id)
 
 
 def _queue_reconciles(cluster_ids: Iterable[int]) -> None:
-    from clusters.tasks import reconcile_cluster_task
-
     for cluster_id in sorted(cluster_ids):
-        reconcile_cluster_task.delay(cluster_id, ReconcileTrigger.CHANGE)
+        queue.send("clusters.tasks.reconcile_cluster_task", cluster_id, ReconcileTrigger.CHANGE)
 
 
-def is_user(actor: Any) -> bool:
+def is_user(actor: Actor) -> bool:
     """The actor is a logged-in person (not the system, a task or beat)."""
     return bool(getattr(actor, "is_authenticated", False))
 

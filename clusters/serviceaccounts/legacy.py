@@ -33,6 +33,7 @@ from clusters.serviceaccounts.declare import (
     validate_account_input,
 )
 from clusters.serviceaccounts.delivery import parse_moment
+from core.types import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _owner_of(meta: Mapping[str, Any], account: ManagedServiceAccount | None) ->
 
 
 def migrate_legacy_token(
-    legacy: LegacyToken, data: AccountInput, *, actor: Any, reason: str
+    legacy: LegacyToken, data: AccountInput, *, actor: Actor, reason: str
 ) -> ManagedServiceAccount:
     """Put the legacy token's ServiceAccount under managed rotation (an operator's decision).
 
@@ -189,7 +190,7 @@ def _adopt(client: k8s.KubeClient, legacy: LegacyToken) -> bool:
     return True
 
 
-def delete_legacy_token(legacy: LegacyToken, *, actor: Any, reason: str) -> None:
+def delete_legacy_token(legacy: LegacyToken, *, actor: Actor, reason: str) -> None:
     """Delete a legacy token Secret (revoking its token): an explicit, audited operator action,
     of exactly the Secret that was reported (uid precondition)."""
     if not reason.strip():

@@ -41,7 +41,7 @@ from clusters.models import (
     TokenGeneration,
 )
 from clusters.serviceaccounts.attempt import Attempt, Batch, Progress
-from clusters.serviceaccounts.declare import is_user, request_rotation
+from clusters.serviceaccounts.declare import request_rotation
 from clusters.serviceaccounts.delivery import (
     GENERATION_LABEL,
     deliver,
@@ -51,6 +51,7 @@ from clusters.serviceaccounts.delivery import (
     seal_tokens,
     unseal_tokens,
 )
+from core.types import Actor, account_of
 from core.webhooks import WebhookError
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def _release_many(account_ids: Iterable[int], lease: str) -> None:
 
 
 def rotate_account(
-    account_id: int, *, trigger: str = "", actor: Any = None, force: bool = False
+    account_id: int, *, trigger: str = "", actor: Actor = None, force: bool = False
 ) -> RotationRun | None:
     """Do whatever the account's tokens need now; None when nothing was due or another
     worker holds its rotation (both normal outcomes).
@@ -129,7 +130,7 @@ def rotate_account(
 
 
 def rotate_accounts(
-    account_ids: Iterable[int], *, trigger: str = "", actor: Any = None, force: bool = False
+    account_ids: Iterable[int], *, trigger: str = "", actor: Actor = None, force: bool = False
 ) -> dict[int, RotationRun]:
     """What rotate_account() does, for many accounts at once: the run of each account that
     had something to do, by account id (absent: nothing due, or another worker holds it).
@@ -210,7 +211,7 @@ def _reached_clusters_of(accounts: list[ManagedServiceAccount]) -> dict[int, lis
     }
 
 
-def _rotate_claimed(attempts: list[Attempt], actor: Any, force: bool) -> dict[int, RotationRun]:
+def _rotate_claimed(attempts: list[Attempt], actor: Actor, force: bool) -> dict[int, RotationRun]:
     retired = [a for a in attempts if a.account.state == AccountState.RETIRED]
     # A pending account (waiting for approval) gets no token.
     active = [a for a in attempts if a.account.state == AccountState.ACTIVE]
@@ -286,7 +287,7 @@ def _keep_holding(attempts: list[Attempt]) -> None:
         _hold([a for a in attempts if a.going])
 
 
-def _start_generations(attempts: list[Attempt], actor: Any) -> None:
+def _start_generations(attempts: list[Attempt], actor: Actor) -> None:
     """A new pending generation for each account (one transaction, one INSERT for all)."""
     for attempt in attempts:
         if not attempt.clusters():
@@ -296,7 +297,8 @@ def _start_generations(attempts: list[Attempt], actor: Any) -> None:
     attempts = [a for a in attempts if a.going]
     if not attempts:
         return
-    actor_id = actor.pk if is_user(actor) else None
+    who = account_of(actor)
+    actor_id = who.pk if who is not None else None
     with transaction.atomic():
         # The accounts were read after the lease was taken; a request arriving since is
         # satisfied by the generation started here.
@@ -342,7 +344,7 @@ def _trigger(account: ManagedServiceAccount, number: int, requested_by_id: int |
     return RotationTrigger.SCHEDULE
 
 
-def _start_generation(attempt: Attempt, actor: Any) -> TokenGeneration:
+def _start_generation(attempt: Attempt, actor: Actor) -> TokenGeneration:
     """_start_generations() for one attempt (what a worker does first; tests stop here)."""
     _start_generations([attempt], actor)
     _raise_if_stopped(attempt)
@@ -973,7 +975,7 @@ def _due_accounts(now: datetime | None = None) -> dict[int, tuple[str, ...]]:
     return due
 
 
-def reveal(generation_id: int, *, actor: Any) -> str:
+def reveal(generation_id: int, *, actor: Actor) -> str:
     """The generation's kubeconfig, once: the first caller gets it, then it is gone for good.
 
     Each cluster is asked first whether the ServiceAccount is still Warden's: a token of one
@@ -987,7 +989,7 @@ def reveal(generation_id: int, *, actor: Any) -> str:
         ).update(
             reveal_pending=False,
             revealed_at=timezone.now(),
-            revealed_by=actor if is_user(actor) else None,
+            revealed_by=account_of(actor),
         )
         if not taken:
             raise AlreadyShown(
@@ -1007,7 +1009,7 @@ def reveal(generation_id: int, *, actor: Any) -> str:
     return kubeconfig
 
 
-def _check_reveal_owned(generation_id: int, actor: Any) -> None:
+def _check_reveal_owned(generation_id: int, actor: Actor) -> None:
     generation = TokenGeneration.objects.select_related("account").filter(pk=generation_id).first()
     if generation is None or not generation.reveal_pending:
         return  # reveal() says it is gone
@@ -1039,6 +1041,13 @@ def _check_reveal_owned(generation_id: int, actor: Any) -> None:
             f"ServiceAccount {account} on {cluster.name} is not Warden's: its token is never "
             "shown, and Warden keeps no copy."
         )
+
+
+def rotate_for_created_accounts(
+    sender: Any, *, cluster: Cluster, created: Iterable[tuple[str, str, str]], **_: Any
+) -> None:
+    """Receiver of clusters.signals.objects_created: see after_reconcile."""
+    after_reconcile(cluster, created)
 
 
 def after_reconcile(cluster: Cluster, created_keys: Iterable[tuple[str, str, str]]) -> list[int]:

@@ -27,7 +27,7 @@ class Command(BaseCommand):
             if blocked is None or blocked.status != SyncStatus.BLOCKED:
                 raise CommandError("The last sync was not blocked; there is nothing to confirm.")
             try:
-                run = services.confirm_blocked_sync(blocked, operator=None)  # type: ignore[arg-type]
+                run = services.confirm_blocked_sync(blocked, operator=None)
             except ValidationError as exc:
                 raise CommandError(" ".join(exc.messages)) from exc
         else:

@@ -1,0 +1,137 @@
+"""The import graph has layers and no circles.
+
+- No two of Warden's modules import each other, directly or round a circle, counting imports
+  inside functions too (an import moved into a function to dodge a cycle is still the cycle).
+  Imports under `if TYPE_CHECKING:` are for the type checker only and are not counted.
+- Tasks are the top layer: a tasks module is imported only by what sits above the services
+  (views, the API, app configs, management commands, the Celery app). Services queue work by the
+  task's registered name through core/queue.py, and every name they send is a registered task.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from core import queue
+from tests.architecture.test_doors import ROOT, sources
+
+ABOVE_THE_TASKS = re.compile(
+    r"(/views/|/views\.py$|/api/|/apps\.py$|/management/|^config/|/tasks\.py$)"
+)
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(path): path for path in sources()}
+
+
+def _owner(name: str) -> str:
+    """The Warden module an imported name lives in ('' for other libraries)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def imports_of(path: Path) -> set[str]:
+    """Warden modules `path` imports, at any depth, but not under TYPE_CHECKING."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(_owner(alias.name) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                for alias in child.names:
+                    # `from package import module` imports that module
+                    full = f"{child.module}.{alias.name}"
+                    found.add(full if full in MODULES else _owner(child.module))
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    found.discard("")
+    found.discard(module_name(path))
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    return {name: imports_of(path) for name, path in MODULES.items()}
+
+
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(edges.get(node, ())):
+            if other not in index:
+                connect(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            connect(node)
+    return found
+
+
+def test_no_modules_import_each_other_round_a_circle():
+    assert circles(graph()) == []
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_only_the_layers_above_import_a_tasks_module():
+    importers: dict[str, set[str]] = defaultdict(set)
+    for _name, path in MODULES.items():
+        for imported in imports_of(path):
+            if imported.endswith(".tasks"):
+                importers[imported].add(str(path.relative_to(ROOT)))
+    below = {
+        task_module: sorted(p for p in paths if not ABOVE_THE_TASKS.search(p))
+        for task_module, paths in importers.items()
+    }
+
+    assert below == {name: [] for name in importers}
+    assert "access.tasks" in importers  # the walk sees the views that do import tasks
+
+
+def test_every_task_name_queued_by_name_is_a_registered_task():
+    sent = {
+        match.group(1)
+        for path in sources()
+        for match in re.finditer(r"queue\.send(?:_on_commit)?\(\s*\"([\w.]+)\"", path.read_text())
+    }
+
+    assert len(sent) >= 8
+    for name in sorted(sent):
+        assert queue.task(name).name == name
