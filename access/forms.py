@@ -11,7 +11,7 @@ from django.contrib.auth.forms import AuthenticationForm
 
 from access import durations, forbidden, throttle
 from access.auth import DIRECTORY_ERROR_ATTR, NOT_CONFIGURED_ATTR, REFUSAL_ATTR
-from access.choices import Environment, RoleScope, Tier
+from access.choices import Environment, ReviewDecision, RoleScope, Tier
 from access.models import ApprovalPolicy, Person, Role, Team
 from clusters.choices import ClusterState
 from clusters.models import Cluster
@@ -532,3 +532,36 @@ class PolicyForm(forms.Form):
         if not policy.break_glass_allowed:
             policy.break_glass_duration = None
         return policy
+
+
+# --- access reviews ---------------------------------------------------------------------------
+
+
+class StartCampaignForm(forms.Form):
+    """What an operator gives to start a campaign."""
+
+    name = forms.CharField(max_length=200, help_text="e.g. “2025 Q3 production access”")
+    due_on = forms.DateField(
+        label="Due date", widget=forms.DateInput(attrs={"type": "date"}), input_formats=["%Y-%m-%d"]
+    )
+    environments = forms.MultipleChoiceField(
+        choices=Environment.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Leave all unticked to review every standing grant.",
+    )
+    request_grants_older_than_days = forms.IntegerField(
+        label="Also review grants from approved requests older than (days)",
+        required=False,
+        min_value=1,
+        help_text="Empty: those expire on their own and are left out.",
+    )
+
+
+class ReviewDecisionForm(forms.Form):
+    """A reviewer's keep-or-revoke, with a comment (required to revoke)."""
+
+    decision = forms.ChoiceField(
+        choices=[(ReviewDecision.KEPT, "Keep"), (ReviewDecision.REVOKED, "Revoke")]
+    )
+    comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea)

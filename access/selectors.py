@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from access.choices import Decision, RequestState
+from access import leads
+from access.choices import (
+    Decision,
+    RequestState,
+    ReviewDecision,
+)
 from access.directory import DirectoryPerson
 from access.forbidden import AccessAttempt, CatalogueRole, Explanation, Holding, explain
 from access.models import (
@@ -21,6 +26,8 @@ from access.models import (
     Grant,
     Membership,
     Person,
+    ReviewCampaign,
+    ReviewItem,
     Role,
     Team,
     TeamNesting,
@@ -604,3 +611,191 @@ def kubeconfig_user_exec(cluster: str, username: str) -> dict[str, Any] | None:
         return value
 
     return cast(dict[str, Any], fill(template))
+
+
+# --- access reviews ---------------------------------------------------------------------------
+
+
+def in_force_q(now: datetime, prefix: str = "grant__") -> Q:
+    """The grant (reached through `prefix`) is in force at `now`: not revoked, not expired."""
+    return Q(**{f"{prefix}revoked_at__isnull": True}) & (
+        Q(**{f"{prefix}expires_at__isnull": True}) | Q(**{f"{prefix}expires_at__gt": now})
+    )
+
+
+def review_items_with_details(items: QuerySet[ReviewItem]) -> QuerySet[ReviewItem]:
+    """Everything a page shows about items, in a constant number of queries."""
+    return items.select_related(
+        "campaign",
+        "decided_by",
+        "grant__role",
+        "grant__team",
+        "grant__person__manager",
+        "grant__created_by",
+        "grant__revoked_by",
+    ).prefetch_related(
+        Prefetch(
+            "grant__team__owners",
+            queryset=Person.objects.filter(is_active=True).order_by("username"),
+            to_attr="active_owners",
+        )
+    )
+
+
+def item_leads(item: ReviewItem) -> list[Person]:
+    """The item's reviewers from the directory (empty: nobody leads it; operators review)."""
+    grant = item.grant
+    team = grant.team
+    if team is not None:
+        if not team.is_active:
+            return []
+        owners = getattr(team, "active_owners", None)
+        return list(owners) if owners is not None else leads.team_leads(team)
+    manager = leads.manager_of(grant.person) if grant.person is not None else None
+    return [manager] if manager is not None else []
+
+
+def describe_subject(grant: Grant) -> str:
+    if grant.team is not None:
+        return f"team {grant.team.name}"
+    person = grant.person
+    if person is None:  # the database's grant_one_subject constraint rules this out
+        return f"grant #{grant.pk}"
+    name = f" ({person.display_name})" if person.display_name else ""
+    return f"{person.username}{name}"
+
+
+def describe_scope(grant: Grant) -> str:
+    """The grant's scope in words: where the role applies."""
+    parts = [
+        f"environments {', '.join(grant.environments)}"
+        if grant.environments
+        else "every environment"
+    ]
+    if grant.tiers:
+        parts.append(f"tiers {', '.join(grant.tiers)}")
+    if grant.clusters:
+        parts.append(f"clusters {', '.join(grant.clusters)}")
+    if grant.cluster_selector:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(grant.cluster_selector.items()))
+        parts.append(f"clusters labelled {labels}")
+    parts.append(
+        f"namespaces {', '.join(grant.namespaces)}"
+        if grant.namespaces
+        else "every namespace the role covers"
+    )
+    return "; ".join(parts)
+
+
+def describe_end(grant: Grant, now: datetime) -> str:
+    """Why the grant is no longer in force ("" while it is)."""
+    if grant.revoked_at is not None:
+        who = grant.revoked_by.get_username() if grant.revoked_by else "Warden"
+        when = timezone.localtime(grant.revoked_at).strftime("%Y-%m-%d %H:%M")
+        reason = f": {grant.revoke_reason}" if grant.revoke_reason else ""
+        return f"revoked by {who} on {when}{reason}"
+    if grant.expires_at is not None and grant.expires_at <= now:
+        return f"expired on {timezone.localtime(grant.expires_at).strftime('%Y-%m-%d %H:%M')}"
+    return ""
+
+
+@dataclass
+class ItemRow:
+    """One item as a page or an email shows it."""
+
+    item: ReviewItem
+    leads: list[Person]
+    subject: str
+    scope: str
+    since: datetime
+    granted_by: str
+    ended: str
+    overdue: bool
+
+    @property
+    def no_lead(self) -> bool:
+        return not self.leads
+
+    @property
+    def left(self) -> bool:
+        """The grant's person has left the directory (their grace not over yet)."""
+        person = self.item.grant.person
+        return person is not None and not person.is_active
+
+    @property
+    def unreviewed(self) -> bool:
+        return self.item.decision == ReviewDecision.PENDING and not self.ended
+
+
+def review_rows(items: Iterable[ReviewItem], today: date | None = None) -> list[ItemRow]:
+    """Page rows for items loaded `with_details`."""
+    now = timezone.now()
+    today = today or timezone.localdate()
+    result = []
+    for item in items:
+        grant = item.grant
+        ended = describe_end(grant, now)
+        result.append(
+            ItemRow(
+                item=item,
+                leads=item_leads(item),
+                subject=describe_subject(grant),
+                scope=describe_scope(grant),
+                since=grant.starts_at or grant.created_at,
+                granted_by=(
+                    grant.created_by.get_username() if grant.created_by else "Warden (policy)"
+                ),
+                ended=ended,
+                overdue=(
+                    item.campaign.is_open
+                    and item.decision == ReviewDecision.PENDING
+                    and not ended
+                    and today > item.campaign.due_on
+                ),
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class CampaignCounts:
+    """How far a campaign is: decisions taken, what waits, and what ended elsewhere."""
+
+    total: int
+    kept: int
+    revoked: int
+    unreviewed: int
+    ended_elsewhere: int
+    overdue: int
+
+    @property
+    def decided(self) -> int:
+        return self.kept + self.revoked
+
+
+def review_counts(campaign: ReviewCampaign, today: date | None = None) -> CampaignCounts:
+    now = timezone.now()
+    today = today or timezone.localdate()
+    pending = Q(decision=ReviewDecision.PENDING)
+    in_force = in_force_q(now)
+    figures = campaign.items.aggregate(
+        total=Count("id"),
+        kept=Count("id", filter=Q(decision=ReviewDecision.KEPT)),
+        revoked=Count("id", filter=Q(decision=ReviewDecision.REVOKED)),
+        unreviewed=Count("id", filter=pending & in_force),
+        ended=Count("id", filter=pending & ~in_force),
+    )
+    overdue = figures["unreviewed"] if campaign.is_open and today > campaign.due_on else 0
+    return CampaignCounts(
+        total=figures["total"],
+        kept=figures["kept"],
+        revoked=figures["revoked"],
+        unreviewed=figures["unreviewed"],
+        ended_elsewhere=figures["ended"],
+        overdue=overdue,
+    )
+
+
+def unreviewed_items(campaign: ReviewCampaign) -> QuerySet[ReviewItem]:
+    """Items nobody decided whose grant is still in force."""
+    return campaign.items.filter(in_force_q(timezone.now()), decision=ReviewDecision.PENDING)

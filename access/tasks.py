@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from access import notify, reviews, services
+from access import notify, services
 from access.choices import SyncTrigger
 from access.services import leavers, requests
+from access.services import reviews as review_service
 from core.taskoptions import ONCE, retried
 from core.webhooks import WebhookError
 
@@ -52,10 +53,10 @@ def notify_team_task(team_id: int, subject: str, body: str) -> int:
 @shared_task(name="access.tasks.notify_review_started_task", **retried(tries=5))
 def notify_review_started_task(campaign_id: int) -> int:
     """Tell the reviewers of a new access-review campaign what waits for them."""
-    return reviews.notify_started(campaign_id)
+    return review_service.notify_started(campaign_id)
 
 
 @shared_task(name="access.tasks.send_review_reminders_task", **retried(tries=5))
 def send_review_reminders_task() -> int:
     """The daily reminder of overdue access-review items; once per campaign and day."""
-    return reviews.send_overdue_reminders()
+    return review_service.send_overdue_reminders()

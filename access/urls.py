@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from access import review_views, views
-from access.views import audit, catalogue, oidc, operators, policies, requests, tokens
+from access import views
+from access.views import audit, catalogue, oidc, operators, policies, requests, reviews, tokens
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -52,11 +52,11 @@ urlpatterns = [
     path("people/<int:pk>/", operators.person_detail, name="person-access"),
 ]
 
-# Access reviews (access/review_views.py).
+# Access reviews (access/views/reviews.py).
 urlpatterns += [
-    path("reviews/", review_views.mine, name="review-mine"),
-    path("reviews/campaigns/new", review_views.start, name="review-start"),
-    path("reviews/campaigns/<int:pk>/", review_views.campaign, name="review-campaign"),
-    path("reviews/campaigns/<int:pk>/close", review_views.close, name="review-close"),
-    path("reviews/items/<int:pk>/decide", review_views.decide, name="review-decide"),
+    path("reviews/", reviews.mine, name="review-mine"),
+    path("reviews/campaigns/new", reviews.start, name="review-start"),
+    path("reviews/campaigns/<int:pk>/", reviews.campaign, name="review-campaign"),
+    path("reviews/campaigns/<int:pk>/close", reviews.close, name="review-close"),
+    path("reviews/items/<int:pk>/decide", reviews.decide, name="review-decide"),
 ]

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access import forbidden, permissions, reviews, selectors, services
+from access import forbidden, permissions, selectors, services
 from access.api import filters
 from access.api import serializers as s
 from access.choices import Decision
@@ -34,6 +34,7 @@ from access.models import (
 )
 from access.permissions import IsOperator
 from access.services import catalogue, requests, tokens
+from access.services import reviews as review_service
 from clusters import planning
 from clusters.choices import ClusterState
 from clusters.models import Cluster
@@ -551,21 +552,23 @@ class ReviewCampaignViewSet(
     @extend_schema(request=StartCampaignSerializer, responses={201: s.ReviewCampaignSerializer})
     def create(self, request: Request) -> Response:
         data = _valid(StartCampaignSerializer, request)
-        campaign = reviews.start_campaign(actor=request.user, **data)
+        campaign = review_service.start_campaign(actor=request.user, **data)
         return Response(s.ReviewCampaignSerializer(campaign).data, status=201)
 
     @extend_schema(request=None, responses=s.ReviewCampaignSerializer)
     @action(detail=True, methods=["post"])
     def close(self, request: Request, pk: str) -> Response:
         """Close the campaign; nothing is revoked by closing it."""
-        campaign = reviews.close_campaign(self.get_object(), actor=request.user)
+        campaign = review_service.close_campaign(self.get_object(), actor=request.user)
         return Response(s.ReviewCampaignSerializer(campaign).data)
 
     @extend_schema(responses=s.ReviewItemSerializer(many=True))
     @action(detail=True, methods=["get"])
     def items(self, request: Request, pk: str) -> Response:
         campaign = self.get_object()
-        page = self.paginate_queryset(reviews.with_details(campaign.items.all()).order_by("id"))
+        page = self.paginate_queryset(
+            selectors.review_items_with_details(campaign.items.all()).order_by("id")
+        )
         return self.get_paginated_response(s.ReviewItemSerializer(page, many=True).data)
 
 
@@ -579,7 +582,9 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
 
     def get_queryset(self) -> QuerySet[Any]:
         items = permissions.review_items_for(self.request.user)
-        return reviews.with_details(items).order_by("campaign__due_on", "campaign_id", "id")
+        return selectors.review_items_with_details(items).order_by(
+            "campaign__due_on", "campaign_id", "id"
+        )
 
     def get_object(self) -> Any:
         # 404 unless the user leads the grant or is an operator: item ids reveal nothing.
@@ -590,12 +595,12 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def decide(self, request: Request, pk: str) -> Response:
         item = self.get_object()
         data = _valid(s.ReviewDecisionSerializer, request)
-        item = reviews.decide(
+        item = review_service.decide(
             item, actor=request.user, decision=data["decision"], comment=data["comment"]
         )
         return Response(
             s.ReviewItemSerializer(
-                reviews.with_details(type(item).objects.filter(pk=item.pk)).get()
+                selectors.review_items_with_details(type(item).objects.filter(pk=item.pk)).get()
             ).data
         )
 

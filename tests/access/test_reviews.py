@@ -20,9 +20,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from access import reviews, services
+from access import selectors, services
 from access.choices import CampaignState, GrantSource, ReviewDecision
 from access.models import AuditEvent, Grant, Person, ReviewCampaign, ReviewItem, Role, Team
+from access.services import reviews
 from access.tasks import send_review_reminders_task
 from tests.fixtures.services import needs_postgresql
 
@@ -315,7 +316,7 @@ def test_a_team_owner_keeps_the_teams_access(company, client):
     assert item.decision == ReviewDecision.KEPT
     assert Grant.objects.get(pk=company.grants["payments"].pk).revoked_at is None
     assert [e.actor_name for e in events("review.kept")] == ["ivan"]
-    assert reviews.counts(campaign).kept == 1
+    assert selectors.review_counts(campaign).kept == 1
 
 
 def test_revoking_needs_a_comment(company, client):
@@ -405,7 +406,9 @@ def test_an_owner_removed_from_the_group_cannot_decide(company):
         reviews.decide(item, actor=company.users["ivan"], decision=ReviewDecision.KEPT)
 
     # nobody leads the team now: it falls to the operators
-    (row,) = reviews.rows(reviews.with_details(ReviewItem.objects.filter(pk=item.pk)))
+    (row,) = selectors.review_rows(
+        selectors.review_items_with_details(ReviewItem.objects.filter(pk=item.pk))
+    )
     assert row.no_lead
 
 
@@ -441,7 +444,7 @@ def test_a_grant_revoked_by_someone_else_is_not_decided_again(company, client):
     assert "already revoked by olivia" in page and "left the project" in page
     item.refresh_from_db()
     assert item.decision == ReviewDecision.PENDING
-    counted = reviews.counts(campaign)
+    counted = selectors.review_counts(campaign)
     assert (counted.unreviewed, counted.ended_elsewhere) == (2, 1)
     assert not events("review.kept")
 
@@ -529,7 +532,7 @@ def test_overdue_items_are_flagged_on_the_campaign_page(company, client):
 
     assert '<span class="flag bad">2 overdue</span>' in page
     assert page.count('<span class="flag bad">overdue</span>') == 2
-    assert reviews.counts(campaign).overdue == 2
+    assert selectors.review_counts(campaign).overdue == 2
 
 
 def test_reviewers_of_overdue_items_are_reminded_once_a_day(company):

@@ -222,7 +222,7 @@ def test_team_grants_are_visible_to_the_teams_members(api, company):
 def test_a_review_item_is_404_for_anyone_but_its_lead_and_operators(api, company, bobs_grant):
     from datetime import date, timedelta
 
-    from access import reviews
+    from access.services import reviews
 
     campaign = reviews.start_campaign(
         name="Q3", due_on=date.today() + timedelta(days=7), actor=company.olivia

@@ -8,10 +8,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from access import reviews
 from access import services as access_services
 from access.choices import ReviewDecision
 from access.models import Person, ReviewItem
+from access.services import reviews
 
 pytestmark = pytest.mark.django_db
 

@@ -16,10 +16,11 @@ from kubernetes import client as k8s_client
 
 from access.choices import GrantSource, RequestState
 from access.models import AccessRequest, ApprovalPolicy, AuditEvent, Grant, Person, ReviewItem, Team
-from access.reviews import rows, start_campaign, with_details
+from access.selectors import review_items_with_details, review_rows
 from access.services import requests, sync_directory
 from access.services.grants import grant_access
 from access.services.leavers import end_leavers_access
+from access.services.reviews import start_campaign
 from clusters import services as cluster_services
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -170,7 +171,7 @@ def test_a_review_campaign_flags_a_leaver_still_in_the_grace(
         due_on=timezone.localdate() + timedelta(days=7),
         request_grants_older_than_days=1,
     )
-    items = with_details(ReviewItem.objects.filter(campaign=campaign))
-    hers = [row for row in rows(items) if row.item.grant_id == office["personal"].pk]
+    items = review_items_with_details(ReviewItem.objects.filter(campaign=campaign))
+    hers = [row for row in review_rows(items) if row.item.grant_id == office["personal"].pk]
 
     assert hers and hers[0].left

@@ -1,4 +1,5 @@
-"""Pages of access reviews: thin callers of access.reviews and access.permissions."""
+"""Pages of access reviews: thin callers of access.services.reviews, access.selectors and
+access.permissions."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from access import permissions, reviews
+from access import permissions, selectors
 from access.choices import ReviewDecision
+from access.forms import ReviewDecisionForm, StartCampaignForm
 from access.models import ReviewCampaign
-from access.review_forms import DecisionForm, StartCampaignForm
+from access.services import reviews as review_service
 
 ITEMS_PER_PAGE = 100
 
@@ -25,10 +27,10 @@ ITEMS_PER_PAGE = 100
 @never_cache
 def mine(request: HttpRequest) -> HttpResponse:
     """The items the signed-in person reviews, in open campaigns; operators also see campaigns."""
-    items = reviews.with_details(permissions.review_items_for(request.user)).order_by(
-        "campaign__due_on", "campaign_id", "id"
-    )
-    all_rows = reviews.rows(items)
+    items = selectors.review_items_with_details(
+        permissions.review_items_for(request.user)
+    ).order_by("campaign__due_on", "campaign_id", "id")
+    all_rows = selectors.review_rows(items)
     is_operator = permissions.is_operator(request.user)
     return render(
         request,
@@ -50,7 +52,7 @@ def start(request: HttpRequest) -> HttpResponse:
     form = StartCampaignForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            campaign = reviews.start_campaign(actor=operator, **form.cleaned_data)
+            campaign = review_service.start_campaign(actor=operator, **form.cleaned_data)
         except ValidationError as exc:
             _add_errors(form, exc)
         else:
@@ -69,19 +71,19 @@ def campaign(request: HttpRequest, pk: int) -> HttpResponse:
     show = request.GET.get("show", "all")
     items = found.items.all()
     if show == "unreviewed":
-        items = reviews.unreviewed_items(found)
+        items = selectors.unreviewed_items(found)
     elif show == "decided":
         items = items.exclude(decision=ReviewDecision.PENDING)
-    page = Paginator(reviews.with_details(items).order_by("id"), ITEMS_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    page = Paginator(
+        selectors.review_items_with_details(items).order_by("id"), ITEMS_PER_PAGE
+    ).get_page(request.GET.get("page"))
     return render(
         request,
         "access/reviews/campaign.html",
         {
             "campaign": found,
-            "counts": reviews.counts(found),
-            "rows": reviews.rows(page.object_list),
+            "counts": selectors.review_counts(found),
+            "rows": selectors.review_rows(page.object_list),
             "page": page,
             "show": show,
         },
@@ -93,11 +95,11 @@ def campaign(request: HttpRequest, pk: int) -> HttpResponse:
 def close(request: HttpRequest, pk: int) -> HttpResponse:
     found = permissions.get_campaign_for_operator(request.user, pk)
     try:
-        closed = reviews.close_campaign(found, actor=request.user)
+        closed = review_service.close_campaign(found, actor=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        left = reviews.counts(closed).unreviewed
+        left = selectors.review_counts(closed).unreviewed
         messages.success(
             request,
             f"Campaign “{closed.name}” closed. Nothing was revoked by closing it; "
@@ -111,12 +113,12 @@ def close(request: HttpRequest, pk: int) -> HttpResponse:
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
     # 404 unless the user leads the grant or is an operator: item ids reveal nothing.
     item = permissions.get_review_item_for_reviewer(request.user, pk)
-    form = DecisionForm(request.POST)
+    form = ReviewDecisionForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose to keep or to revoke the access.")
         return _back(request)
     try:
-        reviews.decide(
+        review_service.decide(
             item,
             actor=request.user,
             decision=form.cleaned_data["decision"],
@@ -125,7 +127,7 @@ def decide(request: HttpRequest, pk: int) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        subject = reviews.describe_subject(item.grant)
+        subject = selectors.describe_subject(item.grant)
         if form.cleaned_data["decision"] == ReviewDecision.REVOKED:
             messages.success(
                 request,
