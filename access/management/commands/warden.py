@@ -1,6 +1,6 @@
 """manage.py warden export [-o FILE] | apply -f FILE [--dry-run] [--prune] [--no-plan] [--as USER]
 
-Access as code (access/ascode.py): export what Warden holds as YAML, or apply a reviewed file.
+Access as code (access/ascode/): export what Warden holds as YAML, or apply a reviewed file.
 Apply shows the diff (and each affected cluster's RBAC plan) first, then applies everything in
 one transaction, or nothing.
 """
