@@ -23,7 +23,17 @@ asked to be shown). They are never logged, never put in an audit event, never sh
 
 from __future__ import annotations
 
-from clusters.serviceaccounts import attempt, declare, delivery, legacy, rotation
+from clusters.serviceaccounts import (
+    attempt,
+    declare,
+    delivery,
+    issuing,
+    lease,
+    legacy,
+    revoking,
+    rotation,
+)
+from clusters.serviceaccounts.attempt import RotationFailed
 from clusters.serviceaccounts.declare import (
     AccountInput,
     add_delivery_target,
@@ -35,6 +45,8 @@ from clusters.serviceaccounts.declare import (
     retire_service_account,
 )
 from clusters.serviceaccounts.delivery import kubeconfig_for
+from clusters.serviceaccounts.issuing import bound_secret_name
+from clusters.serviceaccounts.lease import LeaseLost, claim, release
 from clusters.serviceaccounts.legacy import (
     delete_legacy_token,
     migrate_legacy_token,
@@ -42,15 +54,10 @@ from clusters.serviceaccounts.legacy import (
 )
 from clusters.serviceaccounts.rotation import (
     AlreadyShown,
-    LeaseLost,
     NotOwned,
-    RotationFailed,
     after_reconcile,
-    bound_secret_name,
-    claim,
     due_account_ids,
     due_batches,
-    release,
     reveal,
     rotate_account,
     rotate_accounts,
@@ -73,7 +80,9 @@ __all__ = [
     "delivery",
     "due_account_ids",
     "due_batches",
+    "issuing",
     "kubeconfig_for",
+    "lease",
     "legacy",
     "migrate_legacy_token",
     "queue_rotation",
@@ -83,6 +92,7 @@ __all__ = [
     "request_rotation",
     "retire_service_account",
     "reveal",
+    "revoking",
     "rotate_account",
     "rotate_accounts",
     "rotation",

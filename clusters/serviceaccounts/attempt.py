@@ -1,6 +1,6 @@
 """One rotation attempt's state: what an attempt of one account did so far (for its RotationRun),
 what it did on the clusters and targets (before it is written down), and what the attempts
-rotated together in one batch share. Issuing (rotation.py) and delivering (delivery.py) both
+rotated together in one batch share. Rotating (rotation.py), issuing, revoking and delivering all
 work on it."""
 
 from __future__ import annotations
@@ -75,3 +75,7 @@ class Attempt:
     def going(self) -> bool:
         """Still under way: neither failed nor taken over."""
         return not (self.failure or self.lost)
+
+
+class RotationFailed(Exception):
+    """A rotation step did not complete; the generation in force is untouched."""

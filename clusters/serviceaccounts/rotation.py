@@ -8,12 +8,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
@@ -25,14 +23,11 @@ from clusters.bulk import update_rows
 from clusters.choices import (
     AccountState,
     ClusterState,
-    DeliveryKind,
     GenerationState,
-    ReconcileTrigger,
     RotationStatus,
     RotationTrigger,
 )
-from clusters.compiler import MANAGED_BY, MANAGED_BY_LABEL, SERVICE_ACCOUNT_ANNOTATION
-from clusters.k8s import KubeError, Unreachable
+from clusters.k8s import KubeError
 from clusters.models import (
     Cluster,
     DeliveryTarget,
@@ -43,7 +38,6 @@ from clusters.models import (
 from clusters.serviceaccounts.attempt import Attempt, Batch, Progress
 from clusters.serviceaccounts.declare import request_rotation
 from clusters.serviceaccounts.delivery import (
-    GENERATION_LABEL,
     deliver,
     earliest_expiry,
     kubeconfig_for,
@@ -51,28 +45,21 @@ from clusters.serviceaccounts.delivery import (
     seal_tokens,
     unseal_tokens,
 )
+from clusters.serviceaccounts.issuing import issue_missing, read_service_account
+from clusters.serviceaccounts.lease import (
+    claim_many,
+    hold,
+    raise_if_stopped,
+    release_many,
+    run_calls,
+)
+from clusters.serviceaccounts.revoking import remove_delivered_secrets, revoke_generations
 from core.types import Actor, account_of
-from core.webhooks import WebhookError
 
 logger = logging.getLogger(__name__)
 
 
-# The type of the per-generation Secret a token is bound to: it holds no data, it only exists.
-BOUND_SECRET_TYPE = "warden.io/token-binding"  # noqa: S105 - a type name, not a secret
-
-
-MIN_LIFETIME = timedelta(minutes=10)
-
-
 LIVE_GENERATIONS = (GenerationState.PENDING, GenerationState.ACTIVE, GenerationState.GRACE)
-
-
-class RotationFailed(Exception):
-    """A rotation step did not complete; the generation in force is untouched."""
-
-
-class LeaseLost(Exception):
-    """Another worker took this account's rotation over (our lease had run out)."""
 
 
 class AlreadyShown(Exception):
@@ -81,37 +68,6 @@ class AlreadyShown(Exception):
 
 class NotOwned(AlreadyShown):
     """The token's ServiceAccount is not (or no longer) Warden's on a cluster: never shown."""
-
-
-def lease_duration() -> timedelta:
-    return timedelta(seconds=settings.SERVICE_ACCOUNT_LEASE_SECONDS)
-
-
-def claim(account_id: int) -> str | None:
-    """Take the account's rotation lease if nobody holds a live one; returns its id or None."""
-    lease = uuid.uuid4().hex
-    return lease if _claim_many([account_id], lease) else None
-
-
-def _claim_many(account_ids: Iterable[int], lease: str) -> int:
-    """Take the lease of every account here that nobody holds (one conditional UPDATE);
-    returns how many were taken."""
-    now = timezone.now()
-    return (
-        ManagedServiceAccount.objects.filter(pk__in=list(account_ids))
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
-        .update(lease_id=lease, lease_until=now + lease_duration())
-    )
-
-
-def release(account_id: int, lease: str) -> None:
-    _release_many([account_id], lease)
-
-
-def _release_many(account_ids: Iterable[int], lease: str) -> None:
-    ManagedServiceAccount.objects.filter(pk__in=list(account_ids), lease_id=lease).update(
-        lease_id="", lease_until=None
-    )
 
 
 def rotate_account(
@@ -142,7 +98,7 @@ def rotate_accounts(
     """
     ids = sorted(set(account_ids))
     lease = uuid.uuid4().hex
-    if not ids or not _claim_many(ids, lease):
+    if not ids or not claim_many(ids, lease):
         logger.info("service accounts %s: nothing to claim (another worker holds them)", ids)
         return {}
     attempts: list[Attempt] = []
@@ -153,7 +109,7 @@ def rotate_accounts(
         # _finish gives the leases back with the runs it records; this is for the unexpected
         # (a database error, a bug): nobody waits for a lease to run out.
         if not attempts or not all(a.released for a in attempts):
-            _release_many(ids, lease)
+            release_many(ids, lease)
 
 
 def _load(ids: list[int], lease: str, trigger: str) -> list[Attempt]:
@@ -232,8 +188,8 @@ def _rotate_claimed(attempts: list[Attempt], actor: Actor, force: bool) -> dict[
     _advance(advancing)
     for attempt in retired:
         attempt.trigger = RotationTrigger.RETIRE
-    revoked = _revoke_generations([a for a in attempts if a.going])
-    _remove_delivered_secrets([a for a in retired if a.going and revoked.get(a)])
+    revoked = revoke_generations([a for a in attempts if a.going])
+    remove_delivered_secrets([a for a in retired if a.going and revoked.get(a)])
     # A run for each attempt that did something or failed; none when nothing was due.
     finished = [
         a
@@ -247,44 +203,6 @@ def _due(account: ManagedServiceAccount, now: datetime) -> bool:
     if account.rotation_requested_at is not None:
         return True
     return account.next_rotation_at is not None and account.next_rotation_at <= now
-
-
-def _hold(attempts: Iterable[Attempt], **changes: Any) -> list[Attempt]:
-    """Renew our leases (and make `changes` to the accounts), inside the caller's transaction:
-    their rows stay locked until it commits. An account whose lease was taken over is marked
-    lost and left out of what is returned: nothing more is recorded for it."""
-    attempts = [a for a in attempts if not a.lost]
-    by_lease: dict[str, list[Attempt]] = {}
-    for attempt in attempts:
-        by_lease.setdefault(attempt.lease, []).append(attempt)
-    until = timezone.now() + lease_duration()
-    for lease, group in by_lease.items():
-        ids = [a.account.pk for a in group]
-        mine = ManagedServiceAccount.objects.filter(pk__in=ids, lease_id=lease)
-        if mine.update(lease_until=until, **changes) == len(ids):
-            continue
-        still = set(mine.values_list("pk", flat=True))
-        for attempt in group:
-            if attempt.account.pk not in still:
-                attempt.lost = True
-                logger.warning(
-                    "service account %s: lease lost mid-rotation; the new holder goes on",
-                    attempt.account.pk,
-                )
-    for attempt in attempts:
-        attempt.batch.held_at = time.monotonic()
-    return [a for a in attempts if not a.lost]
-
-
-def _keep_holding(attempts: list[Attempt]) -> None:
-    """Renew the leases of a batch whose Kubernetes calls take long (slow clusters), well
-    before they run out; those taken over meanwhile are dropped."""
-    if not attempts:
-        return
-    if time.monotonic() - attempts[0].batch.held_at < lease_duration().total_seconds() / 3:
-        return
-    with transaction.atomic():
-        _hold([a for a in attempts if a.going])
 
 
 def _start_generations(attempts: list[Attempt], actor: Actor) -> None:
@@ -302,7 +220,7 @@ def _start_generations(attempts: list[Attempt], actor: Actor) -> None:
     with transaction.atomic():
         # The accounts were read after the lease was taken; a request arriving since is
         # satisfied by the generation started here.
-        held = _hold(attempts, rotation_requested_at=None, rotation_requested_by=None)
+        held = hold(attempts, rotation_requested_at=None, rotation_requested_by=None)
         # The newest generation is live unless every one was revoked; then ask the table.
         unknown = [a.account.pk for a in held if not a.live]
         newest = dict(
@@ -347,22 +265,9 @@ def _trigger(account: ManagedServiceAccount, number: int, requested_by_id: int |
 def _start_generation(attempt: Attempt, actor: Actor) -> TokenGeneration:
     """_start_generations() for one attempt (what a worker does first; tests stop here)."""
     _start_generations([attempt], actor)
-    _raise_if_stopped(attempt)
+    raise_if_stopped(attempt)
     assert attempt.generation is not None
     return attempt.generation
-
-
-def _raise_if_stopped(attempt: Attempt) -> None:
-    if attempt.lost:
-        raise LeaseLost(
-            f"the rotation lease of service account {attempt.account.pk} was taken over"
-        )
-    if attempt.failure:
-        raise RotationFailed(attempt.failure)
-
-
-def bound_secret_name(account: ManagedServiceAccount, number: int) -> str:
-    return f"{account.name}-warden-{number}"
 
 
 def _advance(attempts: list[Attempt]) -> None:
@@ -371,8 +276,8 @@ def _advance(attempts: list[Attempt]) -> None:
     for attempt in attempts:
         assert attempt.generation is not None
         attempt.progress = Progress(tokens=unseal_tokens(attempt.generation))
-    _calls(attempts, _issue_missing)
-    _calls([a for a in attempts if a.going and not a.progress.failure], _deliver_to_targets)
+    run_calls(attempts, issue_missing)
+    run_calls([a for a in attempts if a.going and not a.progress.failure], _deliver_to_targets)
     _record(attempts, activate=True)
     for attempt in attempts:
         if attempt.progress.failure and not attempt.lost:
@@ -382,81 +287,6 @@ def _advance(attempts: list[Attempt]) -> None:
 def _deliver_to_targets(attempt: Attempt) -> None:
     assert attempt.generation is not None
     deliver(attempt, attempt.generation, attempt.progress)
-
-
-def _calls(attempts: list[Attempt], step: Callable[[Attempt], None]) -> None:
-    """Make one step's Kubernetes (or webhook) calls for each attempt in turn, counting them
-    on the attempt and renewing the batch's leases when it takes long."""
-    for attempt in attempts:
-        _keep_holding(attempts)
-        if not attempt.going:
-            continue
-        before = k8s.calls_in_this_thread()
-        try:
-            step(attempt)
-        except (KubeError, WebhookError, RotationFailed) as exc:
-            attempt.failure = str(exc)
-        except Exception:
-            # One account's surprise is its own: the batch goes on, and this account is
-            # retried alone (its lease is given back with the others).
-            logger.exception("rotation of service account %s failed", attempt.account.pk)
-            attempt.failure = "unexpected error; see the worker log"
-        finally:
-            attempt.api_calls += k8s.calls_in_this_thread() - before
-
-
-def _issue(attempt: Attempt, generation: TokenGeneration) -> None:
-    """Only issue (and record) the tokens still missing: what a worker does first."""
-    attempt.generation = generation
-    attempt.progress = Progress(tokens=unseal_tokens(generation))
-    _calls([attempt], _issue_missing)
-    _record([attempt], activate=False)
-    if attempt.progress.failure and not attempt.lost:
-        attempt.failure = attempt.progress.failure
-    _raise_if_stopped(attempt)
-
-
-def _issue_missing(attempt: Attempt) -> None:
-    """A token on every reached cluster that has none yet; stops at the first failure (what
-    was issued before it is still recorded, so a retry only does the rest)."""
-    generation, progress = attempt.generation, attempt.progress
-    assert generation is not None
-    for cluster in attempt.clusters():
-        if cluster.name in generation.issued:
-            if cluster.name in progress.tokens and not _still_owned(attempt, cluster):
-                return  # a token an earlier attempt got is not delivered: see progress.failure
-            continue
-        down = attempt.batch.unreachable.get(cluster.name)
-        if down:
-            progress.failure = f"issuing on {cluster.name}: {down}"
-            return
-        try:
-            record, token = _issue_on(cluster, attempt.account, generation)
-        except (KubeError, RotationFailed) as exc:
-            progress.failure = f"issuing on {cluster.name}: {exc}"
-            _note_unreachable(attempt, cluster, exc)
-            return
-        progress.issued[cluster.name], progress.tokens[cluster.name] = record, token
-
-
-def _still_owned(attempt: Attempt, cluster: Cluster) -> bool:
-    """A resumed generation's token from an earlier attempt is delivered only if its
-    ServiceAccount is still Warden's (and this account's) on the cluster now."""
-    client = k8s.client_for(services.endpoint_for(cluster))
-    try:
-        check_service_account_owned(client, cluster, attempt.account)
-    except (KubeError, RotationFailed) as exc:
-        attempt.progress.failure = f"checking {cluster.name}: {exc}"
-        _note_unreachable(attempt, cluster, exc)
-        return False
-    return True
-
-
-def _note_unreachable(attempt: Attempt, cluster: Cluster, exc: Exception) -> None:
-    """A cluster that did not answer (after the client's retries) is not asked again by the
-    rest of the batch: their attempts fail at once and are retried like this one."""
-    if isinstance(exc, Unreachable):
-        attempt.batch.unreachable[cluster.name] = f"{exc} (not tried again in this batch)"
 
 
 def _record(attempts: list[Attempt], activate: bool) -> None:
@@ -472,7 +302,7 @@ def _record(attempts: list[Attempt], activate: bool) -> None:
     if not todo:
         return
     with transaction.atomic():
-        held = set(_hold(a for a, _ in todo))
+        held = set(hold(a for a, _ in todo))
         todo = [(a, activates) for a, activates in todo if a in held]
         targets: list[DeliveryTarget] = []
         generations: dict[tuple[str, ...], list[TokenGeneration]] = {}
@@ -572,109 +402,6 @@ def _progress_events(
     return events
 
 
-def _issue_on(
-    cluster: Cluster, account: ManagedServiceAccount, generation: TokenGeneration
-) -> tuple[dict[str, str], str]:
-    client = k8s.client_for(services.endpoint_for(cluster))
-    check_service_account_owned(client, cluster, account)
-    bound = _create_bound_secret(client, account, generation)
-    seconds = int(account.token_lifetime.total_seconds())
-    token, expires = client.request_token(account.namespace, account.name, seconds, bound)
-    record = {
-        "secret": bound["name"],
-        "uid": bound["uid"],
-        "expires_at": expires,
-        "server": cluster.api_url,
-    }
-    return record, token
-
-
-def check_service_account_owned(
-    client: k8s.KubeClient, cluster: Cluster, account: ManagedServiceAccount
-) -> None:
-    """RotationFailed unless the ServiceAccount on `cluster` is the one Warden keeps for this
-    account (its managed-by label and this account's id annotation), read now: Warden never
-    asks for a token of a ServiceAccount it did not create and does not own."""
-    current = _read_service_account(client, account)
-    if current is None or not owned_by_account(current, account):
-        # Not there yet (new account, or someone deleted it), or adopted and not yet marked:
-        # the reconciler writes it, as every object Warden owns (and nothing it does not own).
-        run = services.reconcile_cluster(cluster.pk, trigger=ReconcileTrigger.CHANGE)
-        if run is None:
-            raise RotationFailed(
-                f"the ServiceAccount is not ready on {cluster.name} and another worker is "
-                "reconciling that cluster; retrying"
-            )
-        current = _read_service_account(client, account)
-        if current is None:
-            pending = "; ".join(run.pending.get(f"sa:{account.pk}", [])) or run.error
-            raise RotationFailed(
-                f"the ServiceAccount cannot be created on {cluster.name}: "
-                f"{pending or 'see the cluster reconcile'}"
-            )
-    if not owned_by_account(current, account):
-        raise RotationFailed(
-            f"ServiceAccount {account.namespace}/{account.name} on {cluster.name} is not "
-            "Warden's (no managed-by label and id annotation of this account): no token is "
-            "requested for it"
-        )
-
-
-def _read_service_account(
-    client: k8s.KubeClient, account: ManagedServiceAccount
-) -> dict[str, Any] | None:
-    try:
-        return client.get("ServiceAccount", account.name, account.namespace)
-    except KubeError as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def _bound_secret_body(account: ManagedServiceAccount, number: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": BOUND_SECRET_TYPE,
-        "metadata": {
-            "name": bound_secret_name(account, number),
-            "namespace": account.namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY, GENERATION_LABEL: str(number)},
-            "annotations": {
-                SERVICE_ACCOUNT_ANNOTATION: str(account.pk),
-                "warden.io/purpose": (
-                    f"Tokens of generation {number} of service account {account.name} are "
-                    "bound to this Secret: deleting it revokes them."
-                ),
-            },
-        },
-    }
-
-
-def _create_bound_secret(
-    client: k8s.KubeClient, account: ManagedServiceAccount, generation: TokenGeneration
-) -> dict[str, str]:
-    body = _bound_secret_body(account, generation.number)
-    name, namespace = body["metadata"]["name"], account.namespace
-    try:
-        created = client.create(body)
-    except KubeError as exc:
-        if exc.status != 409:
-            raise
-        current = client.get("Secret", name, namespace)
-        if not owned_by_account(current, account):
-            raise KubeError(
-                409,
-                "NotOwned",
-                f"Secret {namespace}/{name} exists and is not Warden's; it was left alone",
-            ) from exc
-        # Left by an attempt that died before recording its token: deleting it revokes that
-        # token (which nobody holds), and the generation starts clean.
-        client.delete("Secret", name, namespace, uid=current["metadata"]["uid"])
-        created = client.create(body)
-    return {"name": name, "uid": str(created["metadata"]["uid"])}
-
-
 def _supersede(
     attempt: Attempt, generation: TokenGeneration, now: datetime
 ) -> list[TokenGeneration]:
@@ -731,166 +458,6 @@ def _next_rotation(
     return planned
 
 
-@dataclass
-class _Revocation:
-    """One generation being revoked: where its bound Secrets are gone, and what failed."""
-
-    attempt: Attempt
-    generation: TokenGeneration
-    done: list[str] = field(default_factory=list)
-    failure: str = ""
-
-
-def _revoke_generations(attempts: list[Attempt]) -> dict[Attempt, int]:
-    """Revoke the generations whose grace period is over, or every live one of a retired
-    account; returns how many each attempt had to revoke."""
-    now = timezone.now()
-    due: dict[Attempt, list[TokenGeneration]] = {}
-    for attempt in attempts:
-        everything = attempt.account.state == AccountState.RETIRED
-        due[attempt] = sorted(
-            (
-                g
-                for g in attempt.live
-                if everything
-                or (
-                    g.state == GenerationState.GRACE
-                    and g.grace_until is not None
-                    and g.grace_until <= now
-                )
-            ),
-            key=lambda g: g.number,
-        )
-    revoking = [a for a in attempts if due[a]]
-    revocations: list[_Revocation] = []
-
-    def delete_secrets(attempt: Attempt) -> None:
-        for generation in due[attempt]:
-            revocation = _revoke(attempt, generation)
-            revocations.append(revocation)
-            if revocation.failure:
-                return  # the later ones wait for the retry, as they would have in order
-
-    _calls(revoking, delete_secrets)
-    _record_revocations(revocations)
-    return {key: len(generations) for key, generations in due.items()}
-
-
-def _revoke(attempt: Attempt, generation: TokenGeneration) -> _Revocation:
-    """Delete the generation's bound Secrets: the API server then refuses its tokens."""
-    account = attempt.account
-    revocation = _Revocation(attempt, generation)
-    clusters = {c.name: c for c in attempt.clusters()}
-    if not set(generation.issued) <= set(clusters):  # it was issued where it no longer reaches
-        clusters = {c.name: c for c in Cluster.objects.filter(name__in=list(generation.issued))}
-    for name, record in sorted(generation.issued.items()):
-        if name in generation.revoked_on:
-            continue
-        cluster = clusters.get(name)
-        if cluster is not None:
-            down = attempt.batch.unreachable.get(name)
-            if down:
-                revocation.failure = f"revoking generation {generation.number} on {name}: {down}"
-                continue
-            client = k8s.client_for(services.endpoint_for(cluster))
-            try:
-                client.delete("Secret", record["secret"], account.namespace, uid=record["uid"])
-            except KubeError as exc:
-                # 404: already gone; 409: the name now holds another object, ours is gone.
-                if exc.status not in (404, 409):
-                    revocation.failure = f"revoking generation {generation.number} on {name}: {exc}"
-                    _note_unreachable(attempt, cluster, exc)
-                    continue
-        revocation.done.append(name)
-    return revocation
-
-
-def _record_revocations(revocations: list[_Revocation]) -> None:
-    """Write down the revocations in one transaction: each generation revoked where its
-    Secrets are gone, and revoked for good when nothing failed."""
-    if not revocations:
-        return
-    now = timezone.now()
-    with transaction.atomic():
-        held = set(_hold(dict.fromkeys(r.attempt for r in revocations)))
-        revocations = [r for r in revocations if r.attempt in held]
-        finished, partial, events = [], [], []
-        for revocation in revocations:
-            generation = revocation.generation
-            generation.revoked_on = [*generation.revoked_on, *revocation.done]
-            if revocation.failure:
-                partial.append(generation)
-            else:
-                was_pending = generation.state == GenerationState.PENDING
-                generation.state = (
-                    GenerationState.ABANDONED if was_pending else GenerationState.REVOKED
-                )
-                generation.revoked_at = now
-                generation.sealed_tokens = ""
-                generation.reveal_pending = False
-                finished.append(generation)
-            if revocation.done:
-                events.append(
-                    audit.Entry(
-                        "serviceaccount.token_revoked",
-                        obj=revocation.attempt.account,
-                        after={
-                            "generation": generation.number,
-                            "clusters": sorted(revocation.done),
-                        },
-                    )
-                )
-        if finished:
-            update_rows(
-                finished, ["revoked_on", "state", "revoked_at", "sealed_tokens", "reveal_pending"]
-            )
-        if partial:
-            update_rows(partial, ["revoked_on"])
-        audit.record_many(events)
-    for revocation in revocations:
-        attempt, generation = revocation.attempt, revocation.generation
-        if revocation.done:
-            attempt.steps.append(
-                f"revoked generation {generation.number} on "
-                f"{count_of(len(revocation.done), 'cluster')}"
-            )
-        if revocation.failure and not attempt.failure:
-            attempt.failure = revocation.failure
-
-
-def _remove_delivered_secrets(attempts: list[Attempt]) -> None:
-    """A retired account's consumer Secrets hold revoked tokens: delete those Warden wrote, as
-    it last wrote them (a Secret changed since, or gone, is left as it is)."""
-
-    def remove(attempt: Attempt) -> None:
-        removed = []
-        for target in attempt.targets():
-            if target.kind != DeliveryKind.SECRET:
-                continue
-            if target.cluster is None or not target.resource_version:
-                continue
-            client = k8s.client_for(services.endpoint_for(target.cluster))
-            try:
-                client.delete(
-                    "Secret",
-                    target.secret_name,
-                    target.namespace,
-                    resource_version=target.resource_version,
-                )
-            except KubeError as exc:
-                if exc.status not in (404, 409):
-                    attempt.failure = str(exc)
-                    return
-                continue
-            removed.append(str(target))
-        if removed:
-            attempt.steps.append(
-                f"deleted the consumer Secrets it had written: {', '.join(removed)}"
-            )
-
-    _calls(attempts, remove)
-
-
 def _finish(finished: list[Attempt], attempts: list[Attempt]) -> dict[int, RotationRun]:
     """Record a run for each attempt that did something (or failed) and give every lease of
     the batch back, in one transaction."""
@@ -917,7 +484,7 @@ def _finish(finished: list[Attempt], attempts: list[Attempt]) -> dict[int, Rotat
         for attempt in attempts:
             by_lease.setdefault(attempt.lease, []).append(attempt.account.pk)
         for lease, pks in by_lease.items():
-            _release_many(pks, lease)
+            release_many(pks, lease)
         for attempt in failed:
             ManagedServiceAccount.objects.filter(pk=attempt.account.pk).update(
                 consecutive_failures=F("consecutive_failures") + 1,
@@ -1018,7 +585,7 @@ def _check_reveal_owned(generation_id: int, actor: Actor) -> None:
     for cluster in clusters:
         client = k8s.client_for(services.endpoint_for(cluster))
         try:
-            current = _read_service_account(client, account)
+            current = read_service_account(client, account)
         except KubeError as exc:
             raise AlreadyShown(
                 f"{cluster.name} cannot be asked whether the ServiceAccount is still Warden's "
@@ -1077,3 +644,14 @@ def after_reconcile(cluster: Cluster, created_keys: Iterable[tuple[str, str, str
         request_rotation(account, reason=why)
         asked.append(account.pk)
     return asked
+
+
+def _issue(attempt: Attempt, generation: TokenGeneration) -> None:
+    """Only issue (and record) the tokens still missing: what a worker does first."""
+    attempt.generation = generation
+    attempt.progress = Progress(tokens=unseal_tokens(generation))
+    run_calls([attempt], issue_missing)
+    _record([attempt], activate=False)
+    if attempt.progress.failure and not attempt.lost:
+        attempt.failure = attempt.progress.failure
+    raise_if_stopped(attempt)

@@ -167,7 +167,7 @@ def test_a_token_a_dead_worker_got_but_never_recorded_is_revoked_on_resume(in_us
     from clusters import k8s, services
 
     client = k8s.client_for(services.endpoint_for(cluster))
-    bound = serviceaccounts.rotation._create_bound_secret(client, account, generation)
+    bound = serviceaccounts.issuing._create_bound_secret(client, account, generation)
     lost, _expiry = client.request_token("default", "deployer", 3600, bound)
     assert authenticated_as(sim, lost) == SUBJECT
 
