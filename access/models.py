@@ -21,6 +21,7 @@ from access.choices import (
     SyncTrigger,
     Tier,
 )
+from core.models import Run
 
 
 class Person(models.Model):
@@ -172,14 +173,12 @@ class TeamNesting(models.Model):
         return f"{self.child} in {self.parent}"
 
 
-class DirectorySync(models.Model):
+class DirectorySync(Run):
     """One run of the directory sync: what it read and changed, or why it changed nothing."""
 
     status = models.CharField(max_length=16, choices=SyncStatus.choices, default=SyncStatus.RUNNING)
     trigger = models.CharField(max_length=16, choices=SyncTrigger.choices)
     started_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_s = models.FloatField(null=True, blank=True)
     people_seen = models.PositiveIntegerField(default=0)
     teams_seen = models.PositiveIntegerField(default=0)
     people_created = models.PositiveIntegerField(default=0)
@@ -195,7 +194,6 @@ class DirectorySync(models.Model):
     leads_changed = models.PositiveIntegerField(default=0)
     # Directory continuation references (other naming contexts) that were not followed.
     references_skipped = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
     # Entries that were read but could not be mirrored (e.g. a username used twice).
     warnings = models.JSONField(default=list, blank=True)
     # What the guard saw: counts before and what would go, and a sample of who.

@@ -319,8 +319,7 @@ def discover(
             run.save()
             raise
         run.status = DiscoveryStatus.SUCCEEDED
-    run.finished_at = timezone.now()
-    run.duration_s = round(time.monotonic() - started, 3)
+    run.mark_finished(started)
     run.save()
     return run
 

@@ -28,6 +28,7 @@ from clusters.choices import (
 )
 from clusters.compiler import ClusterSpec, ServiceAccountSpec
 from clusters.crypto import EncryptedTextField
+from core.models import Run
 
 dns_label = RegexValidator(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
@@ -103,7 +104,7 @@ class Cluster(models.Model):
         )
 
 
-class ReconcileRun(models.Model):
+class ReconcileRun(Run):
     """One reconcile of one cluster: what it found, wrote and cost."""
 
     cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="reconciles")
@@ -114,8 +115,6 @@ class ReconcileRun(models.Model):
     dry_run = models.BooleanField(default=False)
     # When the run began (the row is written when it ends): runs of one cluster never overlap.
     started_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_s = models.FloatField(null=True, blank=True)
     created = models.PositiveIntegerField(default=0)
     updated = models.PositiveIntegerField(default=0)
     recreated = models.PositiveIntegerField(default=0)
@@ -132,7 +131,6 @@ class ReconcileRun(models.Model):
     grants_in_force = models.JSONField(default=list, blank=True)
     # digest of each object Warden meant the cluster to hold: tells drift from intent changes
     desired_digests = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -201,7 +199,7 @@ class DiscoverySource(models.Model):
         return self.name
 
 
-class DiscoveryRun(models.Model):
+class DiscoveryRun(Run):
     """One pass over a discovery source: what it found, registered, retired and failed on."""
 
     source = models.ForeignKey(DiscoverySource, on_delete=models.CASCADE, related_name="runs")
@@ -210,8 +208,6 @@ class DiscoveryRun(models.Model):
         max_length=16, choices=DiscoveryStatus.choices, default=DiscoveryStatus.RUNNING
     )
     started_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_s = models.FloatField(null=True, blank=True)
     found = models.PositiveIntegerField(default=0)
     registered = models.PositiveIntegerField(default=0)
     updated = models.PositiveIntegerField(default=0)
@@ -224,8 +220,7 @@ class DiscoveryRun(models.Model):
     problems = models.JSONField(default=list, blank=True)
     # Remarks that are not failures, e.g. a mapping rule that matched no cluster.
     notes = models.JSONField(default=list, blank=True)
-    # Why the source itself could not be read (status failed).
-    error = models.TextField(blank=True)
+    # Why the source itself could not be read (status failed): `error`.
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -426,7 +421,7 @@ class DeliveryTarget(models.Model):
         return f"webhook {self.url}"
 
 
-class RotationRun(models.Model):
+class RotationRun(Run):
     """One rotation attempt of one account: what it did, what it cost, and why it failed."""
 
     account = models.ForeignKey(
@@ -438,11 +433,10 @@ class RotationRun(models.Model):
     trigger = models.CharField(max_length=16, choices=RotationTrigger.choices)
     status = models.CharField(max_length=16, choices=RotationStatus.choices)
     started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
+    finished_at = models.DateTimeField()  # written once the attempt ends
     duration_s = models.FloatField(default=0)
     api_calls = models.PositiveIntegerField(default=0)
     steps = models.JSONField(default=list, blank=True)
-    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]

@@ -206,8 +206,7 @@ def _discard_counts(run: DirectorySync) -> None:
 
 
 def _finish(run: DirectorySync, started: float) -> None:
-    run.finished_at = timezone.now()
-    run.duration_s = round(time.monotonic() - started, 3)
+    run.mark_finished(started)
     run.save()
 
 

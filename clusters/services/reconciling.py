@@ -6,7 +6,6 @@ import time
 from typing import TYPE_CHECKING
 
 from django.db import transaction
-from django.utils import timezone
 
 from access import audit
 from clusters import k8s, locks, signals
@@ -108,8 +107,7 @@ def _reconcile_locked(cluster: Cluster, trigger: str, dry_run: bool) -> Reconcil
         # know which kinds it owned here (e.g. ServiceAccounts to remove).
         run.desired_digests = last or {}
     run.api_calls = client.calls - calls_before
-    run.finished_at = timezone.now()
-    run.duration_s = round(time.monotonic() - started, 3)
+    run.mark_finished(started)
     with transaction.atomic():
         run.save()
         if not dry_run and outcome is not None:

@@ -281,7 +281,6 @@ def _remove_owned(cluster: Cluster) -> ReconcileRun:
     except KubeError as exc:
         run.status, run.error = ReconcileStatus.FAILED, str(exc)
     run.api_calls = client.calls - calls_before
-    run.finished_at = timezone.now()
-    run.duration_s = round(time.monotonic() - started, 3)
+    run.mark_finished(started)
     run.save()
     return run
