@@ -1,5 +1,13 @@
 """The import graph has layers and no circles.
 
+- Layers, each importing only itself and those below it (LAYERS, lowest first): core; the
+  people side's base (people, teams, the catalogue and grants as models, the audit trail,
+  permissions, notices); the cluster engine (registry, compiler, reconciler, the Kubernetes door);
+  the access features built on both (requests and their previews, grants, reviews, "why
+  forbidden?", "who can?"); managed service accounts (approved through access requests);
+  access as code (which declares service accounts too); and on top the pages, the API, tasks,
+  commands and app wiring. The two Django apps interleave in these layers: between any two
+  layers the direction is one way.
 - No two of Warden's modules import each other, directly or round a circle, counting imports
   inside functions too (an import moved into a function to dodge a cycle is still the cycle).
   Imports under `if TYPE_CHECKING:` are for the type checker only and are not counted.
@@ -18,6 +26,24 @@ from pathlib import Path
 from core import queue
 from tests.architecture.test_doors import ROOT, sources
 
+LAYERS = [
+    ("core", r"^(core(\.|$)|config\.(logconfig|metrics)$)"),
+    (
+        "people",
+        r"^access\.(models|choices|audit|words|durations|namespace_patterns|leads|notify"
+        r"|permissions|signals|directory|ldap(\..*)?|throttle|localslapd|localsamba|role_words"
+        r"|sync|demo(\..*)?)$",
+    ),
+    (
+        "cluster engine",
+        r"^clusters\.(models|choices|compiler|plan|planning|reconcile|k8s|crypto|bulk|locks"
+        r"|kubeconfig|metrics|signals|selectors|permissions|services(\..*)?|discovery)$",
+    ),
+    ("access features", r"^access\.(services(\..*)?|selectors|forbidden|whocan)$"),
+    ("service accounts", r"^clusters\.serviceaccounts(\..*)?$"),
+    ("access as code", r"^access\.ascode(\..*)?$"),
+    ("pages, API, tasks, wiring", r".*"),
+]
 ABOVE_THE_TASKS = re.compile(
     r"(/views/|/views\.py$|/api/|/apps\.py$|/management/|^config/|/tasks\.py$)"
 )
@@ -104,6 +130,30 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_modules_import_each_other_round_a_circle():
     assert circles(graph()) == []
+
+
+def layer_of(module: str) -> int:
+    return next(i for i, (_name, pattern) in enumerate(LAYERS) if re.match(pattern, module))
+
+
+def test_every_import_goes_down_the_layers():
+    upward = sorted(
+        f"{module} ({LAYERS[layer_of(module)][0]}) imports {imported} "
+        f"({LAYERS[layer_of(imported)][0]})"
+        for module, imported_modules in graph().items()
+        for imported in imported_modules
+        if layer_of(imported) > layer_of(module)
+    )
+
+    assert upward == []
+
+
+def test_each_layer_holds_modules():
+    # A pattern that matched nothing would leave its modules on top, where anything goes.
+    held = {name: 0 for name, _pattern in LAYERS}
+    for module in MODULES:
+        held[LAYERS[layer_of(module)][0]] += 1
+    assert all(count > 0 for count in held.values()), held
 
 
 def test_the_circle_finder_finds_a_circle():
