@@ -38,7 +38,15 @@ from access.words import count_of
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.compiler import ClusterSpec, DirectorySnapshot
 from clusters.models import Cluster, ReconcileRun
-from clusters.services import answering_clusters, live_cluster_specs, role_specs
+from clusters.selectors import environment_rank, latest_runs, reconcile_progress, rollout_state
+from clusters.services import (
+    answering_clusters,
+    cluster_role_rules,
+    grant_spec,
+    live_cluster_specs,
+    load_inputs,
+    role_specs,
+)
 
 
 def last_sync() -> DirectorySync | None:
@@ -237,7 +245,6 @@ def catalogue_on(
 ) -> tuple[ClusterSpec, list[CatalogueRole], dict[str, list[dict[str, Any]]], dict[str, str]]:
     """The role catalogue as defined on `cluster`, with the rules of the ClusterRoles it
     references read from the cluster (and why some could not be read)."""
-    from clusters.services import cluster_role_rules, role_specs
 
     spec = cluster.spec()
     specs = role_specs()
@@ -290,7 +297,6 @@ def newest_reconcile(cluster: Cluster) -> ReconcileRun | None:
 def who_can_answer(attempt: AccessAttempt, cluster: Cluster) -> WhoCanAnswer:
     """Who can do `attempt` on `cluster`: the compiler's inputs for that cluster, every team's
     members, and the newest reconcile's view of which grants are in force there."""
-    from clusters.services import load_inputs
 
     spec, catalogue, rules, unreadable = catalogue_on(cluster)
     inputs = load_inputs([cluster])
@@ -338,7 +344,6 @@ def who_can_answer(attempt: AccessAttempt, cluster: Cluster) -> WhoCanAnswer:
 def _holdings_on(person: Person, cluster: Cluster) -> list[Holding]:
     """The person's grants in force (their own and their teams') that reach `cluster`, with
     whether the cluster's newest reconcile put each in force."""
-    from clusters.services import grant_spec
 
     team_names = dict(
         Membership.objects.filter(person=person, team__is_active=True).values_list(
@@ -401,7 +406,6 @@ class PersonGrant:
 def person_access(person: Person) -> list[PersonGrant]:
     """Every grant in force for `person` (personal and through teams) with its rollout per
     cluster, from each cluster's newest reconcile: a constant number of queries."""
-    from clusters.selectors import latest_runs, rollout_state
 
     runs = {run.cluster.name: run for run in latest_runs().values()}
     return [
@@ -481,7 +485,6 @@ class SyncProgress:
 
 def sync_progress(queued_at: datetime | None = None) -> SyncProgress:
     """The newest sync (or the one `queued_at` asked for, if it has not started yet)."""
-    from clusters.selectors import reconcile_progress
 
     sync = last_sync()
     if queued_at is not None and sync is not None and sync.started_at >= queued_at:
@@ -534,8 +537,6 @@ def cluster_picker(
 ) -> ClusterPicker:
     """Three queries, however large the fleet."""
     limit = limit or PICKER_LIMIT
-    from clusters.choices import ClusterState
-    from clusters.selectors import environment_rank
 
     live = Cluster.objects.exclude(state=ClusterState.RETIRED)
     environments, tiers, chosen = list(environments), list(tiers), set(selected)

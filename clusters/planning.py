@@ -21,6 +21,7 @@ from clusters.k8s import KubeError
 from clusters.models import Cluster
 from clusters.plan import Plan, comparable, object_key
 from clusters.reconcile import Inputs, reconcile
+from clusters.services import endpoint_for, live_clusters, load_inputs, role_specs
 
 MAX_PARALLEL = 16
 NEW_GRANT_ID = 0  # a grant not saved yet: its bindings are annotated with its id once it is
@@ -63,7 +64,6 @@ class ClusterPlan:
 
 def affected_clusters(change: Change, grants: Iterable[GrantSpec]) -> list[Cluster]:
     """Live clusters an added, removed or redefined grant reaches."""
-    from clusters.services import live_clusters
 
     touched = [*change.add, *(g for g in grants if change.touches(g))]
     return [c for c in live_clusters() if any(g.reaches(c.spec()) for g in touched)]
@@ -71,7 +71,6 @@ def affected_clusters(change: Change, grants: Iterable[GrantSpec]) -> list[Clust
 
 def plan_change(change: Change, clusters: Iterable[Cluster] | None = None) -> list[ClusterPlan]:
     """The diff each affected cluster would see if `change` were made now."""
-    from clusters.services import endpoint_for, load_inputs
 
     base = load_inputs(None, extra_grants=change.add)
     inputs = Inputs(
@@ -180,7 +179,6 @@ def plan_role_definition(
     role: Role, *, environment: str, tier: str, **values: Any
 ) -> list[ClusterPlan]:
     """What redefining `role` for an environment/tier would change on the clusters it reaches."""
-    from clusters.services import role_specs
 
     current = role_specs().get(role.name) or RoleSpec(role.name, ())
     replacement = RoleDefinitionSpec(

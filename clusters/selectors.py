@@ -26,6 +26,7 @@ from django.db.models.functions import RowNumber, TruncHour
 from django.utils import timezone
 
 from access.choices import Environment, Tier
+from access.models import Grant
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.models import (
     Cluster,
@@ -182,7 +183,6 @@ def fleet_summary() -> dict[str, Any]:
 
 def pending_grants(run: ReconcileRun | None) -> list[dict[str, Any]]:
     """The grants a run left pending on its cluster, with the grant and the reasons."""
-    from access.models import Grant
 
     if run is None or not run.pending:
         return []

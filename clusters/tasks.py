@@ -8,7 +8,7 @@ import logging
 from celery import Task, shared_task
 from django.conf import settings
 
-from clusters import serviceaccounts, services
+from clusters import discovery, serviceaccounts, services
 from clusters.choices import ClusterState, DiscoveryTrigger, ReconcileTrigger, RotationStatus
 from clusters.k8s import KubeError
 from clusters.models import Cluster, DiscoverySource, FleetReconcile
@@ -82,7 +82,6 @@ def scan_fleet_shadow_access_task() -> int:
 @shared_task(name="clusters.tasks.discover_source_task", **retried(tries=3, backoff_max_s=300))
 def discover_source_task(source_id: int, trigger: str = DiscoveryTrigger.SCHEDULE) -> int | None:
     """One discovery run of one source. Safe twice at once: the second finds a run under way."""
-    from clusters import discovery
 
     run = discovery.discover(source_id, trigger=trigger)
     return run.pk if run else None

@@ -9,7 +9,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from access import audit
+from access import audit, forbidden
 from access.api.fields import HumanDurationField, NameField, StringMapField
 from access.choices import Environment, RoleScope, Tier
 from access.models import (
@@ -563,8 +563,6 @@ class ExplanationSerializer(serializers.Serializer):
     notes = _names()
 
     def to_representation(self, explanation: Any) -> dict[str, Any]:
-        from access import forbidden
-
         smallest = explanation.smallest
         return {
             "attempt": explanation.attempt.describe(),

@@ -18,7 +18,10 @@ from access.services.grants import (
     revoke_grant,
     set_role_definition,
 )
-from clusters.models import Cluster
+from clusters import serviceaccounts
+from clusters.choices import AccountState
+from clusters.models import Cluster, ManagedServiceAccount
+from clusters.services import update_cluster
 from core.types import Actor
 
 
@@ -86,7 +89,6 @@ def _apply_one(change: Change, actor: Actor) -> None:
         _apply_policy(change, actor, reason)
     elif change.kind == "cluster":
         cluster = Cluster.objects.get(name=data["name"])
-        from clusters.services import update_cluster
 
         update_cluster(
             cluster,
@@ -127,10 +129,6 @@ def _apply_one(change: Change, actor: Actor) -> None:
 
 
 def _apply_service_account(change: Change, actor: Actor, reason: str) -> None:
-    from clusters import serviceaccounts
-    from clusters.choices import AccountState
-    from clusters.models import ManagedServiceAccount
-
     data = change.item.data
     existing = ManagedServiceAccount.objects.filter(
         state__in=(AccountState.ACTIVE, AccountState.PENDING),

@@ -9,13 +9,13 @@ from django.utils.dateparse import parse_datetime
 from access.ascode.diff import Diff
 from access.ascode.format import Declared
 from access.choices import RoleScope
+from clusters import planning
+from clusters.compiler import GrantSpec, RoleDefinitionSpec, RoleSpec
+from clusters.services import live_clusters, load_inputs, role_specs
 
 
 def rbac_plan(changes: Diff, wanted: Declared) -> list[Any]:
     """Each affected cluster's RBAC diff if the changes were applied (read-only, dry-run)."""
-    from clusters import planning
-    from clusters.compiler import GrantSpec, RoleDefinitionSpec, RoleSpec
-    from clusters.services import live_clusters, load_inputs, role_specs
 
     add: list[GrantSpec] = []
     for i, change in enumerate(changes.of("add")):

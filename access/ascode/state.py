@@ -20,8 +20,8 @@ from access.ascode.format import (
 )
 from access.choices import GrantSource
 from access.models import ApprovalPolicy, Grant, Role
-from clusters.choices import ClusterState
-from clusters.models import Cluster
+from clusters.choices import AccountState, ClusterState
+from clusters.models import Cluster, ManagedServiceAccount
 
 
 def current() -> Declared:
@@ -122,9 +122,6 @@ def current() -> Declared:
 
 
 def _active_accounts() -> Iterable[Any]:
-    from clusters.choices import AccountState
-    from clusters.models import ManagedServiceAccount
-
     return (
         ManagedServiceAccount.objects.filter(state=AccountState.ACTIVE)
         .select_related("owner_team")

@@ -19,6 +19,7 @@ from access.directory import DirectoryConfig, DirectoryError, DirectoryPerson
 from access.models import DirectorySync, Person, SyncLock
 from access.services import leavers
 from access.sync import DirectorySyncer, SyncBlocked, refresh_user_flags
+from clusters.services import queue_reconcile_for_subjects
 from core.types import Actor
 
 logger = logging.getLogger(__name__)
@@ -215,7 +216,6 @@ def _reconcile_for_subjects(
 ) -> None:
     """Queue the reconciles a sync's changes call for, and note on the run which clusters (the
     health page follows them)."""
-    from clusters.services import queue_reconcile_for_subjects
 
     ids = queue_reconcile_for_subjects(team_ids, person_ids, membership_team_ids)
     # On the object for the save that finishes the run, and in the row in case that save came

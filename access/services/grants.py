@@ -18,6 +18,7 @@ from django.utils import timezone
 from access import audit, notify
 from access.choices import Environment, GrantSource, RequestState, RoleScope, Tier
 from access.models import AccessRequest, Grant, Person, Role, RoleDefinition, Team
+from clusters.services import queue_reconcile_for_grants
 from core.types import Actor, account_of
 
 # A namespace name (RFC 1123 label) or a pattern of one with * ? [ ].
@@ -352,8 +353,6 @@ def remove_role_definition(
 
 
 def reconcile_for_grants(grant_ids: list[int]) -> None:
-    from clusters.services import queue_reconcile_for_grants
-
     queue_reconcile_for_grants(grant_ids)
 
 

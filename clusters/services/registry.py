@@ -18,6 +18,8 @@ from clusters.compiler import (
 )
 from clusters.k8s import Endpoint, KubeError
 from clusters.models import Cluster, ReconcileRun
+from clusters.plan import Plan
+from clusters.reconcile import ACCOUNT_KIND, MANAGED_KINDS, Outcome, apply, read_actual
 from core import outbound
 from core.types import Actor
 
@@ -263,9 +265,6 @@ def retire_cluster(
 
 
 def _remove_owned(cluster: Cluster) -> ReconcileRun:
-    from clusters.plan import Plan
-    from clusters.reconcile import ACCOUNT_KIND, MANAGED_KINDS, Outcome, apply, read_actual
-
     started = time.monotonic()
     run = ReconcileRun(cluster=cluster, trigger=ReconcileTrigger.RETIRE)
     client = k8s.client_for(endpoint_for(cluster))

@@ -22,6 +22,7 @@ from clusters import permissions, serviceaccounts
 from clusters.choices import AccountState, DeliveryKind, GenerationState, LegacyTokenState
 from clusters.forms import AccountForm, MigrateForm, ReasonForm, TargetForm
 from clusters.models import DeliveryTarget, LegacyToken, ManagedServiceAccount, TokenGeneration
+from clusters.tasks import scan_fleet_legacy_tokens_task
 
 
 def _errors(exc: ValidationError) -> str:
@@ -276,7 +277,6 @@ def legacy_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def legacy_scan(request: HttpRequest) -> HttpResponse:
     permissions.require_operator(request.user)
-    from clusters.tasks import scan_fleet_legacy_tokens_task
 
     _queue_message(
         request,
