@@ -18,11 +18,9 @@ import io
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,14 +39,14 @@ from tests.dex.server import CLI_CLIENT_ID, DexServer
 from tests.e2e.conftest import log_in
 from tests.fixtures.browser import artifacts_dir
 from tests.fixtures.company import seed_defaults
+from tests.fixtures.dex import OIDC_PREFIX as PREFIX
 from tests.fixtures.kubectl import kubectl_binary
-from tests.k8s.control_plane import ControlPlane, OidcTrust, RealCluster
+from tests.k8s.control_plane import RealCluster
 from warden_cli import token as oidc_token
 from warden_cli.main import main as warden_main
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kube_apiserver]
 
-PREFIX = "oidc:"
 NAMESPACE = "team-a"
 WHY = "Deploying the team-a service for INC-204"
 GRANT_FOR_S = 45
@@ -63,24 +61,6 @@ def dex_redirect_uris(live_server: Any) -> list[str]:
 def browser_context_options() -> dict[str, Any]:
     # Dex serves HTTPS with the test's own CA, which Chromium does not know.
     return {"viewport": {"width": 1280, "height": 800}, "ignore_https_errors": True}
-
-
-@pytest.fixture
-def oidc_cluster(kube_control_plane: ControlPlane, dex: DexServer) -> Iterator[RealCluster]:
-    """A real API server that authenticates people by Dex's ID tokens for the CLI's client."""
-    trust = OidcTrust(
-        issuer=dex.issuer,
-        ca_pem=dex.ca_path.read_text(),
-        audience=CLI_CLIENT_ID,
-        username_prefix=PREFIX,
-        groups_prefix=PREFIX,
-    )
-    name = f"loop-{secrets.token_hex(3)}"
-    (cluster,) = kube_control_plane.add_clusters(name, oidc=trust)
-    try:
-        yield cluster
-    finally:
-        kube_control_plane.remove_cluster(name)
 
 
 @pytest.fixture

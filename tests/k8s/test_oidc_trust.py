@@ -3,36 +3,13 @@ a person's own ID token is the user and groups that Warden's bindings name."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import requests
 
 from tests.dex.login import cli_tokens
-from tests.dex.server import CLI_CLIENT_ID, DexServer
-from tests.k8s.control_plane import ControlPlane, OidcTrust, RealCluster
-
-USER_PREFIX = "oidc:"
-GROUP_PREFIX = "oidc:"
-
-
-@pytest.fixture
-def oidc_cluster(kube_control_plane: ControlPlane, dex: DexServer) -> Iterator[RealCluster]:
-    trust = OidcTrust(
-        issuer=dex.issuer,
-        ca_pem=dex.ca_path.read_text(),
-        audience=CLI_CLIENT_ID,
-        username_prefix=USER_PREFIX,
-        groups_prefix=GROUP_PREFIX,
-    )
-    name = f"oidc-{secrets.token_hex(3)}"
-    (cluster,) = kube_control_plane.add_clusters(name, oidc=trust)
-    try:
-        yield cluster
-    finally:
-        kube_control_plane.remove_cluster(name)
+from tests.dex.server import DexServer
+from tests.k8s.control_plane import RealCluster
 
 
 def _as(cluster: RealCluster, token: str, method: str, path: str, body: Any = None) -> Any:
