@@ -304,7 +304,8 @@ class Grant(models.Model):
         Person, null=True, blank=True, on_delete=models.CASCADE, related_name="grants"
     )
     role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="grants")
-    # Scope: each list empty = any.
+    # Scope: each list empty = any. SCOPE names these fields, for the lists built on them.
+    SCOPE = ("environments", "tiers", "clusters", "cluster_selector", "namespaces")
     environments = models.JSONField(default=list, blank=True)
     tiers = models.JSONField(default=list, blank=True)
     clusters = models.JSONField(default=list, blank=True)

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from access.choices import Environment, RoleScope
-from access.models import ApprovalPolicy
+from access.models import ApprovalPolicy, Grant
 from clusters.models import ManagedServiceAccount
 
 VERSION = 1
@@ -32,11 +32,7 @@ GRANT_KEYS = (
     "team",
     "person",
     "role",
-    "environments",
-    "tiers",
-    "clusters",
-    "cluster_selector",
-    "namespaces",
+    *Grant.SCOPE,
     "starts_at",
     "expires_at",
     "reason",
