@@ -110,12 +110,55 @@ class LdapConnector:
 
 
 @dataclass
+class AdConnector:
+    """Where Dex finds people and groups in Active Directory: LDAPS with the domain's CA, people
+    by sAMAccountName (disabled accounts left out), groups by their member DNs."""
+
+    host: str  # host:port of the domain controller's LDAPS
+    ca_path: str
+    bind_dn: str
+    bind_password: str
+    people_dn: str
+    groups_dn: str
+
+    def config(self) -> dict[str, object]:
+        return {
+            "type": "ldap",
+            "id": "ad",
+            "name": "Active Directory",
+            "config": {
+                "host": self.host,
+                "rootCA": self.ca_path,
+                "bindDN": self.bind_dn,
+                "bindPW": self.bind_password,
+                "usernamePrompt": "Username",
+                "userSearch": {
+                    "baseDN": self.people_dn,
+                    "filter": "(&(objectCategory=person)(objectClass=user)"
+                    "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
+                    "username": "sAMAccountName",
+                    "idAttr": "DN",
+                    "emailAttr": "mail",
+                    "nameAttr": "displayName",
+                    "preferredUsernameAttr": "sAMAccountName",
+                },
+                "groupSearch": {
+                    "baseDN": self.groups_dn,
+                    "filter": "(objectClass=group)",
+                    "userMatchers": [{"userAttr": "DN", "groupAttr": "member"}],
+                    "nameAttr": "cn",
+                },
+            },
+        }
+
+
+@dataclass
 class DexServer:
     """One Dex process; `issuer` is its https URL, `ca_path` the CA that signed its certificate."""
 
     binary: Path
     folder: Path
-    connector: LdapConnector
+    connector: LdapConnector | AdConnector
     redirect_uris: list[str]
     web_client_secret: str = "warden-web-secret"
     port: int = 0

@@ -6,13 +6,18 @@ import base64
 import hashlib
 import json
 import secrets
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 import requests
 
-from tests.dex.login import LoginRefused, sign_in
-from tests.dex.server import WEB_CLIENT_ID, DexServer
+from tests.dex.login import LoginRefused, cli_tokens, sign_in
+from tests.dex.server import WEB_CLIENT_ID, AdConnector, DexServer
+from tests.fixtures.samba_ad import PASSWORD as AD_PASSWORD
+from tests.fixtures.samba_ad import SERVICE_DN as AD_SERVICE_DN
+from tests.fixtures.samba_ad import SERVICE_PASSWORD as AD_SERVICE_PASSWORD
 from tests.fixtures.slapd import TestDirectory as Directory
 
 REDIRECT = "http://testserver/oidc/callback/"
@@ -132,3 +137,32 @@ def test_a_code_is_refused_without_its_pkce_verifier(dex: DexServer, directory: 
         )
 
     assert tokens.status_code in (400, 401)
+
+
+def test_a_person_of_the_active_directory_domain_signs_in_through_dex(
+    dex_bin: Path, samba_ad: Any, tmp_path: Path
+) -> None:
+    # given: erin in a team of the test's own OU of the Samba AD domain, and a Dex on it
+    erin, team = samba_ad.account("erin"), samba_ad.account("team-a")
+    samba_ad.add_person(erin, password=AD_PASSWORD)
+    samba_ad.add_person(samba_ad.account("gone"), password=AD_PASSWORD, disabled=True)
+    samba_ad.add_group(team, people=[erin])
+    connector = AdConnector(
+        host=samba_ad.server.ldaps_uri.removeprefix("ldaps://") + ":636",
+        ca_path=str(samba_ad.server.ca_path),
+        bind_dn=AD_SERVICE_DN,
+        bind_password=AD_SERVICE_PASSWORD,
+        people_dn=samba_ad.people_dn,
+        groups_dn=samba_ad.groups_dn,
+    )
+    server = DexServer(dex_bin, tmp_path, connector, redirect_uris=[REDIRECT]).start()
+    try:
+        # when she signs in, then her ID token names her and her team from the directory
+        claims = _claims(cli_tokens(server, erin, AD_PASSWORD)["id_token"])
+        assert claims["preferred_username"] == erin
+        assert team in claims["groups"]  # type: ignore[operator]
+        # and a disabled account is refused
+        with pytest.raises(LoginRefused):
+            cli_tokens(server, samba_ad.account("gone"), AD_PASSWORD)
+    finally:
+        server.stop()
