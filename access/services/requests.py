@@ -348,7 +348,7 @@ def _apply_policy(preview: Preview, role: Role, person: Person) -> None:
             return
         governing.append(policy)
     if not governing:
-        preview.problems.append(f"The role {role.name} is not offered anywhere in this scope.")
+        preview.problems.append(f"{role.display_name} is not offered anywhere in this scope.")
         return
     strictest = max(governing, key=lambda p: (p.approvals_required, -p.max_duration, p.pk))
     preview.policy = strictest

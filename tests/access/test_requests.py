@@ -435,3 +435,13 @@ def test_an_operator_runs_the_expiry_sweep_by_command(company, fleet):
     assert f"Ended 1 grant whose time was up: #{req.grant_id}." in out.getvalue()
     assert "nothing to end" in out.getvalue()
     assert AccessRequest.objects.get(pk=req.pk).state == RequestState.EXPIRED
+
+
+def test_the_preview_names_a_role_not_offered_by_its_display_name(company, fleet):
+    preview = requests.preview_request(
+        company.people["alice"], Role.objects.get(name="admin"), environments=["prod"]
+    )
+
+    assert preview.problems == [
+        "Cluster admin is not offered on any cluster of this scope: pick another role or scope."
+    ]
