@@ -30,6 +30,7 @@ from access.permissions import is_operator, require_operator
 from access.tasks import sync_directory_task
 from clusters.choices import ClusterState
 from clusters.models import Cluster
+from core.types import AuthenticatedRequest
 
 
 class LoginView(auth_views.LoginView):
@@ -64,7 +65,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: AuthenticatedRequest) -> HttpResponse:
     # RelatedObjectDoesNotExist is an AttributeError: a local account has no Person.
     person: Person | None = getattr(request.user, "person", None)
     context: dict[str, Any] = {"person": person}
@@ -92,7 +93,7 @@ SYNC_QUEUED_AT = "warden.sync-queued-at"
 
 @login_required
 @never_cache
-def health_page(request: HttpRequest) -> HttpResponse:
+def health_page(request: AuthenticatedRequest) -> HttpResponse:
     require_operator(request.user)
     state = health.report()
     if request.GET.get("format") == "json":
@@ -108,7 +109,7 @@ def health_page(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_safe
 @never_cache
-def sync_progress(request: HttpRequest) -> HttpResponse:
+def sync_progress(request: AuthenticatedRequest) -> HttpResponse:
     """The newest directory sync as a fragment the health page polls (htmx) while it runs."""
     require_operator(request.user)
     return render(request, "access/_sync_progress.html", _sync_progress(request))
@@ -128,14 +129,14 @@ def _sync_progress(request: HttpRequest) -> dict[str, Any]:
 
 @login_required
 @never_cache
-def health_json(request: HttpRequest) -> HttpResponse:
+def health_json(request: AuthenticatedRequest) -> HttpResponse:
     require_operator(request.user)
     return JsonResponse(health.report())
 
 
 @login_required
 @require_POST
-def sync_now(request: HttpRequest) -> HttpResponse:
+def sync_now(request: AuthenticatedRequest) -> HttpResponse:
     require_operator(request.user)
     request.session[SYNC_QUEUED_AT] = timezone.now().isoformat()
     try:
@@ -153,7 +154,7 @@ def sync_now(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def confirm_sync(request: HttpRequest, pk: int) -> HttpResponse:
+def confirm_sync(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     operator = require_operator(request.user)
     blocked = get_object_or_404(DirectorySync, pk=pk)
     try:
@@ -174,7 +175,7 @@ TYPED_FIELDS = ("verb", "resource", "api_group", "namespace", "name", "path")
 @login_required
 @require_safe
 @never_cache
-def why_forbidden(request: HttpRequest) -> HttpResponse:
+def why_forbidden(request: AuthenticatedRequest) -> HttpResponse:
     """Paste a Kubernetes forbidden message (or type the request): which roles would allow it.
 
     A GET form, so an answer can be linked and reloaded; htmx swaps in just the answer.

@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
@@ -20,6 +20,7 @@ from access.forms import AuditFilterForm
 from access.models import AuditEvent
 from access.permissions import require_operator
 from access.views.sorting import sorting_of
+from core.types import AuthenticatedRequest
 
 PAGE_SIZE = 50
 
@@ -46,7 +47,7 @@ def filtered(form: AuditFilterForm) -> QuerySet[AuditEvent]:
 
 @login_required
 @never_cache
-def audit_log(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+def audit_log(request: AuthenticatedRequest) -> HttpResponse | StreamingHttpResponse:
     require_operator(request.user)
     form = AuditFilterForm(request.GET or None)
     events = filtered(form) if request.GET else AuditEvent.objects.order_by("-seq")

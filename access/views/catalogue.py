@@ -24,12 +24,13 @@ from access.views.sorting import sorting_of
 from clusters import planning
 from clusters.selectors import rollout_status
 from clusters.services import clusters_reached_by
+from core.types import AuthenticatedRequest
 
 PAGE_SIZE = 50
 
 
 @login_required
-def grant_list(request: HttpRequest) -> HttpResponse:
+def grant_list(request: AuthenticatedRequest) -> HttpResponse:
     require_operator(request.user)
     grants = Grant.objects.select_related("role", "team", "person").order_by("-created_at", "-id")
     show = request.GET.get("show", "in-force")
@@ -72,7 +73,7 @@ GRANT_COLUMNS = {
 
 
 @login_required
-def grant_new(request: HttpRequest) -> HttpResponse:
+def grant_new(request: AuthenticatedRequest) -> HttpResponse:
     """A standing grant: fill in, see the plan per cluster, then apply."""
     require_operator(request.user)
     plans = None
@@ -120,7 +121,7 @@ def _apply_grant(request: HttpRequest, form: GrantForm, scope: dict[str, Any]) -
 
 
 @login_required
-def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def grant_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """A grant, where it is in force, pending or failed, and (on request) its revoke plan."""
     require_operator(request.user)
     grant = get_object_or_404(Grant.objects.select_related("role", "team", "person"), pk=pk)
@@ -135,7 +136,7 @@ def grant_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def grant_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def grant_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     operator = require_operator(request.user)
     grant = get_object_or_404(Grant, pk=pk)
     reason = request.POST.get("reason", "").strip()
@@ -148,7 +149,7 @@ def grant_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def role_list(request: HttpRequest) -> HttpResponse:
+def role_list(request: AuthenticatedRequest) -> HttpResponse:
     """The role catalogue, in plain words, for everyone who can log in."""
     roles = Role.objects.prefetch_related("definitions").order_by("rank", "name")
     rows = [(role, zip(_ordered(role), role_words(role), strict=True)) for role in roles]
@@ -161,7 +162,7 @@ def _ordered(role: Role) -> list[RoleDefinition]:
 
 
 @login_required
-def role_define(request: HttpRequest, name: str) -> HttpResponse:
+def role_define(request: AuthenticatedRequest, name: str) -> HttpResponse:
     """Redefine what a role is for an environment/tier: plan first, then apply."""
     operator = require_operator(request.user)
     role = get_object_or_404(Role, name=name)

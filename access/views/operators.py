@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
@@ -19,6 +19,7 @@ from access.forms import WhoCanForm
 from access.models import Person
 from access.permissions import require_operator
 from access.views.sorting import sorting_of
+from core.types import AuthenticatedRequest
 
 PEOPLE_PAGE_SIZE = 50
 TYPED_FIELDS = ("verb", "resource", "api_group", "namespace", "path")
@@ -27,7 +28,7 @@ TYPED_FIELDS = ("verb", "resource", "api_group", "namespace", "path")
 @login_required
 @require_safe
 @never_cache
-def who_can(request: HttpRequest) -> HttpResponse:
+def who_can(request: AuthenticatedRequest) -> HttpResponse:
     """Who can do an action on a cluster: the grants, roles and people that allow it there.
 
     A GET form, so an answer can be linked; htmx swaps in just the answer.
@@ -58,7 +59,7 @@ def who_can(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_safe
-def people(request: HttpRequest) -> HttpResponse:
+def people(request: AuthenticatedRequest) -> HttpResponse:
     """Find a person (by username, name or email) to see what they can do."""
     require_operator(request.user)
     query = request.GET.get("q", "").strip()
@@ -86,7 +87,7 @@ PEOPLE_COLUMNS = {
 @login_required
 @require_safe
 @never_cache
-def person_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def person_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """What a person can do: every grant in force (personal and through teams), where, until
     when, and its rollout on each cluster; their teams and their open requests."""
     require_operator(request.user)

@@ -14,14 +14,14 @@ from access.forms import PolicyForm
 from access.models import ApprovalPolicy
 from access.permissions import require_operator
 from access.services import policies
-from core.types import Actor
+from core.types import Actor, AuthenticatedRequest
 
 PAGE_SIZE = 50
 
 
 @login_required
 @require_http_methods(["GET", "HEAD"])
-def policy_list(request: HttpRequest) -> HttpResponse:
+def policy_list(request: AuthenticatedRequest) -> HttpResponse:
     require_operator(request.user)
     all_policies = (
         ApprovalPolicy.objects.select_related("role")
@@ -35,14 +35,14 @@ def policy_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def policy_new(request: HttpRequest) -> HttpResponse:
+def policy_new(request: AuthenticatedRequest) -> HttpResponse:
     operator = require_operator(request.user)
     return _edit(request, ApprovalPolicy(), operator)
 
 
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
-def policy_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def policy_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     operator = require_operator(request.user)
     policy = get_object_or_404(ApprovalPolicy, pk=pk)
     return _edit(request, policy, operator)
@@ -82,7 +82,7 @@ def _edit(request: HttpRequest, policy: ApprovalPolicy, operator: Actor) -> Http
 
 @login_required
 @require_POST
-def policy_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def policy_delete(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     operator = require_operator(request.user)
     policy = get_object_or_404(ApprovalPolicy, pk=pk)
     reason = request.POST.get("reason", "").strip()

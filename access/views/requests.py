@@ -18,6 +18,7 @@ from access.models import AccessRequest, Approval, Person, Role
 from access.role_words import role_words
 from access.services import requests
 from access.words import count_of
+from core.types import AuthenticatedRequest
 
 PAGE_SIZE = 25
 HISTORY_PAGE_SIZE = 10
@@ -80,7 +81,7 @@ def _picker(request: HttpRequest, form: RequestForm) -> selectors.ClusterPicker:
 
 
 @login_required
-def request_new(request: HttpRequest) -> HttpResponse:
+def request_new(request: AuthenticatedRequest) -> HttpResponse:
     """Ask for access: the form, a preview of exactly what it grants, then submit."""
     person = permissions.require_person(request.user)
     preview = None
@@ -160,7 +161,7 @@ def _submit(request: HttpRequest, form: RequestForm, person: Person) -> HttpResp
 
 @login_required
 @require_POST
-def request_preview(request: HttpRequest) -> HttpResponse:
+def request_preview(request: AuthenticatedRequest) -> HttpResponse:
     """The live preview beside the form (htmx), the same as the page's own preview."""
     person = permissions.require_person(request.user)
     form = RequestForm(request.POST)
@@ -170,7 +171,7 @@ def request_preview(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def request_clusters(request: HttpRequest) -> HttpResponse:
+def request_clusters(request: AuthenticatedRequest) -> HttpResponse:
     """The cluster picker (htmx), for the environments, tiers and search typed so far."""
     permissions.require_person(request.user)
     form = RequestForm(request.POST)
@@ -180,7 +181,7 @@ def request_clusters(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def request_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     req = permissions.get_request_for_viewer(request.user, pk)
     rows = selectors.inbox_rows([req])
     may_decide, why_not = requests.may_approve(request.user, req)
@@ -222,7 +223,7 @@ def _act(request: HttpRequest, pk: int, action: Any, success: str) -> HttpRespon
 
 @login_required
 @require_POST
-def request_approve(request: HttpRequest, pk: int) -> HttpResponse:
+def request_approve(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     req = permissions.get_request_for_viewer(request.user, pk)
     reached = [r.cluster for r in selectors.inbox_rows([req])[0].clusters]
     form = DecisionForm(request.POST, clusters=reached)
@@ -247,7 +248,7 @@ def request_approve(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def request_deny(request: HttpRequest, pk: int) -> HttpResponse:
+def request_deny(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     comment = request.POST.get("comment", "")
     return _act(
         request,
@@ -259,7 +260,7 @@ def request_deny(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def request_cancel(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     return _act(
         request,
         pk,
@@ -270,7 +271,7 @@ def request_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def request_end(request: HttpRequest, pk: int) -> HttpResponse:
+def request_end(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     reason = request.POST.get("reason", "")
     return _act(
         request,
@@ -282,7 +283,7 @@ def request_end(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def request_extend(request: HttpRequest, pk: int) -> HttpResponse:
+def request_extend(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """One click: the requester extends their access by the usual duration, where its policy
     allows it (else the page says the request goes to the approvers again)."""
     return _act(
@@ -295,7 +296,7 @@ def request_extend(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def request_review(request: HttpRequest, pk: int) -> HttpResponse:
+def request_review(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     comment = request.POST.get("comment", "")
     return _act(
         request,
@@ -306,7 +307,7 @@ def request_review(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def inbox(request: HttpRequest) -> HttpResponse:
+def inbox(request: AuthenticatedRequest) -> HttpResponse:
     """Pending requests this person may decide, oldest first, with what each would allow."""
     pending = (
         permissions.inbox_for(request.user)
@@ -347,7 +348,7 @@ def _other_pages(request: HttpRequest, param: str) -> str:
 
 @login_required
 @require_POST
-def inbox_bulk(request: HttpRequest) -> HttpResponse:
+def inbox_bulk(request: AuthenticatedRequest) -> HttpResponse:
     """Approve (or deny, with one comment) many requests at once; each is decided on its own."""
     one = request.POST.get("approve_one") or request.POST.get("deny_one") or ""
     if one:  # a row's own button: just that request, whatever else is ticked

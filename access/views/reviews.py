@@ -19,13 +19,14 @@ from access.choices import ReviewDecision
 from access.forms import ReviewDecisionForm, StartCampaignForm
 from access.models import ReviewCampaign
 from access.services import reviews as review_service
+from core.types import AuthenticatedRequest
 
 ITEMS_PER_PAGE = 100
 
 
 @login_required
 @never_cache
-def mine(request: HttpRequest) -> HttpResponse:
+def mine(request: AuthenticatedRequest) -> HttpResponse:
     """The items the signed-in person reviews, in open campaigns; operators also see campaigns."""
     items = selectors.review_items_with_details(
         permissions.review_items_for(request.user)
@@ -47,7 +48,7 @@ def mine(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def start(request: HttpRequest) -> HttpResponse:
+def start(request: AuthenticatedRequest) -> HttpResponse:
     operator = permissions.require_operator(request.user)
     form = StartCampaignForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -65,7 +66,7 @@ def start(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @never_cache
-def campaign(request: HttpRequest, pk: int) -> HttpResponse:
+def campaign(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """A campaign's progress, every item with its reviewers, and what is overdue (operators)."""
     found = permissions.get_campaign_for_operator(request.user, pk)
     show = request.GET.get("show", "all")
@@ -92,7 +93,7 @@ def campaign(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def close(request: HttpRequest, pk: int) -> HttpResponse:
+def close(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     found = permissions.get_campaign_for_operator(request.user, pk)
     try:
         closed = review_service.close_campaign(found, actor=request.user)
@@ -110,7 +111,7 @@ def close(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def decide(request: HttpRequest, pk: int) -> HttpResponse:
+def decide(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     # 404 unless the user leads the grant or is an operator: item ids reveal nothing.
     item = permissions.get_review_item_for_reviewer(request.user, pk)
     form = ReviewDecisionForm(request.POST)

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from access import permissions
 from access.services import tokens
+from core.types import AuthenticatedRequest
 
 
 class TokenForm(forms.Form):
@@ -30,7 +31,7 @@ class TokenForm(forms.Form):
 
 @login_required
 @never_cache
-def token_list(request: HttpRequest) -> HttpResponse:
+def token_list(request: AuthenticatedRequest) -> HttpResponse:
     """The user's tokens, and a form for a new one; its secret is shown in this answer only."""
     form = TokenForm(request.POST or None)
     secret = ""
@@ -72,7 +73,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def token_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     token = permissions.get_api_token_for_owner(request.user, pk)
     tokens.revoke_api_token(token, actor=request.user)
     messages.success(request, f"The token “{token.name}” is revoked; it no longer works.")

@@ -34,6 +34,7 @@ from clusters.forms import (
 from clusters.k8s import KubeError
 from clusters.models import DiscoverySource, ReconcileRun
 from clusters.permissions import get_cluster_for_operator, get_source_for_operator
+from core.types import AuthenticatedRequest
 
 FLEET_PAGE_SIZE = 50
 HISTORY_PAGE_SIZE = 25
@@ -55,7 +56,7 @@ FLEET_COLUMNS = {
 
 @login_required
 @require_safe
-def fleet_overview(request: HttpRequest) -> HttpResponse:
+def fleet_overview(request: AuthenticatedRequest) -> HttpResponse:
     require_operator(request.user)
     filters = FleetFilterForm(request.GET or None)
     values = filters.cleaned_data if filters.is_valid() else {}
@@ -101,7 +102,7 @@ def _fleet_progress_context() -> dict[str, Any]:
 @login_required
 @require_safe
 @never_cache
-def fleet_reconcile_progress(request: HttpRequest) -> HttpResponse:
+def fleet_reconcile_progress(request: AuthenticatedRequest) -> HttpResponse:
     """The newest fleet reconcile, as a fragment the fleet page polls (htmx) until it is done."""
     require_operator(request.user)
     return render(request, "clusters/_fleet_progress.html", _fleet_progress_context())
@@ -109,7 +110,7 @@ def fleet_reconcile_progress(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def fleet_reconcile(request: HttpRequest) -> HttpResponse:
+def fleet_reconcile(request: AuthenticatedRequest) -> HttpResponse:
     operator = require_operator(request.user)
     try:
         count = services.request_fleet_reconcile(actor=operator)
@@ -125,7 +126,7 @@ def fleet_reconcile(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_safe
-def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, pk)
     runs = ReconcileRun.objects.filter(cluster=cluster).order_by("-started_at", "-id")
     history = Paginator(runs, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
@@ -148,7 +149,7 @@ def cluster_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
-def cluster_register(request: HttpRequest) -> HttpResponse:
+def cluster_register(request: AuthenticatedRequest) -> HttpResponse:
     operator = require_operator(request.user)
     if request.method != "POST":
         request.session.pop(STASH, None)  # a fresh start forgets a kubeconfig kept earlier
@@ -196,7 +197,7 @@ def _stashed(request: HttpRequest) -> str:
 @login_required
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
-def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, pk)
     if cluster.state == ClusterState.RETIRED:
         messages.error(request, f"{cluster.name} is retired; it can no longer be changed.")
@@ -224,7 +225,7 @@ def cluster_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def cluster_check(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_check(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, pk)
     problems = services.check_connection(cluster)
     if problems:
@@ -239,7 +240,7 @@ def cluster_check(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def cluster_shadow_scan(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_shadow_scan(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Look for access outside Warden on this cluster now (the hourly scan, at once)."""
     cluster = get_cluster_for_operator(request.user, pk)
     try:
@@ -257,7 +258,7 @@ def cluster_shadow_scan(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def cluster_reconcile(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_reconcile(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, pk)
     try:
         services.request_reconcile(cluster, actor=request.user)
@@ -273,7 +274,7 @@ def cluster_reconcile(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
-def cluster_retire(request: HttpRequest, pk: int) -> HttpResponse:
+def cluster_retire(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     cluster = get_cluster_for_operator(request.user, pk)
     if cluster.state == ClusterState.RETIRED:
         messages.info(request, f"{cluster.name} is already retired.")
@@ -307,14 +308,14 @@ def cluster_retire(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_safe
-def discovery_sources(request: HttpRequest) -> HttpResponse:
+def discovery_sources(request: AuthenticatedRequest) -> HttpResponse:
     require_operator(request.user)
     return render(request, "clusters/discovery.html", {"rows": selectors.discovery_overview()})
 
 
 @login_required
 @require_safe
-def discovery_source_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def discovery_source_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     source = get_source_for_operator(request.user, pk)
     runs = Paginator(source.runs.all(), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
     clusters = source.clusters.all().annotate(env_rank=selectors.environment_rank())
@@ -332,7 +333,7 @@ def discovery_source_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
-def discovery_source_new(request: HttpRequest) -> HttpResponse:
+def discovery_source_new(request: AuthenticatedRequest) -> HttpResponse:
     operator = require_operator(request.user)
     return _source_form(request, DiscoverySource(), operator)
 
@@ -340,7 +341,7 @@ def discovery_source_new(request: HttpRequest) -> HttpResponse:
 @login_required
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
-def discovery_source_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def discovery_source_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     source = get_source_for_operator(request.user, pk)
     return _source_form(request, source, request.user)
 
@@ -368,7 +369,7 @@ def _source_form(request: HttpRequest, source: DiscoverySource, operator: Any) -
 
 @login_required
 @require_POST
-def discovery_source_run(request: HttpRequest, pk: int) -> HttpResponse:
+def discovery_source_run(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     source = get_source_for_operator(request.user, pk)
     try:
         discovery.request_discovery(source, actor=request.user)

@@ -23,6 +23,7 @@ from clusters.choices import AccountState, DeliveryKind, GenerationState, Legacy
 from clusters.forms import AccountForm, MigrateForm, ReasonForm, TargetForm
 from clusters.models import DeliveryTarget, LegacyToken, ManagedServiceAccount, TokenGeneration
 from clusters.tasks import scan_fleet_legacy_tokens_task
+from core.types import AuthenticatedRequest
 
 
 def _errors(exc: ValidationError) -> str:
@@ -30,7 +31,7 @@ def _errors(exc: ValidationError) -> str:
 
 
 @login_required
-def account_list(request: HttpRequest) -> HttpResponse:
+def account_list(request: AuthenticatedRequest) -> HttpResponse:
     accounts = (
         permissions.accounts_visible_to(request.user)
         .prefetch_related(
@@ -56,7 +57,7 @@ def account_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def account_create(request: HttpRequest) -> HttpResponse:
+def account_create(request: AuthenticatedRequest) -> HttpResponse:
     teams = permissions.teams_user_may_own(request.user)
     if not teams.exists():
         raise PermissionDenied("You are in no team that could own a service account.")
@@ -88,7 +89,7 @@ def account_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def account_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def account_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     account = permissions.get_account_for_user(request.user, pk)
     teams = permissions.teams_user_may_own(request.user)
     form = AccountForm(request.POST or None, teams=teams, initial=AccountForm.initial_for(account))
@@ -117,7 +118,7 @@ def account_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def account_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def account_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     account = permissions.get_account_for_user(request.user, pk)
     generations = list(account.generations.all()[:20])
     return render(
@@ -154,7 +155,7 @@ def _queue_message(request: HttpRequest, action: Any, done: str) -> bool:
 
 @login_required
 @require_POST
-def account_rotate(request: HttpRequest, pk: int) -> HttpResponse:
+def account_rotate(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     account = permissions.get_account_for_user(request.user, pk)
     _queue_message(
         request,
@@ -169,7 +170,7 @@ def account_rotate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def account_retire(request: HttpRequest, pk: int) -> HttpResponse:
+def account_retire(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     account = permissions.get_account_for_user(request.user, pk)
     form = ReasonForm(request.POST)
     if not form.is_valid():
@@ -188,7 +189,7 @@ def account_retire(request: HttpRequest, pk: int) -> HttpResponse:
 @sensitive_post_parameters("signing_key")
 @login_required
 @require_POST
-def target_add(request: HttpRequest, pk: int) -> HttpResponse:
+def target_add(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     account = permissions.get_account_for_user(request.user, pk)
     form = TargetForm(request.POST)
     if not form.is_valid():
@@ -216,7 +217,7 @@ def target_add(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def target_remove(request: HttpRequest, pk: int, target_id: int) -> HttpResponse:
+def target_remove(request: AuthenticatedRequest, pk: int, target_id: int) -> HttpResponse:
     account = permissions.get_account_for_user(request.user, pk)
     target = get_object_or_404(DeliveryTarget, pk=target_id, account=account)
     try:
@@ -232,7 +233,7 @@ def target_remove(request: HttpRequest, pk: int, target_id: int) -> HttpResponse
 @login_required
 @never_cache
 @require_http_methods(["GET", "POST"])
-def reveal(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+def reveal(request: AuthenticatedRequest, pk: int, number: int) -> HttpResponse:
     """GET asks to confirm; POST shows the token once. The page is never cached."""
     account = permissions.get_account_for_user(request.user, pk)
     generation = permissions.get_generation_to_reveal(request.user, account, number)
@@ -261,7 +262,7 @@ def reveal(request: HttpRequest, pk: int, number: int) -> HttpResponse:
 
 
 @login_required
-def legacy_list(request: HttpRequest) -> HttpResponse:
+def legacy_list(request: AuthenticatedRequest) -> HttpResponse:
     permissions.require_operator(request.user)
     tokens = LegacyToken.objects.filter(
         state__in=(LegacyTokenState.FOUND, LegacyTokenState.MIGRATED)
@@ -275,7 +276,7 @@ def legacy_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def legacy_scan(request: HttpRequest) -> HttpResponse:
+def legacy_scan(request: AuthenticatedRequest) -> HttpResponse:
     permissions.require_operator(request.user)
 
     _queue_message(
@@ -288,7 +289,7 @@ def legacy_scan(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def legacy_migrate(request: HttpRequest, pk: int) -> HttpResponse:
+def legacy_migrate(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     operator = permissions.require_operator(request.user)
     legacy = get_object_or_404(LegacyToken.objects.select_related("cluster"), pk=pk)
     initial = {
@@ -324,7 +325,7 @@ def legacy_migrate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def legacy_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def legacy_delete(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     operator = permissions.require_operator(request.user)
     legacy = get_object_or_404(LegacyToken.objects.select_related("cluster"), pk=pk)
     form = ReasonForm(request.POST)
