@@ -947,7 +947,9 @@ def extend_access(req: AccessRequest, user: Any, *, until: datetime | None = Non
         before = grant.expires_at
         grant.expires_at = req.expires_at = until
         grant.save(update_fields=["expires_at"])
-        req.save(update_fields=["expires_at"])
+        # Reminded again before the new end, as before the first.
+        req.reminded_at = None
+        req.save(update_fields=["expires_at", "reminded_at"])
         audit.record(
             "request.extended",
             actor=user,

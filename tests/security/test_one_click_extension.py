@@ -103,3 +103,17 @@ def test_ended_or_break_glass_access_is_not_extended(in_force, api, company):
     refused = api("alice").post(f"/api/v1/requests/{in_force.pk}/extend/", {}, format="json")
 
     assert refused.status_code == 400 and "in force" in str(refused.json())
+
+
+def test_an_extended_access_is_reminded_again_before_its_new_end(in_force, settings):
+    settings.WARDEN_REMINDER_HOURS = 2
+    grant = Grant.objects.get(pk=in_force.grant_id)
+    assert requests.send_expiry_reminders(now=grant.expires_at - timedelta(hours=1)) == [
+        in_force.pk
+    ]
+
+    requests.extend_access(AccessRequest.objects.get(pk=in_force.pk), in_force.requester.user)
+
+    new_end = ends(in_force)
+    assert requests.send_expiry_reminders(now=new_end - timedelta(hours=3)) == []
+    assert requests.send_expiry_reminders(now=new_end - timedelta(hours=1)) == [in_force.pk]
