@@ -892,6 +892,11 @@ def extension_offer(req: AccessRequest, now: datetime | None = None) -> Extensio
     if req.for_service_account or req.break_glass:
         what = "A service account's access" if req.for_service_account else "Break-glass access"
         return ExtensionOffer(refusal=f"{what} is not extended in one click: ask again.")
+    if req.approvals.filter(narrowed__has_key="duration_s").exists():
+        return ExtensionOffer(
+            refusal=f"An approver gave this access {duration_in_words(req.duration)}: ask for "
+            "more time, and it goes to the approvers again."
+        )
     preview = preview_request(
         req.requester,
         req.role,

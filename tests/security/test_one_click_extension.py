@@ -117,3 +117,19 @@ def test_an_extended_access_is_reminded_again_before_its_new_end(in_force, setti
     new_end = ends(in_force)
     assert requests.send_expiry_reminders(now=new_end - timedelta(hours=3)) == []
     assert requests.send_expiry_reminders(now=new_end - timedelta(hours=1)) == [in_force.pk]
+
+
+def test_access_an_approver_shortened_is_not_extended_in_one_click(company, fleet, api):
+    ApprovalPolicy.objects.filter(environment="staging").update(
+        self_extension=True, max_duration=timedelta(days=1), default_duration=timedelta(hours=4)
+    )
+    req = requests.approve_request(
+        ask(company, duration=timedelta(hours=4)), company.judy, duration=timedelta(hours=1)
+    )
+    before = ends(req)
+
+    refused = api("alice").post(f"/api/v1/requests/{req.pk}/extend/", {}, format="json")
+
+    assert refused.status_code == 400
+    assert "An approver gave this access 1 hour" in str(refused.json())
+    assert ends(req) == before
