@@ -79,29 +79,39 @@ class LdapConnector:
     people_dn: str
     groups_dn: str
 
+    ID = "ldap"
+    NAME = "Company directory"
+    PEOPLE = "(objectClass=inetOrgPerson)"
+    USERNAME = "uid"
+    PERSON_ID = "uid"
+    GROUPS = "(objectClass=groupOfNames)"
+
+    def transport(self) -> dict[str, object]:
+        return {"insecureNoSSL": True}
+
     def config(self) -> dict[str, object]:
         return {
             "type": "ldap",
-            "id": "ldap",
-            "name": "Company directory",
+            "id": self.ID,
+            "name": self.NAME,
             "config": {
                 "host": self.host,
-                "insecureNoSSL": True,
+                **self.transport(),
                 "bindDN": self.bind_dn,
                 "bindPW": self.bind_password,
                 "usernamePrompt": "Username",
                 "userSearch": {
                     "baseDN": self.people_dn,
-                    "filter": "(objectClass=inetOrgPerson)",
-                    "username": "uid",
-                    "idAttr": "uid",
+                    "filter": self.PEOPLE,
+                    "username": self.USERNAME,
+                    "idAttr": self.PERSON_ID,
                     "emailAttr": "mail",
                     "nameAttr": "displayName",
-                    "preferredUsernameAttr": "uid",
+                    "preferredUsernameAttr": self.USERNAME,
                 },
                 "groupSearch": {
                     "baseDN": self.groups_dn,
-                    "filter": "(objectClass=groupOfNames)",
+                    "filter": self.GROUPS,
                     "userMatchers": [{"userAttr": "DN", "groupAttr": "member"}],
                     "nameAttr": "cn",
                 },
@@ -110,46 +120,24 @@ class LdapConnector:
 
 
 @dataclass
-class AdConnector:
+class AdConnector(LdapConnector):
     """Where Dex finds people and groups in Active Directory: LDAPS with the domain's CA, people
     by sAMAccountName (disabled accounts left out), groups by their member DNs."""
 
-    host: str  # host:port of the domain controller's LDAPS
-    ca_path: str
-    bind_dn: str
-    bind_password: str
-    people_dn: str
-    groups_dn: str
+    ca_path: str = ""  # the domain's CA; `host` is the domain controller's LDAPS host:port
 
-    def config(self) -> dict[str, object]:
-        return {
-            "type": "ldap",
-            "id": "ad",
-            "name": "Active Directory",
-            "config": {
-                "host": self.host,
-                "rootCA": self.ca_path,
-                "bindDN": self.bind_dn,
-                "bindPW": self.bind_password,
-                "usernamePrompt": "Username",
-                "userSearch": {
-                    "baseDN": self.people_dn,
-                    "filter": "(&(objectCategory=person)(objectClass=user)"
-                    "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))",
-                    "username": "sAMAccountName",
-                    "idAttr": "DN",
-                    "emailAttr": "mail",
-                    "nameAttr": "displayName",
-                    "preferredUsernameAttr": "sAMAccountName",
-                },
-                "groupSearch": {
-                    "baseDN": self.groups_dn,
-                    "filter": "(objectClass=group)",
-                    "userMatchers": [{"userAttr": "DN", "groupAttr": "member"}],
-                    "nameAttr": "cn",
-                },
-            },
-        }
+    ID = "ad"
+    NAME = "Active Directory"
+    PEOPLE = (
+        "(&(objectCategory=person)(objectClass=user)"
+        "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))"
+    )
+    USERNAME = "sAMAccountName"
+    PERSON_ID = "DN"
+    GROUPS = "(objectClass=group)"
+
+    def transport(self) -> dict[str, object]:
+        return {"rootCA": self.ca_path}
 
 
 @dataclass
@@ -158,7 +146,7 @@ class DexServer:
 
     binary: Path
     folder: Path
-    connector: LdapConnector | AdConnector
+    connector: LdapConnector
     redirect_uris: list[str]
     web_client_secret: str = "warden-web-secret"
     port: int = 0
