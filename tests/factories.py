@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Any
 
 from access.models import AccessRequest, Role
@@ -22,3 +24,17 @@ def ask(company: Any, who: str = "alice", role_name: str = "developer", **kw: An
         actor=company.users[who],
         **kw,
     )
+
+
+def warden(*args: str, stdin: str = "") -> tuple[int, str, str]:
+    """`warden ARGS` (the CLI, in this process) as a person types it: exit code, stdout, stderr."""
+    from warden_cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old_err, old_in = sys.stderr, sys.stdin
+    sys.stderr, sys.stdin = err, io.StringIO(stdin)
+    try:
+        code = main(list(args), out=out)
+    finally:
+        sys.stderr, sys.stdin = old_err, old_in
+    return code, out.getvalue(), err.getvalue()

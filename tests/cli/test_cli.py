@@ -4,7 +4,6 @@ runs the real services, which reconcile kubesim clusters over HTTPS."""
 from __future__ import annotations
 
 import base64
-import io
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import yaml
 
 from access.models import AccessRequest, Grant, Role
 from access.services import tokens
-from warden_cli.main import main
+from tests.factories import warden
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WHY = "Rolling out the payments fix for INC-77"
@@ -34,17 +33,6 @@ def as_person(company, live_server, monkeypatch, tmp_path):
         return secret
 
     return use
-
-
-def warden(*args: str, stdin: str = "") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old_err, old_in = sys.stderr, sys.stdin
-    sys.stderr, sys.stdin = err, io.StringIO(stdin)
-    try:
-        code = main(list(args), out=out)
-    finally:
-        sys.stderr, sys.stdin = old_err, old_in
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_a_developer_requests_gets_approved_and_writes_a_kubeconfig(

@@ -14,7 +14,6 @@ var/test-artifacts/real-loop.json (bench/approval_to_kubectl.py reads it; nothin
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -37,13 +36,13 @@ from clusters.models import Cluster
 from tests.dex.login import configure_warden
 from tests.dex.server import CLI_CLIENT_ID, DexServer
 from tests.e2e.conftest import log_in
+from tests.factories import warden
 from tests.fixtures.browser import artifacts_dir
 from tests.fixtures.company import seed_defaults
 from tests.fixtures.dex import OIDC_PREFIX as PREFIX
 from tests.fixtures.kubectl import kubectl_binary
 from tests.k8s.control_plane import RealCluster
 from warden_cli import token as oidc_token
-from warden_cli.main import main as warden_main
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.kube_apiserver]
 
@@ -127,16 +126,8 @@ class Laptop:
 
     def warden_failing(self, *args: str, stdin: str = "") -> tuple[int, str]:
         """`warden ARGS` as erin types it: its exit code and all it printed."""
-        out, err = io.StringIO(), io.StringIO()
-        old_err, old_in = sys.stderr, sys.stdin
-        sys.stderr, sys.stdin = err, io.StringIO(stdin)
-        try:
-            code = warden_main(list(args), out=out)
-        except SystemExit as stop:
-            code = int(stop.code or 0)
-        finally:
-            sys.stderr, sys.stdin = old_err, old_in
-        return code, out.getvalue() + err.getvalue()
+        code, out, err = warden(*args, stdin=stdin)
+        return code, out + err
 
     def warden(self, *args: str, stdin: str = "") -> str:
         """`warden ARGS` that must succeed; what it printed."""
