@@ -39,14 +39,16 @@ ENV PATH=/opt/warden/bin:$PATH \
 WORKDIR /app
 COPY manage.py ./
 COPY config ./config
+COPY core ./core
 COPY access ./access
 COPY clusters ./clusters
+COPY ascode ./ascode
 COPY templates ./templates
 COPY static ./static
 # Static files are collected into the image (WhiteNoise serves them with far-future headers).
 # DEBUG=1 only lets settings load without the production secrets, which the build never has.
 RUN DEBUG=1 python manage.py collectstatic --noinput --verbosity 0 \
-    && python -m compileall -q config access clusters
+    && python -m compileall -q config core access clusters ascode
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

@@ -62,7 +62,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 typecheck: venv
-	DEBUG=1 $(VENV)/bin/mypy config core access clusters kubesim
+	DEBUG=1 $(VENV)/bin/mypy config core access clusters ascode kubesim
 
 check: lint typecheck test
 

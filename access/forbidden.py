@@ -1,6 +1,6 @@
 """The "Why forbidden?" explainer: read a Kubernetes `forbidden` message, say which roles allow it.
 
-Pure: no database and no network. The caller (access.selectors.forbidden_explanation) loads the
+Pure: no database and no network. The caller (clusters.answers.forbidden_explanation) loads the
 role catalogue, the rules of the ClusterRoles it references as the cluster holds them, and the
 asker's grants and reconcile state; this module parses, matches and explains.
 
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec
+from access.specs import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec
 
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 ANONYMOUS = "system:anonymous"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
@@ -18,7 +17,7 @@ from access.choices import (
     ReviewDecision,
 )
 from access.directory import DirectoryPerson
-from access.forbidden import AccessAttempt, CatalogueRole, Explanation, Holding, explain
+from access.fleet import ClusterPicker, fleet
 from access.models import (
     AccessRequest,
     Approval,
@@ -28,25 +27,11 @@ from access.models import (
     Person,
     ReviewCampaign,
     ReviewItem,
-    Role,
     Team,
     TeamNesting,
 )
 from access.services.requests import Reach, missing_namespace_notes, reach_of
-from access.whocan import WhoCanAnswer, who_can
-from access.words import count_of
-from clusters.choices import ClusterState, ReconcileStatus
-from clusters.compiler import ClusterSpec, DirectorySnapshot
-from clusters.models import Cluster, ReconcileRun
-from clusters.selectors import environment_rank, latest_runs, reconcile_progress, rollout_state
-from clusters.services import (
-    answering_clusters,
-    cluster_role_rules,
-    grant_spec,
-    live_cluster_specs,
-    load_inputs,
-    role_specs,
-)
+from access.specs import grant_spec, role_specs
 
 
 def last_sync() -> DirectorySync | None:
@@ -142,7 +127,7 @@ def access_of(person: Person) -> list[HeldAccess]:
         .select_related("role", "team", "request")
         .order_by("role__rank", "expires_at", "pk")
     )
-    clusters, roles = live_cluster_specs(), role_specs()
+    clusters, roles = fleet().cluster_specs(), role_specs()
     held = []
     for grant in grants:
         request = getattr(grant, "request", None)
@@ -222,8 +207,8 @@ def count_approvals(requests: Iterable[AccessRequest]) -> None:
 
 def inbox_rows(requests: Iterable[AccessRequest]) -> list[InboxRow]:
     """Annotate a page of pending requests (already fetched) with their reach: no N+1."""
-    clusters, roles = live_cluster_specs(), role_specs()
-    answering = answering_clusters()
+    clusters, roles = fleet().cluster_specs(), role_specs()
+    check = fleet().namespace_check()
     rows = []
     for req in requests:
         reach = reach_of(req.role.name, _grant_scope(req), clusters, roles)  # type: ignore[arg-type]
@@ -231,148 +216,13 @@ def inbox_rows(requests: Iterable[AccessRequest]) -> list[InboxRow]:
             missing_namespace_notes(
                 [r.cluster for r in reach if r.definition],
                 {"namespaces": req.namespaces},
-                answering,
+                check,
             )
             if req.state == RequestState.PENDING
             else []
         )
         rows.append(InboxRow(req, reach, getattr(req, "approval_count", 0), notes))
     return rows
-
-
-def catalogue_on(
-    cluster: Cluster,
-) -> tuple[ClusterSpec, list[CatalogueRole], dict[str, list[dict[str, Any]]], dict[str, str]]:
-    """The role catalogue as defined on `cluster`, with the rules of the ClusterRoles it
-    references read from the cluster (and why some could not be read)."""
-
-    spec = cluster.spec()
-    specs = role_specs()
-    catalogue = [
-        CatalogueRole(
-            name=role.name,
-            display_name=role.display_name,
-            rank=role.rank,
-            description=role.description,
-            spec=specs[role.name],
-        )
-        for role in Role.objects.order_by("rank", "name")
-    ]
-    referenced = set()
-    for role in catalogue:
-        definition = role.spec.definition_for(spec)
-        if definition is not None and definition.cluster_role:
-            referenced.add(definition.cluster_role)
-    rules, unreadable = cluster_role_rules(cluster, referenced)
-    return spec, catalogue, rules, unreadable
-
-
-def forbidden_explanation(user: Any, attempt: AccessAttempt, cluster: Cluster) -> Explanation:
-    """The "Why forbidden?" answer for `user`: the catalogue judged on `cluster`, with the
-    rules of the ClusterRoles it references read from the cluster, and the user's own grants."""
-    spec, catalogue, rules, unreadable = catalogue_on(cluster)
-    person: Person | None = getattr(user, "person", None)
-    holdings = _holdings_on(person, cluster) if person is not None else []
-    return explain(
-        attempt,
-        spec,
-        catalogue,
-        rules,
-        unreadable,
-        username=person.username if person is not None else "",
-        holdings=holdings,
-    )
-
-
-def newest_reconcile(cluster: Cluster) -> ReconcileRun | None:
-    """The cluster's newest finished, real reconcile: what it holds now, as far as Warden knows."""
-    return (
-        ReconcileRun.objects.filter(cluster=cluster, dry_run=False)
-        .exclude(status=ReconcileStatus.RUNNING)
-        .order_by("-started_at", "-id")
-        .first()
-    )
-
-
-def who_can_answer(attempt: AccessAttempt, cluster: Cluster) -> WhoCanAnswer:
-    """Who can do `attempt` on `cluster`: the compiler's inputs for that cluster, every team's
-    members, and the newest reconcile's view of which grants are in force there."""
-
-    spec, catalogue, rules, unreadable = catalogue_on(cluster)
-    inputs = load_inputs([cluster])
-    teams = {g.team for g in inputs.grants if g.team}
-    members: dict[str, set[str]] = {team: set() for team in teams}
-    rows = Membership.objects.filter(
-        team__is_active=True, team__name__in=teams, person__is_active=True
-    ).values_list("team__name", "person__username")
-    for team, username in rows:
-        members[team].add(username)
-    personal = {g.person for g in inputs.grants if g.person}
-    active_people = frozenset(
-        Person.objects.filter(is_active=True, username__in=personal).values_list(
-            "username", flat=True
-        )
-    ) | frozenset(u for names in members.values() for u in names)
-    directory = DirectorySnapshot(
-        team_members={team: frozenset(names) for team, names in members.items()},
-        active_people=active_people,
-        active_teams=inputs.directory.active_teams,
-    )
-    run = newest_reconcile(cluster)
-    answer = who_can(
-        attempt,
-        spec,
-        catalogue,
-        rules,
-        inputs.grants,
-        directory,
-        inputs.now,
-        unreadable=unreadable,
-        reconciled=frozenset(run.grants_in_force or []) if run is not None else None,
-        pending=(run.pending or {}) if run is not None else {},
-    )
-    shadow = cluster.shadow_access or []
-    if shadow:
-        answer.notes.append(
-            f"The last scan found {count_of(len(shadow), 'binding')} on {cluster.name} that "
-            "Warden does not own and that name directory people or teams: they may allow more "
-            "(see the cluster's page)."
-        )
-    return answer
-
-
-def _holdings_on(person: Person, cluster: Cluster) -> list[Holding]:
-    """The person's grants in force (their own and their teams') that reach `cluster`, with
-    whether the cluster's newest reconcile put each in force."""
-
-    team_names = dict(
-        Membership.objects.filter(person=person, team__is_active=True).values_list(
-            "team_id", "team__name"
-        )
-    )
-    grants = (
-        Grant.objects.in_force(timezone.now())
-        .filter(Q(person=person) | Q(team_id__in=team_names))
-        .select_related("role", "team", "person")
-        .order_by("id")
-    )
-    spec = cluster.spec()
-    reaching = [(g, grant_spec(g)) for g in grants]
-    reaching = [(g, s) for g, s in reaching if s.reaches(spec)]
-    if not reaching:
-        return []
-    run = newest_reconcile(cluster)
-    in_force = set(run.grants_in_force or []) if run is not None else set()
-    pending = (run.pending or {}) if run is not None else {}
-    return [
-        Holding(
-            grant=spec_,
-            via=f"team {team_names[grant.team_id]}" if grant.team_id else "you",
-            in_force=grant.pk in in_force,
-            pending=tuple(pending.get(str(grant.pk), ())),
-        )
-        for grant, spec_ in reaching
-    ]
 
 
 # --- "what can this person do?" (operators) ---------------------------------------------------
@@ -407,17 +257,29 @@ def person_access(person: Person) -> list[PersonGrant]:
     """Every grant in force for `person` (personal and through teams) with its rollout per
     cluster, from each cluster's newest reconcile: a constant number of queries."""
 
-    runs = {run.cluster.name: run for run in latest_runs().values()}
+    rollout = fleet().rollout()
     return [
         PersonGrant(
             held=held,
             rollout=[
-                ClusterRollout(reach, *rollout_state(held.grant.pk, runs.get(reach.cluster)))
+                ClusterRollout(reach, *rollout(held.grant.pk, reach.cluster))
                 for reach in held.clusters
             ],
         )
         for held in access_of(person)
     ]
+
+
+def grant_rollout(grant: Grant) -> list[dict[str, str]]:
+    """Per live cluster the grant reaches: in force, pending (and why) or failed (and why)."""
+    spec = grant_spec(grant)
+    rollout = fleet().rollout()
+    rows = []
+    for cluster in fleet().cluster_specs():
+        if spec.reaches(cluster):
+            state, detail = rollout(grant.pk, cluster.name)
+            rows.append({"cluster": cluster.name, "state": state, "detail": detail})
+    return rows
 
 
 def find_people(query: str, limit: int = 50) -> QuerySet[Person]:
@@ -449,7 +311,7 @@ class SyncProgress:
     # Set while a sync this operator asked for has not started yet.
     queued_at: datetime | None = None
     previous_duration_s: float | None = None
-    reconciles: Any = None  # clusters.selectors.ReconcileProgress
+    reconciles: Any = None  # fleet().reconcile_progress()
 
     @property
     def waiting_for_worker(self) -> bool:
@@ -498,34 +360,15 @@ def sync_progress(queued_at: datetime | None = None) -> SyncProgress:
             .first()
         )
     if sync is not None and sync.reconcile_cluster_ids:
-        progress.reconciles = reconcile_progress(sync.reconcile_cluster_ids, sync.started_at)
+        progress.reconciles = fleet().reconcile_progress(
+            sync.reconcile_cluster_ids, sync.started_at
+        )
     return progress
 
 
 # --- the request page's cluster picker --------------------------------------------------------
 
 PICKER_LIMIT = 30
-
-
-@dataclass(frozen=True)
-class PickerCluster:
-    """A cluster offered in the picker."""
-
-    name: str
-    environment: str
-    tier: str
-    checked: bool
-
-
-@dataclass(frozen=True)
-class ClusterPicker:
-    """Live clusters of the chosen environments and tiers that match the search, with the
-    ticked ones always shown (first), so that a search never hides a choice already made."""
-
-    clusters: list[PickerCluster]
-    more: int
-    search: str
-    matching: int
 
 
 def cluster_picker(
@@ -535,83 +378,11 @@ def cluster_picker(
     selected: Iterable[str],
     limit: int | None = None,
 ) -> ClusterPicker:
-    """Three queries, however large the fleet."""
-    limit = limit or PICKER_LIMIT
-
-    live = Cluster.objects.exclude(state=ClusterState.RETIRED)
-    environments, tiers, chosen = list(environments), list(tiers), set(selected)
-    matching = live
-    if environments:
-        matching = matching.filter(environment__in=environments)
-    if tiers:
-        matching = matching.filter(tier__in=tiers)
-    search = search.strip()
-    if search:
-        matching = matching.filter(name__icontains=search)
-    ordered = matching.annotate(env_rank=environment_rank()).order_by("env_rank", "tier", "name")
-    fields = ("name", "environment", "tier")
-    shown = list(ordered.values_list(*fields)[:limit])
-    total = matching.count() if len(shown) == limit else len(shown)
-    ticked = list(live.filter(name__in=chosen).order_by("name").values_list(*fields))
-    rows = [PickerCluster(name, env, tier, checked=True) for name, env, tier in ticked]
-    rows += [
-        PickerCluster(name, env, tier, checked=False)
-        for name, env, tier in shown
-        if name not in chosen
-    ]
-    return ClusterPicker(
-        clusters=rows, more=max(total - len(shown), 0), search=search, matching=total
+    """Live clusters of the chosen environments and tiers that match the search, the ticked
+    ones first: a constant number of queries, however large the fleet."""
+    return fleet().cluster_picker(
+        list(environments), list(tiers), search, selected, limit or PICKER_LIMIT
     )
-
-
-@dataclass(frozen=True)
-class ReachableCluster:
-    """A live cluster where a person holds access: what a kubeconfig entry for it needs."""
-
-    cluster: Cluster
-    # Where the person holds access there; empty = cluster-wide somewhere.
-    namespaces: tuple[str, ...]
-    username: str
-    user_exec: dict[str, Any] | None
-
-
-def reachable_clusters(person: Person) -> list[ReachableCluster]:
-    """The live clusters the person's grants in force reach, by name, with their namespaces."""
-    where: dict[str, set[str]] = {}
-    cluster_wide: set[str] = set()
-    for held in access_of(person):
-        for reach in held.clusters:
-            where.setdefault(reach.cluster, set()).update(reach.namespaces)
-            if not reach.namespaces:
-                cluster_wide.add(reach.cluster)
-    clusters = Cluster.objects.filter(name__in=where).exclude(state=ClusterState.RETIRED)
-    return [
-        ReachableCluster(
-            cluster=cluster,
-            namespaces=() if cluster.name in cluster_wide else tuple(sorted(where[cluster.name])),
-            username=f"{cluster.user_prefix}{person.username}",
-            user_exec=kubeconfig_user_exec(cluster.name, person.username),
-        )
-        for cluster in clusters.order_by("name")
-    ]
-
-
-def kubeconfig_user_exec(cluster: str, username: str) -> dict[str, Any] | None:
-    """WARDEN_KUBECONFIG_USER_EXEC with {cluster} and {username} filled in (None when unset)."""
-    template = settings.WARDEN_KUBECONFIG_USER_EXEC
-    if not template:
-        return None
-
-    def fill(value: Any) -> Any:
-        if isinstance(value, str):
-            return value.replace("{cluster}", cluster).replace("{username}", username)
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()}
-        return value
-
-    return cast(dict[str, Any], fill(template))
 
 
 # --- access reviews ---------------------------------------------------------------------------

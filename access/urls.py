@@ -12,7 +12,6 @@ urlpatterns = [
     # Single sign-on (OIDC_ENABLED): to the provider and back; 404 when it is off.
     path("oidc/authenticate/", oidc.AuthenticateView.as_view(), name="oidc_authentication_init"),
     path("oidc/callback/", oidc.CallbackView.as_view(), name="oidc_authentication_callback"),
-    path("why-forbidden/", views.why_forbidden, name="why-forbidden"),
     path("healthz", views.healthz, name="healthz"),
     path("health/", views.health_page, name="health"),
     path("health/json", views.health_json, name="health-json"),
@@ -47,7 +46,6 @@ urlpatterns = [
     path("policies/new", policies.policy_new, name="policy-new"),
     path("policies/<int:pk>/", policies.policy_edit, name="policy-edit"),
     path("policies/<int:pk>/delete", policies.policy_delete, name="policy-delete"),
-    path("who-can/", operators.who_can, name="who-can"),
     path("people/", operators.people, name="people"),
     path("people/<int:pk>/", operators.person_detail, name="person-access"),
 ]

@@ -1,6 +1,6 @@
 """ "Who can do X on cluster Y?": the people and teams whose grants in force allow an action there.
 
-Pure: no database and no network. The caller (access.selectors.who_can_answer) loads what the
+Pure: no database and no network. The caller (clusters.answers.who_can_answer) loads what the
 compiler loads (grants in force, the role catalogue, the directory facts those grants need) and
 the rules of the built-in ClusterRoles as the cluster holds them; this module judges each role as
 kube-apiserver's RBAC authorizer would (access.forbidden), then keeps the grants whose bindings,
@@ -25,8 +25,8 @@ from access.forbidden import (
     explain,
     grant_covers,
 )
+from access.specs import ClusterSpec, DirectorySnapshot, GrantSpec
 from access.words import count_of
-from clusters.compiler import ClusterSpec, DirectorySnapshot, GrantSpec
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from access.specs import (
+    ClusterSpec,
+    DirectorySnapshot,
+    GrantSpec,
+    RoleDefinitionSpec,
+    RoleSpec,
+    place_of,
+)
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "warden"
 ROLE_LABEL = "warden.io/role"
@@ -31,99 +40,6 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC_API = f"{RBAC_GROUP}/v1"
 # The label selector the reconciler lists with: it sees only what Warden owns.
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """What the compiler needs to know of a cluster."""
-
-    name: str
-    environment: str
-    tier: str
-    labels: tuple[tuple[str, str], ...] = ()
-    user_prefix: str = ""
-    group_prefix: str = ""
-    # True: bind directory groups as Group subjects; False: expand teams to their users.
-    bind_groups: bool = True
-
-
-def place_of(cluster: ClusterSpec) -> str:
-    """Where a cluster is, as approvals cover it: "environment/tier"."""
-    return f"{cluster.environment}/{cluster.tier}"
-
-
-@dataclass(frozen=True)
-class RoleDefinitionSpec:
-    """What a role becomes where environment/tier match ("" matches any)."""
-
-    environment: str = ""
-    tier: str = ""
-    # A built-in ClusterRole (view, edit, admin, cluster-admin), or "" for Warden's own rules.
-    cluster_role: str = ""
-    rules: tuple[Mapping[str, Any], ...] = ()
-    cluster_wide: bool = False
-    # Namespace names or patterns (fnmatch, e.g. "team-*") the role is limited to; () = any.
-    namespaces: tuple[str, ...] = ()
-    allowed: bool = True
-
-    def specificity(self) -> int:
-        return (2 if self.environment else 0) + (1 if self.tier else 0)
-
-    def matches(self, cluster: ClusterSpec) -> bool:
-        return (not self.environment or self.environment == cluster.environment) and (
-            not self.tier or self.tier == cluster.tier
-        )
-
-
-@dataclass(frozen=True)
-class RoleSpec:
-    name: str
-    definitions: tuple[RoleDefinitionSpec, ...]
-
-    def definition_for(self, cluster: ClusterSpec) -> RoleDefinitionSpec | None:
-        """The most specific matching definition; None when the role does not exist there."""
-        matching = [d for d in self.definitions if d.matches(cluster)]
-        if not matching:
-            return None
-        best = max(matching, key=RoleDefinitionSpec.specificity)
-        return best if best.allowed else None
-
-    @property
-    def managed_cluster_role_name(self) -> str:
-        return f"warden-{self.name}"
-
-
-@dataclass(frozen=True)
-class GrantSpec:
-    """A grant in force: subject -> role over a scope. () in a scope field means any."""
-
-    id: int
-    role: str
-    team: str | None = None
-    person: str | None = None
-    environments: tuple[str, ...] = ()
-    tiers: tuple[str, ...] = ()
-    clusters: tuple[str, ...] = ()
-    selector: tuple[tuple[str, str], ...] = ()
-    namespaces: tuple[str, ...] = ()
-    starts_at: datetime | None = None
-    expires_at: datetime | None = None
-    # The "environment/tier" pairs its approval covered; None: not limited (standing grants).
-    covers: tuple[str, ...] | None = None
-
-    def in_force(self, now: datetime) -> bool:
-        return (self.starts_at is None or self.starts_at <= now) and (
-            self.expires_at is None or now < self.expires_at
-        )
-
-    def reaches(self, cluster: ClusterSpec) -> bool:
-        labels = dict(cluster.labels)
-        return (
-            (not self.environments or cluster.environment in self.environments)
-            and (not self.tiers or cluster.tier in self.tiers)
-            and (not self.clusters or cluster.name in self.clusters)
-            and all(labels.get(key) == value for key, value in self.selector)
-        )
 
 
 @dataclass(frozen=True)
@@ -159,15 +75,6 @@ class ServiceAccountSpec:
         return (not self.clusters or cluster.name in self.clusters) and all(
             labels.get(key) == value for key, value in self.selector
         )
-
-
-@dataclass(frozen=True)
-class DirectorySnapshot:
-    """Active people, and each team's active (effective) members, by name."""
-
-    team_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    active_people: frozenset[str] = frozenset()
-    active_teams: frozenset[str] = frozenset()
 
 
 ObjectKey = tuple[str, str, str]  # (kind, namespace or "", name)

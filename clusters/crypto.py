@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
+from django.db import models, transaction
+from django.db.models import TextField, Value
+from django.db.models.functions import Cast
 
 from config import logconfig
 
@@ -100,8 +103,6 @@ class RotationCount:
 
 def encrypted_fields() -> list[tuple[type[models.Model], EncryptedTextField]]:
     """Every EncryptedTextField of every installed model (concrete fields, no proxies)."""
-    from django.apps import apps
-
     found = []
     for model in apps.get_models():
         if model._meta.proxy or not model._meta.managed:
@@ -128,10 +129,6 @@ def reencrypt_all(batch_size: int = 500, dry_run: bool = False) -> list[Rotation
 def _reencrypt_field(
     model: type[models.Model], model_field: EncryptedTextField, batch_size: int, dry_run: bool
 ) -> RotationCount:
-    from django.db import transaction
-    from django.db.models import TextField, Value
-    from django.db.models.functions import Cast
-
     count = RotationCount(field=f"{model._meta.label}.{model_field.name}")
     newest, everyone = _keys()[0], fernet()
     column = model_field.attname

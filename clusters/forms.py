@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.text import slugify
 
-from access import durations
+from access import durations, forbidden
 from access.choices import Environment, Tier
 from access.models import Role, Team
 from clusters import discovery
@@ -587,3 +587,99 @@ class MigrateForm(AccountForm):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Recorded in the audit: Warden takes over a ServiceAccount it did not make.",
     )
+
+
+# --- "Why forbidden?" and "Who can?" on one cluster ---------------------------------------
+
+
+class AccessAttemptForm(forms.Form):
+    """An action on a cluster, typed as kubectl names it: the fields "Why forbidden?" and
+    "Who can?" share. `self.attempt` is the action read from them, once the form is valid."""
+
+    verb = forms.CharField(max_length=40, help_text="get, list, create, delete, ...")
+    resource = forms.CharField(
+        required=False, max_length=253, help_text="pods, deployments.apps, pods/log"
+    )
+    api_group = forms.CharField(
+        required=False, max_length=253, label="API group", help_text="empty for the core group"
+    )
+    namespace = forms.CharField(
+        required=False, max_length=63, help_text="empty: cluster-wide (all namespaces at once)"
+    )
+    path = forms.CharField(
+        required=False, max_length=500, label="Or a path", help_text="a non-resource URL: /metrics"
+    )
+    cluster = forms.ModelChoiceField(
+        queryset=Cluster.objects.none(),
+        to_field_name="name",
+        empty_label="Choose a cluster",
+        error_messages={"required": "Choose the cluster to ask about."},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["cluster"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = Cluster.objects.exclude(state=ClusterState.RETIRED).order_by("name")
+        self.attempt: forbidden.AccessAttempt | None = None
+
+    def attempt_from(self, cleaned: dict[str, Any]) -> forbidden.AccessAttempt:
+        return forbidden.attempt_from_fields(
+            verb=cleaned.get("verb", ""),
+            resource=cleaned.get("resource", ""),
+            api_group=cleaned.get("api_group", ""),
+            namespace=cleaned.get("namespace", ""),
+            name=cleaned.get("name", ""),
+            path=cleaned.get("path", ""),
+        )
+
+
+class ForbiddenForm(AccessAttemptForm):
+    """The "Why forbidden?" question: a pasted message, or the refused request typed in."""
+
+    message = forms.CharField(
+        required=False,
+        max_length=forbidden.MAX_MESSAGE,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        label="Kubernetes error message",
+        help_text='Paste the whole line, e.g. pods is forbidden: User "alice" cannot list ...',
+    )
+    verb = forms.CharField(required=False, max_length=40)
+    namespace = forms.CharField(required=False, max_length=63, help_text="empty: cluster scope")
+    name = forms.CharField(required=False, max_length=253, label="Object name")
+    cluster = forms.ModelChoiceField(
+        queryset=Cluster.objects.none(),
+        to_field_name="name",
+        empty_label="Choose the cluster",
+        error_messages={"required": "Choose the cluster the message came from."},
+    )
+    field_order = [
+        "message", "verb", "resource", "api_group", "namespace", "name", "path", "cluster",
+    ]  # fmt: skip
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        pasted = cleaned.get("message", "").strip()
+        try:
+            self.attempt = (
+                forbidden.parse_message(cleaned["message"])
+                if pasted
+                else self.attempt_from(cleaned)
+            )
+        except forbidden.UnreadableMessage as exc:
+            self.add_error("message" if pasted else None, str(exc))
+        return cleaned
+
+
+class WhoCanForm(AccessAttemptForm):
+    """ "Who can do X on cluster Y?": the action, typed as kubectl names it, and the cluster."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if "verb" not in cleaned:
+            return cleaned
+        try:
+            self.attempt = self.attempt_from(cleaned)
+        except forbidden.UnreadableMessage as exc:
+            self.add_error(None, str(exc))
+        return cleaned

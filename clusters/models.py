@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from access.choices import Environment, Tier
 from access.models import Role, Team
+from access.specs import ClusterSpec
 from clusters.choices import (
     AccountState,
     ClusterState,
@@ -26,7 +27,7 @@ from clusters.choices import (
     RotationStatus,
     RotationTrigger,
 )
-from clusters.compiler import ClusterSpec, ServiceAccountSpec
+from clusters.compiler import ServiceAccountSpec
 from clusters.crypto import EncryptedTextField
 from core.models import Run
 

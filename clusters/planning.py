@@ -3,63 +3,26 @@
 A change (grants added or removed, roles redefined) is applied to the inputs the reconciler would
 load, and each affected cluster is reconciled with dry_run=True: the same listing, compiler and
 diff as a real reconcile, without a write. Clusters are read in parallel; one that cannot be
-reached is reported, not fatal.
+reached is reported, not fatal. The people side asks for plans through access.fleet (the
+plan_* helpers there build the Change); access as code calls plan_change directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from access.models import Grant, Person, Role, Team
+from access.fleet import Change, ClusterPlan, ObjectChange
+from access.specs import GrantSpec
 from clusters import k8s
-from clusters.compiler import GrantSpec, RoleDefinitionSpec, RoleSpec
 from clusters.k8s import KubeError
 from clusters.models import Cluster
 from clusters.plan import Plan, comparable, object_key
 from clusters.reconcile import Inputs, reconcile
-from clusters.services import endpoint_for, live_clusters, load_inputs, role_specs
+from clusters.services import endpoint_for, live_clusters, load_inputs
 
 MAX_PARALLEL = 16
-NEW_GRANT_ID = 0  # a grant not saved yet: its bindings are annotated with its id once it is
-
-
-@dataclass(frozen=True)
-class Change:
-    """A change to what the fleet must hold: grants to add and remove, roles to redefine."""
-
-    add: Sequence[GrantSpec] = ()
-    remove: frozenset[int] = frozenset()
-    roles: Mapping[str, RoleSpec] = field(default_factory=dict)
-
-    def touches(self, grant: GrantSpec) -> bool:
-        return grant.id in self.remove or grant.role in self.roles
-
-
-@dataclass(frozen=True)
-class ObjectChange:
-    """One object a plan writes, and in words what changes."""
-
-    action: str  # create, update, recreate, delete
-    kind: str
-    namespace: str
-    name: str
-    details: tuple[str, ...] = ()
-
-
-@dataclass
-class ClusterPlan:
-    cluster: str
-    changes: list[ObjectChange] = field(default_factory=list)
-    pending: dict[int, list[str]] = field(default_factory=dict)
-    error: str = ""
-
-    @property
-    def empty(self) -> bool:
-        return not self.changes and not self.error
 
 
 def affected_clusters(change: Change, grants: Iterable[GrantSpec]) -> list[Cluster]:
@@ -140,55 +103,3 @@ def _difference(have: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
     if before["metadata"] != after["metadata"]:
         details.append("labels or annotations change")
     return details
-
-
-# --- the changes operators make ---------------------------------------------------------------
-
-
-def plan_new_grant(
-    *,
-    role: Role,
-    team: Team | None = None,
-    person: Person | None = None,
-    expires_at: datetime | None = None,
-    **scope: Any,
-) -> list[ClusterPlan]:
-    """What a grant would write, before it is saved."""
-    selector = scope.get("cluster_selector") or {}
-    spec = GrantSpec(
-        id=NEW_GRANT_ID,
-        role=role.name,
-        team=team.name if team is not None else None,
-        person=person.username if person is not None else None,
-        environments=tuple(scope.get("environments") or ()),
-        tiers=tuple(scope.get("tiers") or ()),
-        clusters=tuple(scope.get("clusters") or ()),
-        selector=tuple(sorted(selector.items())),
-        namespaces=tuple(scope.get("namespaces") or ()),
-        expires_at=expires_at,
-    )
-    return plan_change(Change(add=(spec,)))
-
-
-def plan_revoke(grant: Grant) -> list[ClusterPlan]:
-    """What revoking a grant would remove."""
-    return plan_change(Change(remove=frozenset({grant.pk})))
-
-
-def plan_role_definition(
-    role: Role, *, environment: str, tier: str, **values: Any
-) -> list[ClusterPlan]:
-    """What redefining `role` for an environment/tier would change on the clusters it reaches."""
-
-    current = role_specs().get(role.name) or RoleSpec(role.name, ())
-    replacement = RoleDefinitionSpec(
-        environment=environment,
-        tier=tier,
-        cluster_role=values.get("cluster_role", ""),
-        rules=tuple(values.get("rules") or ()),
-        cluster_wide=values.get("scope") == "cluster",
-        namespaces=tuple(values.get("namespaces") or ()),
-        allowed=values.get("allowed", True),
-    )
-    others = tuple(d for d in current.definitions if (d.environment, d.tier) != (environment, tier))
-    return plan_change(Change(roles={role.name: RoleSpec(role.name, (*others, replacement))}))

@@ -18,15 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from access.specs import ClusterSpec, DirectorySnapshot, GrantSpec, RoleSpec
 from clusters.compiler import (
     MANAGED_BY_LABEL,
     MANAGED_SELECTOR,
-    ClusterSpec,
     DesiredState,
-    DirectorySnapshot,
-    GrantSpec,
     ObjectKey,
-    RoleSpec,
     ServiceAccountSpec,
     compile_cluster,
 )

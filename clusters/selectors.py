@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from django.conf import settings
 from django.db.models import (
     Avg,
     Case,
@@ -26,7 +27,8 @@ from django.db.models.functions import RowNumber, TruncHour
 from django.utils import timezone
 
 from access.choices import Environment, Tier
-from access.models import Grant
+from access.models import Grant, Person
+from access.selectors import access_of
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.models import (
     Cluster,
@@ -62,17 +64,6 @@ def rollout_state(grant_id: int, run: ReconcileRun | None) -> tuple[str, str]:
     if run.status == ReconcileStatus.FAILED:
         return "failed", run.error[:300]
     return "pending", "awaiting reconcile"
-
-
-def rollout_status(grant_id: int, reached_cluster_ids: list[int]) -> list[dict[str, Any]]:
-    """Per cluster the grant reaches: in force, pending (and why) or failed (and why)."""
-    runs = latest_runs()
-    clusters = Cluster.objects.filter(pk__in=reached_cluster_ids).order_by("name")
-    rows = []
-    for cluster in clusters:
-        state, detail = rollout_state(grant_id, runs.get(cluster.pk))
-        rows.append({"cluster": cluster.name, "state": state, "detail": detail})
-    return rows
 
 
 # --- the fleet overview -----------------------------------------------------------------------
@@ -443,3 +434,56 @@ def history_chart(
         "empty": not runs,
         "totals": {"runs": runs, "failed": failed, "drift": drift},
     }
+
+
+# --- where a person holds access (the CLI's kubeconfig) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class ReachableCluster:
+    """A live cluster where a person holds access: what a kubeconfig entry for it needs."""
+
+    cluster: Cluster
+    # Where the person holds access there; empty = cluster-wide somewhere.
+    namespaces: tuple[str, ...]
+    username: str
+    user_exec: dict[str, Any] | None
+
+
+def reachable_clusters(person: Person) -> list[ReachableCluster]:
+    """The live clusters the person's grants in force reach, by name, with their namespaces."""
+    where: dict[str, set[str]] = {}
+    cluster_wide: set[str] = set()
+    for held in access_of(person):
+        for reach in held.clusters:
+            where.setdefault(reach.cluster, set()).update(reach.namespaces)
+            if not reach.namespaces:
+                cluster_wide.add(reach.cluster)
+    clusters = Cluster.objects.filter(name__in=where).exclude(state=ClusterState.RETIRED)
+    return [
+        ReachableCluster(
+            cluster=cluster,
+            namespaces=() if cluster.name in cluster_wide else tuple(sorted(where[cluster.name])),
+            username=f"{cluster.user_prefix}{person.username}",
+            user_exec=kubeconfig_user_exec(cluster.name, person.username),
+        )
+        for cluster in clusters.order_by("name")
+    ]
+
+
+def kubeconfig_user_exec(cluster: str, username: str) -> dict[str, Any] | None:
+    """WARDEN_KUBECONFIG_USER_EXEC with {cluster} and {username} filled in (None when unset)."""
+    template = settings.WARDEN_KUBECONFIG_USER_EXEC
+    if not template:
+        return None
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{cluster}", cluster).replace("{username}", username)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    return cast(dict[str, Any], fill(template))

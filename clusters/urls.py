@@ -1,14 +1,17 @@
 """URLs of the machine side's pages: the fleet (`fleet-*`), clusters and discovery (`cluster-*`),
-service accounts (`sa-*`)."""
+service accounts (`sa-*`), and what a cluster answers about access
+(`why-forbidden`, `who-can`)."""
 
 from __future__ import annotations
 
 from django.urls import path
 
 from clusters import views
-from clusters.views import service_accounts
+from clusters.views import answers, service_accounts
 
 urlpatterns = [
+    path("why-forbidden/", answers.why_forbidden, name="why-forbidden"),
+    path("who-can/", answers.who_can, name="who-can"),
     path("clusters/", views.fleet_overview, name="fleet-overview"),
     path("clusters/reconcile", views.fleet_reconcile, name="fleet-reconcile"),
     path(

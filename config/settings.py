@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "access",
     "clusters",
+    "ascode",
 ]
 
 MIDDLEWARE = [

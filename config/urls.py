@@ -28,7 +28,7 @@ urlpatterns = [
     path("admin/login/", access_views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     # The REST API, its OpenAPI 3 schema, and Swagger UI served from Warden's own static files.
-    path("api/v1/", include("access.api.urls")),
+    path("api/v1/", include("config.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),
     # Browsers ask for /favicon.ico whatever the page says: send them to the SVG one.

@@ -451,24 +451,6 @@ class HeldAccessSerializer(serializers.Serializer):
         }
 
 
-class ReachableClusterSerializer(serializers.Serializer):
-    """A cluster a person holds access on: what a kubeconfig entry for it needs."""
-
-    name = serializers.CharField()
-    environment = serializers.CharField()
-    tier = serializers.CharField()
-    api_url = serializers.CharField()
-    ca_bundle = serializers.CharField(allow_blank=True, help_text="PEM; empty: system CAs")
-    namespaces = _names(help_text="where the person holds access; empty: cluster-wide")
-    username = serializers.CharField(help_text="the person as the cluster sees them")
-    user_exec = serializers.DictField(
-        allow_null=True, help_text="WARDEN_KUBECONFIG_USER_EXEC, filled in; null: not set"
-    )
-
-
-# --- audit ------------------------------------------------------------------------------------
-
-
 class AuditEventSerializer(serializers.ModelSerializer):
     before = serializers.JSONField(allow_null=True)
     after = serializers.JSONField(allow_null=True)

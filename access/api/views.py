@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access import forbidden, permissions, selectors, services
+from access import fleet, permissions, selectors, services
 from access.api import filters
 from access.api import serializers as s
 from access.choices import Decision
@@ -35,12 +35,9 @@ from access.models import (
 from access.permissions import IsOperator
 from access.services import catalogue, requests, tokens
 from access.services import reviews as review_service
-from clusters import planning
-from clusters.choices import ClusterState
-from clusters.models import Cluster
 
 
-def _plans(plans: list[planning.ClusterPlan]) -> Response:
+def _plans(plans: list[fleet.ClusterPlan]) -> Response:
     return Response(s.ClusterPlanSerializer(plans, many=True).data)
 
 
@@ -82,29 +79,6 @@ class MyAccessView(APIView):
         person = permissions.person_of(request.user)
         held = selectors.access_of(person) if person is not None else []
         return Response(s.HeldAccessSerializer(held, many=True).data)
-
-
-class MyClustersView(APIView):
-    """The live clusters where I hold access, with what a kubeconfig entry needs."""
-
-    @extend_schema(responses=s.ReachableClusterSerializer(many=True))
-    def get(self, request: Request) -> Response:
-        person = permissions.person_of(request.user)
-        rows = selectors.reachable_clusters(person) if person is not None else []
-        data = [
-            {
-                "name": row.cluster.name,
-                "environment": row.cluster.environment,
-                "tier": row.cluster.tier,
-                "api_url": row.cluster.api_url,
-                "ca_bundle": row.cluster.ca_bundle,
-                "namespaces": list(row.namespaces),
-                "username": row.username,
-                "user_exec": row.user_exec,
-            }
-            for row in rows
-        ]
-        return Response(s.ReachableClusterSerializer(data, many=True).data)
 
 
 # --- the directory ----------------------------------------------------------------------------
@@ -208,7 +182,7 @@ class RoleViewSet(
         reason = data.pop("reason")
         values = services.grants.clean_definition(**data)
         if _wants_plan(request):
-            plans = planning.plan_role_definition(role, **where, **values)
+            plans = fleet.plan_role_definition(role, **where, **values)
             return Response(
                 s.ClusterPlanSerializer(plans, many=True).data, status=status.HTTP_202_ACCEPTED
             )
@@ -224,7 +198,7 @@ class RoleViewSet(
         where = {"environment": data.pop("environment"), "tier": data.pop("tier")}
         data.pop("reason")
         values = services.grants.clean_definition(**data)
-        return _plans(planning.plan_role_definition(role, **where, **values))
+        return _plans(fleet.plan_role_definition(role, **where, **values))
 
     @extend_schema(request=RoleRemoveDefinitionSerializer, responses=s.RoleSerializer)
     @action(detail=True, methods=["post"], url_path="remove-definition")
@@ -330,7 +304,7 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         scope = services.grants.clean_scope(
             **{k: data.pop(k) for k in list(data) if k in SCOPE_FIELDS}
         )
-        return _plans(planning.plan_new_grant(**data, **scope))
+        return _plans(fleet.plan_new_grant(**data, **scope))
 
     @extend_schema(request=s.ReasonSerializer, responses=s.GrantSerializer)
     @action(detail=True, methods=["post"])
@@ -345,7 +319,7 @@ class GrantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def revoke_plan(self, request: Request, pk: str) -> Response:
         """What revoking this grant would remove from each cluster; nothing changes."""
         grant = permissions.get_grant_for_operator(request.user, int(pk))
-        return _plans(planning.plan_revoke(grant))
+        return _plans(fleet.plan_revoke(grant))
 
 
 SCOPE_FIELDS = ("environments", "tiers", "clusters", "cluster_selector", "namespaces")
@@ -603,44 +577,6 @@ class ReviewItemViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
                 selectors.review_items_with_details(type(item).objects.filter(pk=item.pk)).get()
             ).data
         )
-
-
-# --- "Why forbidden?" -------------------------------------------------------------------------
-
-
-class WhyForbiddenView(APIView):
-    """Which roles of the catalogue would allow what Kubernetes refused, smallest first."""
-
-    @extend_schema(request=s.WhyForbiddenSerializer, responses=s.ExplanationSerializer)
-    def post(self, request: Request) -> Response:
-        data = _valid(s.WhyForbiddenSerializer, request)
-        cluster = _cluster_named(data.pop("cluster"))
-        try:
-            if data["message"].strip():
-                attempt = forbidden.parse_message(data["message"])
-            else:
-                data.pop("message")
-                attempt = forbidden.attempt_from_fields(**data)
-        except forbidden.UnreadableMessage as exc:
-            raise ValidationError(str(exc)) from None
-        explanation = selectors.forbidden_explanation(request.user, attempt, cluster)
-        return Response(s.ExplanationSerializer(explanation).data)
-
-
-def _cluster_named(name: str) -> Cluster:
-    live = Cluster.objects.exclude(state=ClusterState.RETIRED)
-    if name:
-        cluster = live.filter(name=name).first()
-        if cluster is None:
-            raise ValidationError(f"No live cluster is named {name!r}.")
-        return cluster
-    names = list(live.order_by("name").values_list("name", flat=True)[:21])
-    if len(names) != 1:
-        raise ValidationError(
-            "Name the cluster the message came from"
-            + (f": one of {', '.join(names[:20])}." if names else " (none is registered).")
-        )
-    return live.get(name=names[0])
 
 
 # --- personal API tokens ----------------------------------------------------------------------

@@ -16,10 +16,10 @@ from django.utils import timezone
 from access import audit
 from access.choices import InactiveReason, SyncStatus, SyncTrigger
 from access.directory import DirectoryConfig, DirectoryError, DirectoryPerson
+from access.fleet import fleet
 from access.models import DirectorySync, Person, SyncLock
 from access.services import leavers
 from access.sync import DirectorySyncer, SyncBlocked, refresh_user_flags
-from clusters.services import queue_reconcile_for_subjects
 from core.types import Actor
 
 logger = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def _reconcile_for_subjects(
     """Queue the reconciles a sync's changes call for, and note on the run which clusters (the
     health page follows them)."""
 
-    ids = queue_reconcile_for_subjects(team_ids, person_ids, membership_team_ids)
+    ids = fleet().reconcile_for_subjects(team_ids, person_ids, membership_team_ids)
     # On the object for the save that finishes the run, and in the row in case that save came
     # first (when the sync ran inside an outer transaction, this runs at its commit).
     run.reconcile_cluster_ids = ids

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from access import audit, notify
 from access.choices import Environment, GrantSource, RequestState, RoleScope, Tier
+from access.fleet import fleet
 from access.models import AccessRequest, Grant, Person, Role, RoleDefinition, Team
-from clusters.services import queue_reconcile_for_grants
 from core.types import Actor, account_of
 
 # A namespace name (RFC 1123 label) or a pattern of one with * ? [ ].
@@ -353,7 +353,7 @@ def remove_role_definition(
 
 
 def reconcile_for_grants(grant_ids: list[int]) -> None:
-    queue_reconcile_for_grants(grant_ids)
+    fleet().reconcile_for_grants(grant_ids)
 
 
 def reconcile_for_role(role_id: int) -> None:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from access import audit, notify
 from access import namespace_patterns as patterns
 from access.choices import Decision, Environment, GrantSource, RequestState, Tier
+from access.fleet import NamespaceCheck, fleet
 from access.models import (
     AccessRequest,
     Approval,
@@ -36,10 +37,8 @@ from access.models import (
 from access.permissions import decidable_by, is_operator, people_who_may_approve
 from access.services.grants import clean_scope, grant_access, revoke_grant
 from access.signals import service_account_request_decided
+from access.specs import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec, place_of, role_specs
 from access.words import duration_in_words, moment
-from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec, place_of
-from clusters.models import Cluster
-from clusters.services import live_cluster_specs, namespaces_missing, role_specs
 from core.types import Actor, account_of
 
 logger = logging.getLogger(__name__)
@@ -150,7 +149,7 @@ def preview_request(
     except ValidationError as exc:
         preview.problems.extend(exc.messages)
         return preview
-    clusters, roles = live_cluster_specs(), role_specs()
+    clusters, roles = fleet().cluster_specs(), role_specs()
     unknown = unknown_clusters(scope["clusters"], clusters)
     if unknown:
         preview.problems.append(
@@ -252,14 +251,16 @@ def coverage(
 
 
 def _reach(role: Role, scope: dict[str, Any]) -> list[Reach]:
-    return reach_of(role.name, scope, live_cluster_specs(), role_specs())
+    return reach_of(role.name, scope, fleet().cluster_specs(), role_specs())
 
 
 def missing_namespace_notes(
-    clusters: list[str], scope: Mapping[str, Any], answering: dict[str, Cluster] | None = None
+    clusters: list[str], scope: Mapping[str, Any], check: NamespaceCheck | None = None
 ) -> list[str]:
-    """Sentences about namespaces a request names that a cluster does not have (yet)."""
-    missing = namespaces_missing(clusters, scope.get("namespaces") or [], answering)
+    """Sentences about namespaces a request names that a cluster does not have (yet); `check`
+    may be one fleet().namespace_check() shared by a page of requests."""
+    check = check or fleet().namespace_check()
+    missing = check(clusters, scope.get("namespaces") or [])
     return [
         f"{', '.join(names)} does not exist on {cluster} yet: nothing is granted there until "
         "someone creates it."

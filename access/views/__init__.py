@@ -15,21 +15,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.utils.dateparse import parse_datetime
-from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 from kombu.exceptions import OperationalError
 
-from access import forbidden, health, selectors, services
+from access import health, selectors, services
 from access.choices import SyncTrigger
-from access.forms import ForbiddenForm, LoginForm
+from access.forms import LoginForm
 from access.models import AccessRequest, DirectorySync, Person
 from access.permissions import is_operator, require_operator
 from access.tasks import sync_directory_task
-from clusters.choices import ClusterState
-from clusters.models import Cluster
 from core.types import AuthenticatedRequest
 
 
@@ -167,46 +163,3 @@ def confirm_sync(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     else:
         messages.error(request, f"Sync #{run.pk} {run.status}: {run.error}")
     return redirect("health")
-
-
-TYPED_FIELDS = ("verb", "resource", "api_group", "namespace", "name", "path")
-
-
-@login_required
-@require_safe
-@never_cache
-def why_forbidden(request: AuthenticatedRequest) -> HttpResponse:
-    """Paste a Kubernetes forbidden message (or type the request): which roles would allow it.
-
-    A GET form, so an answer can be linked and reloaded; htmx swaps in just the answer.
-    """
-    wants_answer = bool(request.GET)
-    form = ForbiddenForm(request.GET if wants_answer else None, initial=_only_cluster())
-    explanation = None
-    request_url = ""
-    if wants_answer and form.is_valid() and form.attempt is not None:
-        explanation = selectors.forbidden_explanation(
-            request.user, form.attempt, form.cleaned_data["cluster"]
-        )
-        query = forbidden.request_query(explanation)
-        if query:
-            request_url = f"{reverse('request-new')}?{urlencode(query)}"
-    context = {
-        "form": form,
-        "typed_fields": [form[name] for name in TYPED_FIELDS],
-        "explanation": explanation,
-        "request_url": request_url,
-    }
-    partial = request.headers.get("HX-Request") == "true"
-    template = "access/_forbidden_answer.html" if partial else "access/forbidden.html"
-    response = render(request, template, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
-def _only_cluster() -> dict[str, str]:
-    """Preselect the cluster when there is just one to choose from."""
-    names = list(
-        Cluster.objects.exclude(state=ClusterState.RETIRED).values_list("name", flat=True)[:2]
-    )
-    return {"cluster": names[0]} if len(names) == 1 else {}

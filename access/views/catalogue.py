@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -13,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from access import services
+from access import fleet, selectors, services
 from access.choices import GrantSource
 from access.forms import GrantForm, RoleDefinitionForm
 from access.models import Grant, Role, RoleDefinition
@@ -21,9 +22,6 @@ from access.permissions import require_operator
 from access.role_words import role_words
 from access.services.grants import clean_definition, clean_scope
 from access.views.sorting import sorting_of
-from clusters import planning
-from clusters.selectors import rollout_status
-from clusters.services import clusters_reached_by
 from core.types import AuthenticatedRequest
 
 PAGE_SIZE = 50
@@ -88,7 +86,7 @@ def grant_new(request: AuthenticatedRequest) -> HttpResponse:
         else:
             if "apply" in request.POST:
                 return _apply_grant(request, form, scope)
-            plans = planning.plan_new_grant(
+            plans = fleet.plan_new_grant(
                 role=data["role"],
                 team=data["team"],
                 person=data["person"],
@@ -125,8 +123,8 @@ def grant_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """A grant, where it is in force, pending or failed, and (on request) its revoke plan."""
     require_operator(request.user)
     grant = get_object_or_404(Grant.objects.select_related("role", "team", "person"), pk=pk)
-    rollout = rollout_status(grant.pk, clusters_reached_by([grant]))
-    plans = planning.plan_revoke(grant) if request.GET.get("plan") == "revoke" else None
+    rollout = selectors.grant_rollout(grant)
+    plans = fleet.plan_revoke(grant) if request.GET.get("plan") == "revoke" else None
     return render(
         request,
         "access/catalogue/grant_detail.html",
@@ -201,7 +199,7 @@ def role_define(request: AuthenticatedRequest, name: str) -> HttpResponse:
                     request, f"{role.display_name} is redefined; its clusters reconcile."
                 )
                 return redirect("role-list")
-            plans = planning.plan_role_definition(role, **where, **values)
+            plans = fleet.plan_role_definition(role, **where, **values)
         except ValidationError as exc:
             for message in exc.messages:
                 form.add_error(None, message)
@@ -211,6 +209,4 @@ def role_define(request: AuthenticatedRequest, name: str) -> HttpResponse:
 
 
 def _rules_text(rules: list[Any]) -> str:
-    import yaml
-
     return yaml.safe_dump(rules, default_flow_style=None, sort_keys=False) if rules else ""

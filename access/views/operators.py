@@ -1,6 +1,6 @@
-"""Operators' questions about access: "who can do X on cluster Y?" and "what can P do?".
+"""Operators' question "what can P do?" (who can do X on cluster Y: clusters/views/answers.py).
 
-Both show other people's access, so both are for operators only (403 for anyone else, before
+It shows other people's access, so it is for operators only (403 for anyone else, before
 anything is looked up).
 """
 
@@ -10,51 +10,16 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from access import selectors
-from access.forms import WhoCanForm
 from access.models import Person
 from access.permissions import require_operator
 from access.views.sorting import sorting_of
 from core.types import AuthenticatedRequest
 
 PEOPLE_PAGE_SIZE = 50
-TYPED_FIELDS = ("verb", "resource", "api_group", "namespace", "path")
-
-
-@login_required
-@require_safe
-@never_cache
-def who_can(request: AuthenticatedRequest) -> HttpResponse:
-    """Who can do an action on a cluster: the grants, roles and people that allow it there.
-
-    A GET form, so an answer can be linked; htmx swaps in just the answer.
-    """
-    require_operator(request.user)
-    asked = bool(request.GET.get("verb") or request.GET.get("cluster"))
-    form = WhoCanForm(request.GET if asked else None)
-    answer = None
-    people = None
-    if asked and form.is_valid() and form.attempt is not None:
-        answer = selectors.who_can_answer(form.attempt, form.cleaned_data["cluster"])
-        people = Paginator(answer.people, PEOPLE_PAGE_SIZE).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
-    context = {
-        "form": form,
-        "typed_fields": [form[name] for name in TYPED_FIELDS],
-        "answer": answer,
-        "page": people,
-        "query": query.urlencode(),
-    }
-    partial = request.headers.get("HX-Request") == "true"
-    template = "_who_can_answer.html" if partial else "who_can.html"
-    response = render(request, f"access/operators/{template}", context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 @login_required

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from access import permissions, selectors
+from access.fleet import ClusterPicker
 from access.forms import DecisionForm, RequestForm, split_words
 from access.models import AccessRequest, Approval, Person, Role
 from access.role_words import role_words
@@ -70,7 +71,7 @@ def _page(
     return render(request, "access/requests/new.html", context, status=status)
 
 
-def _picker(request: HttpRequest, form: RequestForm) -> selectors.ClusterPicker:
+def _picker(request: HttpRequest, form: RequestForm) -> ClusterPicker:
     data = request.POST if request.method == "POST" else request.GET
     return selectors.cluster_picker(
         form.picked("environments"),

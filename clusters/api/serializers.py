@@ -130,3 +130,24 @@ class ReconcileRunSerializer(serializers.ModelSerializer):
             "error",
         ]
         read_only_fields = fields
+
+
+class ReachableClusterSerializer(serializers.Serializer):
+    """A cluster a person holds access on: what a kubeconfig entry for it needs."""
+
+    name = serializers.CharField()
+    environment = serializers.CharField()
+    tier = serializers.CharField()
+    api_url = serializers.CharField()
+    ca_bundle = serializers.CharField(allow_blank=True, help_text="PEM; empty: system CAs")
+    namespaces = serializers.ListField(
+        child=serializers.CharField(max_length=253),
+        help_text="where the person holds access; empty: cluster-wide",
+    )
+    username = serializers.CharField(help_text="the person as the cluster sees them")
+    user_exec = serializers.DictField(
+        allow_null=True, help_text="WARDEN_KUBECONFIG_USER_EXEC, filled in; null: not set"
+    )
+
+
+# --- audit ------------------------------------------------------------------------------------

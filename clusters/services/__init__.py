@@ -23,18 +23,13 @@ from clusters.services.checks import (
     registered_as,
 )
 from clusters.services.inputs import (
-    GRANT_SPEC_FIELDS,
     SPEC_FIELDS,
     account_specs,
-    directory_snapshot,
     endpoint_for,
     forget_shared_inputs,
-    grant_spec,
-    grant_specs_in_force,
     live_cluster_specs,
     live_clusters,
     load_inputs,
-    role_specs,
     shared_inputs,
 )
 from clusters.services.keys import (
@@ -79,7 +74,6 @@ from clusters.services.shadow import (
 __all__ = [
     "CLUSTER_ROLE_CACHE_S",
     "FLEET_RECONCILE_KEPT",
-    "GRANT_SPEC_FIELDS",
     "INTERACTIVE_TIMEOUT_S",
     "NAMESPACES_CACHE_S",
     "REQUIRED_ACCESS",
@@ -93,11 +87,8 @@ __all__ = [
     "cluster_facts",
     "cluster_role_rules",
     "clusters_reached_by",
-    "directory_snapshot",
     "endpoint_for",
     "forget_shared_inputs",
-    "grant_spec",
-    "grant_specs_in_force",
     "live_cluster_specs",
     "live_clusters",
     "load_inputs",
@@ -115,7 +106,6 @@ __all__ = [
     "request_reconcile",
     "require_token_for_new_address",
     "retire_cluster",
-    "role_specs",
     "rotate_encryption_key",
     "scan_shadow_access",
     "shared_inputs",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
@@ -11,10 +9,6 @@ from clusters import k8s
 from clusters.choices import ClusterState
 from clusters.k8s import Endpoint, KubeError, Unreachable
 from clusters.models import Cluster
-
-if TYPE_CHECKING:
-    pass
-
 
 # What Warden must be allowed to do on a cluster it manages: (verb, resource). `bind` and
 # `escalate` let it reference and write roles it does not itself hold (RBAC escalation rules).

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 from django.db import transaction
 
 from access import audit
 from clusters import crypto
 from core.types import Actor
-
-if TYPE_CHECKING:
-    pass
 
 
 def rotate_encryption_key(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.cache import cache
 
@@ -14,9 +14,6 @@ from clusters import k8s
 from clusters.choices import ClusterState, ReconcileStatus
 from clusters.k8s import KubeError, Unreachable
 from clusters.models import Cluster
-
-if TYPE_CHECKING:
-    pass
 from clusters.services.inputs import endpoint_for
 
 # A page that explains access reads built-in ClusterRoles (view, edit, admin, aggregated ones) as
@@ -85,7 +82,7 @@ def namespaces_missing(
     """The namespaces named (not patterns) that do not exist on each cluster, so that people
     learn it before approving. Only clusters whose last reconcile succeeded are asked (one
     LIST, cached for a minute); a cluster that does not answer is left out."""
-    names = sorted({n for n in wanted if not any(c in n for c in "*?[")})
+    names = plain_names(wanted)
     if not names:
         return {}
     answering = answering_clusters() if answering is None else answering
@@ -97,6 +94,11 @@ def namespaces_missing(
         if absent:
             missing[cluster.name] = absent
     return missing
+
+
+def plain_names(wanted: Iterable[str]) -> list[str]:
+    """The names among namespace names and patterns, sorted."""
+    return sorted({n for n in wanted if not any(c in n for c in "*?[")})
 
 
 def _namespaces_of(cluster: Cluster) -> set[str] | None:

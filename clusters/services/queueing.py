@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from access import audit
 from access.models import Grant, Membership
+from access.specs import grant_spec
 from clusters.choices import ClusterState, ReconcileTrigger
 from clusters.models import Cluster, FleetReconcile
 from core import queue
 from core.types import Actor, account_of
-
-if TYPE_CHECKING:
-    pass
-from clusters.services.inputs import grant_spec
 
 
 def clusters_reached_by(grants: Iterable[Grant], users_only: bool = False) -> list[int]:
@@ -57,8 +54,6 @@ def queue_reconcile_for_subjects(
     grants of teams whose members changed, or that changed people belong to, matter only on
     clusters that bind users.
     """
-    from django.db.models import Q
-
     team_ids, person_ids = list(team_ids), list(person_ids)
     member_teams = set(membership_team_ids) | set(
         Membership.objects.filter(person_id__in=person_ids).values_list("team_id", flat=True)

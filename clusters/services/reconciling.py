@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from django.db import transaction
 
@@ -14,9 +13,6 @@ from clusters.k8s import KubeError, Unreachable
 from clusters.models import Cluster, ReconcileRun
 from clusters.plan import object_key
 from clusters.reconcile import Outcome, key_text, reconcile
-
-if TYPE_CHECKING:
-    pass
 from clusters.services.checks import registered_as
 from clusters.services.inputs import endpoint_for, load_inputs, shared_inputs
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -17,17 +17,14 @@ from clusters.compiler import (
     DesiredState,
 )
 from clusters.k8s import Endpoint, KubeError
-from clusters.models import Cluster, ReconcileRun
+from clusters.models import Cluster, DiscoverySource, ReconcileRun
 from clusters.plan import Plan
 from clusters.reconcile import ACCOUNT_KIND, MANAGED_KINDS, Outcome, apply, read_actual
-from core import outbound
-from core.types import Actor
-
-if TYPE_CHECKING:
-    from clusters.models import DiscoverySource
 from clusters.services.checks import check_access, read_identity, refuse_second_registration
 from clusters.services.inputs import endpoint_for
 from clusters.services.queueing import queue_on_commit
+from core import outbound
+from core.types import Actor
 
 # The fields of a cluster an audit event shows before and after a change (never the token).
 _AUDITED = (

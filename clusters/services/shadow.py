@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,9 +11,6 @@ from clusters import k8s
 from clusters.choices import ClusterState
 from clusters.models import Cluster
 from clusters.reconcile import shadow_access
-
-if TYPE_CHECKING:
-    pass
 from clusters.services.inputs import endpoint_for
 
 

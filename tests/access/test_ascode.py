@@ -9,9 +9,9 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
-from access import ascode
 from access.models import ApprovalPolicy, AuditEvent, Grant, Role
 from access.services import grant_access
+from ascode import files as ascode
 
 pytestmark = pytest.mark.django_db
 

@@ -20,7 +20,7 @@ from access.forbidden import (
     parse_message,
     request_query,
 )
-from clusters.compiler import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec
+from access.specs import ClusterSpec, GrantSpec, RoleDefinitionSpec, RoleSpec
 from kubesim.rbac import ADMIN_RULES, EDIT_RULES, VIEW_RULES
 
 BUILT_IN = {

@@ -6,14 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from access.forbidden import AccessAttempt, CatalogueRole
+from access.specs import ClusterSpec, DirectorySnapshot, GrantSpec, RoleDefinitionSpec, RoleSpec
 from access.whocan import who_can
-from clusters.compiler import (
-    ClusterSpec,
-    DirectorySnapshot,
-    GrantSpec,
-    RoleDefinitionSpec,
-    RoleSpec,
-)
 from tests.access.test_forbidden_explain import BUILT_IN, CATALOGUE, LOG_READER
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)

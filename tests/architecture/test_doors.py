@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("access", "clusters", "config", "core")
+PACKAGES = ("access", "ascode", "clusters", "config", "core")
 DOORS = {
     "ldap": {"access/directory.py"},
     "ldapurl": {"access/directory.py"},

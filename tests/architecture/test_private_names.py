@@ -8,7 +8,17 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRST_PARTY = ("access", "clusters", "core", "config", "kubesim", "warden_cli", "tests", "bench")
+FIRST_PARTY = (
+    "access",
+    "ascode",
+    "clusters",
+    "core",
+    "config",
+    "kubesim",
+    "warden_cli",
+    "tests",
+    "bench",
+)
 
 
 def is_module(dotted: str) -> bool:

@@ -9,16 +9,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clusters.compiler import (
-    GRANTS_ANNOTATION,
-    MANAGED_BY_LABEL,
-    ClusterSpec,
-    DirectorySnapshot,
-    GrantSpec,
-    RoleDefinitionSpec,
-    RoleSpec,
-    compile_cluster,
-)
+from access.specs import ClusterSpec, DirectorySnapshot, GrantSpec, RoleDefinitionSpec, RoleSpec
+from clusters.compiler import GRANTS_ANNOTATION, MANAGED_BY_LABEL, compile_cluster
 from clusters.plan import diff
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
+from access import fleet
 from access import services as access_services
 from access.models import Grant
-from clusters import planning, services
+from clusters import services
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +29,7 @@ def test_a_new_grant_shows_the_bindings_it_would_create_and_writes_nothing(
     make_cluster(environment="prod")
     sim_writes = writes(dev_sim)
 
-    plans = planning.plan_new_grant(
+    plans = fleet.plan_new_grant(
         role=catalogue["developer"],
         team=people["payments"],
         environments=["dev"],
@@ -50,7 +51,7 @@ def test_the_plan_matches_what_the_reconcile_then_does(make_cluster, catalogue, 
     Grant.objects.create(team=people["payments"], role=catalogue["viewer"])
     services.reconcile_cluster(cluster.pk)
 
-    plans = planning.plan_new_grant(role=catalogue["viewer"], person=people["carol"])
+    plans = fleet.plan_new_grant(role=catalogue["viewer"], person=people["carol"])
     grant = Grant.objects.create(person=people["carol"], role=catalogue["viewer"])
     run = services.reconcile_cluster(cluster.pk)
 
@@ -66,7 +67,7 @@ def test_revoking_shows_what_goes(make_cluster, catalogue, people):
     grant = Grant.objects.create(person=people["alice"], role=catalogue["viewer"])
     services.reconcile_cluster(cluster.pk)
 
-    plans = planning.plan_revoke(grant)
+    plans = fleet.plan_revoke(grant)
 
     assert [(c.action, c.kind, c.name) for c in plans[0].changes] == [
         ("delete", "ClusterRoleBinding", "warden-viewer")
@@ -80,7 +81,7 @@ def test_a_role_redefinition_shows_the_bindings_it_recreates(make_cluster, catal
     )
     services.reconcile_cluster(cluster.pk)
 
-    plans = planning.plan_role_definition(
+    plans = fleet.plan_role_definition(
         catalogue["developer"], environment="", tier="", cluster_role="admin", scope="namespaces"
     )
 
@@ -94,7 +95,7 @@ def test_an_unreachable_cluster_is_reported_in_the_plan(make_cluster, catalogue,
     bad, bad_sim = make_cluster()
     bad_sim.faults.unreachable = True
     try:
-        plans = planning.plan_new_grant(role=catalogue["viewer"], team=people["sre"])
+        plans = fleet.plan_new_grant(role=catalogue["viewer"], team=people["sre"])
     finally:
         bad_sim.faults.unreachable = False
 

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from clusters.compiler import (
-    ClusterSpec,
-    DirectorySnapshot,
-    RoleDefinitionSpec,
-    RoleSpec,
-    ServiceAccountSpec,
-    compile_cluster,
-)
+from access.specs import ClusterSpec, DirectorySnapshot, RoleDefinitionSpec, RoleSpec
+from clusters.compiler import ServiceAccountSpec, compile_cluster
 from clusters.plan import diff
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

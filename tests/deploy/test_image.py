@@ -98,7 +98,11 @@ def test_every_file_the_dockerfile_copies_exists_and_is_not_ignored():
                 assert not any(fnmatch.fnmatch(source, p) for p in patterns), source
     # what runs in the image is there; tests, benchmarks and the emulator are not
     copied = {a.split()[0] for w, a in stages()[1] if w == "COPY" and not a.startswith("--")}
-    assert {"manage.py", "config", "access", "clusters", "templates", "static"} <= copied
+    assert {"manage.py", "templates", "static"} <= copied
+    # every package of the project the server imports (all but the emulator and the CLI)
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {p.rstrip("*") for p in include["packages"]["find"]["include"]}
+    assert packages - {"kubesim", "warden_cli"} <= copied
     assert {"tests", "bench", "kubesim"} <= set(patterns)
 
 

@@ -13,8 +13,8 @@ from kubernetes.client.exceptions import ApiException
 
 from access.forbidden import AccessAttempt
 from access.models import Grant, Person
-from access.selectors import who_can_answer
 from clusters import services
+from clusters.answers import who_can_answer
 from tests.access.test_why_forbidden_page import ask, request_link
 from tests.clusters.conftest import official_client
 from tests.clusters.real.conftest import as_user

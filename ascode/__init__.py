@@ -5,7 +5,8 @@ approval policies, the standing grants, the clusters' metadata and the managed s
 (not their delivery targets, which hold webhook signing keys); it names things by name,
 never by id, in a stable order, so that a change reads well in a git diff.
 
-The package: `format` (sections, keys, YAML with line numbers, the declared state), `state`
+The package (a Django app for its `manage.py warden` command; `files` is the way in):
+`format` (sections, keys, YAML with line numbers, the declared state), `state`
 (what Warden holds now), `checks` (loading a file), `diff`, `plan` (per cluster) and `apply`.
 
 `export()` writes what Warden holds; `load()` reads a file, checking every entry and naming the
@@ -23,29 +24,3 @@ themselves are never deleted (grants and requests refer to them), and clusters a
 registered nor retired by a file: their credentials are not in it, and retiring is a fleet
 operation with its own page.
 """
-
-from __future__ import annotations
-
-from access.ascode.apply import apply
-from access.ascode.checks import load
-from access.ascode.diff import Change, Diff, diff
-from access.ascode.format import AsCodeError, Declared, Item, document, dump
-from access.ascode.plan import plan_text, rbac_plan
-from access.ascode.state import current, export
-
-__all__ = [
-    "AsCodeError",
-    "Change",
-    "Declared",
-    "Diff",
-    "Item",
-    "apply",
-    "current",
-    "diff",
-    "document",
-    "dump",
-    "export",
-    "load",
-    "plan_text",
-    "rbac_plan",
-]

@@ -6,12 +6,13 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
-from access.ascode.diff import Diff
-from access.ascode.format import Declared
+from access import fleet
 from access.choices import RoleScope
+from access.specs import GrantSpec, RoleDefinitionSpec, RoleSpec, role_specs
+from ascode.diff import Diff
+from ascode.format import Declared
 from clusters import planning
-from clusters.compiler import GrantSpec, RoleDefinitionSpec, RoleSpec
-from clusters.services import live_clusters, load_inputs, role_specs
+from clusters.services import live_clusters, load_inputs
 
 
 def rbac_plan(changes: Diff, wanted: Declared) -> list[Any]:
@@ -72,7 +73,7 @@ def rbac_plan(changes: Diff, wanted: Declared) -> list[Any]:
                 and (name, d.environment, d.tier) not in removed_defs
             ]
         roles[name] = RoleSpec(name, tuple(defs))
-    fleet_change = planning.Change(add=tuple(add), remove=remove, roles=roles)
+    fleet_change = fleet.Change(add=tuple(add), remove=remove, roles=roles)
     moved = {c.item.data["name"]: c.item.data for c in changes.of("change") if c.kind == "cluster"}
     base = load_inputs(None).grants
     affected = {c.name for c in planning.affected_clusters(fleet_change, base)} | set(moved)

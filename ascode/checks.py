@@ -13,7 +13,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from access import durations
-from access.ascode.format import (
+from access.choices import Environment, RoleScope, Tier
+from access.models import Person, Role, Team
+from access.services.grants import (
+    clean_definition,
+    clean_scope,
+)
+from ascode.format import (
     CLUSTER_KEYS,
     DEFINITION_KEYS,
     GRANT_KEYS,
@@ -31,12 +37,6 @@ from access.ascode.format import (
     definition_data,
     grant_key,
     when_text,
-)
-from access.choices import Environment, RoleScope, Tier
-from access.models import Person, Role, Team
-from access.services.grants import (
-    clean_definition,
-    clean_scope,
 )
 from clusters.choices import ClusterState
 from clusters.models import Cluster

@@ -8,7 +8,9 @@ from typing import Any
 from django.utils import timezone
 
 from access import durations
-from access.ascode.format import (
+from access.choices import GrantSource
+from access.models import ApprovalPolicy, Grant, Role
+from ascode.format import (
     SECTIONS,
     Declared,
     Item,
@@ -18,8 +20,6 @@ from access.ascode.format import (
     grant_key,
     when_text,
 )
-from access.choices import GrantSource
-from access.models import ApprovalPolicy, Grant, Role
 from clusters.choices import AccountState, ClusterState
 from clusters.models import Cluster, ManagedServiceAccount
 

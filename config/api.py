@@ -1,4 +1,4 @@
-"""/api/v1/ — the REST API of both apps, one router."""
+"""/api/v1/: the REST API of both apps under one router (its root lists every collection)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from access.api import views
-from clusters.api import service_accounts
+from clusters.api import answers, service_accounts
 from clusters.api import views as cluster_views
 
 # No ".json" suffix routes: one URL per thing (and the CSRF walk of tests builds every route).
@@ -31,7 +31,7 @@ router.register("reconcile-runs", cluster_views.ReconcileRunViewSet, basename="a
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),
     path("me/access/", views.MyAccessView.as_view(), name="api-my-access"),
-    path("me/clusters/", views.MyClustersView.as_view(), name="api-my-clusters"),
-    path("why-forbidden/", views.WhyForbiddenView.as_view(), name="api-why-forbidden"),
+    path("me/clusters/", answers.MyClustersView.as_view(), name="api-my-clusters"),
+    path("why-forbidden/", answers.WhyForbiddenView.as_view(), name="api-why-forbidden"),
     *router.urls,
 ]

@@ -7,9 +7,6 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from access import audit, durations
-from access.ascode.diff import Change, Diff, diff
-from access.ascode.format import AsCodeError, Declared
-from access.ascode.state import current
 from access.models import ApprovalPolicy, Grant, Person, Role, RoleDefinition, Team
 from access.services import catalogue
 from access.services.grants import (
@@ -18,6 +15,9 @@ from access.services.grants import (
     revoke_grant,
     set_role_definition,
 )
+from ascode.diff import Change, Diff, diff
+from ascode.format import AsCodeError, Declared
+from ascode.state import current
 from clusters import serviceaccounts
 from clusters.choices import AccountState
 from clusters.models import Cluster, ManagedServiceAccount
@@ -55,7 +55,7 @@ def apply(wanted: Declared, *, actor: Actor = None, prune: bool = False) -> Diff
         audit.record(
             "ascode.applied",
             actor=actor,
-            object_type="access.ascode",
+            object_type="ascode",
             object_repr=wanted.source[:255],
             after={"file_sha256": wanted.digest, "prune": prune, **changes.counts()},
         )

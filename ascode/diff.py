@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from access.ascode.format import Declared, Item
+from ascode.format import Declared, Item
 
 
 @dataclass

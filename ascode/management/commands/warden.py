@@ -1,6 +1,6 @@
 """manage.py warden export [-o FILE] | apply -f FILE [--dry-run] [--prune] [--no-plan] [--as USER]
 
-Access as code (access/ascode/): export what Warden holds as YAML, or apply a reviewed file.
+Access as code (ascode/): export what Warden holds as YAML, or apply a reviewed file.
 Apply shows the diff (and each affected cluster's RBAC plan) first, then applies everything in
 one transaction, or nothing.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from access import ascode
+from ascode import files as ascode
 
 
 class Command(BaseCommand):
