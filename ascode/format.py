@@ -13,7 +13,7 @@ import yaml
 
 from access.choices import Environment, RoleScope
 from access.models import ApprovalPolicy, Grant
-from clusters.models import ManagedServiceAccount
+from clusters.models import Cluster, ManagedServiceAccount
 
 VERSION = 1
 SECTIONS = ("roles", "policies", "grants", "clusters", "service_accounts")
@@ -38,15 +38,7 @@ GRANT_KEYS = (
     "reason",
 )
 SERVICE_ACCOUNT_KEYS = ManagedServiceAccount.DECLARED
-CLUSTER_KEYS = (
-    "name",
-    "environment",
-    "tier",
-    "labels",
-    "user_prefix",
-    "group_prefix",
-    "bind_groups",
-)
+CLUSTER_KEYS = Cluster.SPEC
 
 
 class AsCodeError(Exception):

@@ -93,6 +93,10 @@ class Cluster(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # What the compiler knows of a cluster (spec()), and what access as code declares of it;
+    # never its URL, CA or token.
+    SPEC = ("name", "environment", "tier", "labels", "user_prefix", "group_prefix", "bind_groups")
+
     def spec(self) -> ClusterSpec:
         return ClusterSpec(
             name=self.name,

@@ -23,7 +23,6 @@ from clusters.services.checks import (
     registered_as,
 )
 from clusters.services.inputs import (
-    SPEC_FIELDS,
     account_specs,
     endpoint_for,
     forget_shared_inputs,
@@ -78,7 +77,6 @@ __all__ = [
     "NAMESPACES_CACHE_S",
     "REQUIRED_ACCESS",
     "RETIRE_LOCK_WAIT_S",
-    "SPEC_FIELDS",
     "DuplicateRegistration",
     "account_specs",
     "answering_clusters",

@@ -33,20 +33,9 @@ def endpoint_for(cluster: Cluster) -> Endpoint:
     return Endpoint(api_url=cluster.api_url, token=str(cluster.token), ca_pem=cluster.ca_bundle)
 
 
-SPEC_FIELDS = (
-    "name",
-    "environment",
-    "tier",
-    "labels",
-    "user_prefix",
-    "group_prefix",
-    "bind_groups",
-)
-
-
 def live_cluster_specs() -> list[ClusterSpec]:
     """What the compiler knows of every cluster that is not retired (no credentials read)."""
-    clusters = Cluster.objects.exclude(state=ClusterState.RETIRED).only(*SPEC_FIELDS)
+    clusters = Cluster.objects.exclude(state=ClusterState.RETIRED).only(*Cluster.SPEC)
     return [c.spec() for c in clusters.order_by("name")]
 
 

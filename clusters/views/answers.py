@@ -17,10 +17,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from access import forbidden
-from access.fleet import fleet
 from access.permissions import require_operator
 from clusters import answers
+from clusters.choices import ClusterState
 from clusters.forms import ForbiddenForm, WhoCanForm
+from clusters.models import Cluster
 from core.types import AuthenticatedRequest
 
 PEOPLE_PAGE_SIZE = 50
@@ -59,7 +60,8 @@ def why_forbidden(request: AuthenticatedRequest) -> HttpResponse:
 
 def _only_cluster() -> dict[str, str]:
     """Preselect the cluster when there is just one to choose from."""
-    names = [c.name for c in fleet().cluster_specs()[:2]]
+    live = Cluster.objects.exclude(state=ClusterState.RETIRED)
+    names = list(live.order_by("name").values_list("name", flat=True)[:2])
     return {"cluster": names[0]} if len(names) == 1 else {}
 
 
