@@ -180,8 +180,11 @@ def add_requests(world: dict[str, Any], pending: int, historical: int) -> None:
         batch = []
         for _ in range(min(BATCH, total - made)):
             is_pending = made < pending
-            # the requester of "My access" has a share of the history, like a busy developer
-            who = people[100] if rng.random() < 0.0005 else people[rng.randrange(50, len(people))]
+            # the requester of "My access" has a share of the history, like a busy developer,
+            # and a pending and a past request in every data set (so that the small and the
+            # full set compare a page with requests to a page with more of them)
+            mine = made in (0, pending) or rng.random() < 0.0005
+            who = people[100] if mine else people[rng.randrange(50, len(people))]
             created = now - timedelta(minutes=rng.randrange(1, 60 * 24 * 365))
             batch.append(
                 AccessRequest(
