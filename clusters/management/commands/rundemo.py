@@ -140,6 +140,8 @@ class Command(BaseCommand):
             children = [self._start_demo_clusters(var)]
             children += self._start_children(env, options["host"], options["port"])
             self._announce(options["host"], options["port"], slapd)
+            # Seen at once also when the output goes to a file or a pipe (make run | tee).
+            self.stdout.flush()
             while not stopping:
                 for child in children:
                     if child.poll() is not None:
