@@ -176,8 +176,12 @@ access to *
                     if self.process.stderr
                     else ""
                 )
-                self.process = None
-                raise SlapdError(f"slapd exited at start: {err[-2000:]}")
+                code, self.process = self.process.returncode, None
+                why = err.strip()[-2000:] or (
+                    f"no message (exit code {code}); is another slapd starting or stopping in "
+                    f"{self.workdir}, such as a demo still shutting down?"
+                )
+                raise SlapdError(f"slapd exited at start: {why}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self.uri
