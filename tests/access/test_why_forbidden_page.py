@@ -6,6 +6,7 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from bs4 import BeautifulSoup
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.urls import reverse
@@ -82,6 +83,10 @@ def test_a_developer_pastes_a_real_refusal_and_gets_the_smallest_role_prefilled(
         "cluster": [cluster.name],
         "namespace": ["payments"],
     }
+    # and every role of the catalogue, judged on that cluster
+    assert set(verdicts_on(page, cluster.name)) == set(
+        Role.objects.values_list("display_name", flat=True)
+    )
 
 
 def test_typed_fields_work_like_a_pasted_message(alice_client, make_cluster, catalogue):
@@ -93,6 +98,19 @@ def test_typed_fields_work_like_a_pasted_message(alice_client, make_cluster, cat
 
     assert "The smallest role that allows it: Developer" in page
     assert request_link(page)["role"] == ["developer"]
+    verdicts = verdicts_on(page, cluster.name)
+    assert verdicts["Viewer"] == "does not allow it"  # view does not read Secrets
+    assert verdicts["Developer"] == "allows it"
+
+
+def verdicts_on(page: str, cluster: str) -> dict[str, str]:
+    """The "Every role on <cluster>" list: role display name -> its verdict's words."""
+    heading = BeautifulSoup(page, "html.parser").find("h2", string=f"Every role on {cluster}")
+    assert heading is not None, "no list of every role"
+    return {
+        item.strong.get_text(): item.select_one(".tag").get_text()
+        for item in heading.find_next("ul", class_="verdicts").find_all("li")
+    }
 
 
 def test_rules_are_read_from_the_cluster_including_aggregated_ones(
