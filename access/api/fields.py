@@ -40,6 +40,12 @@ class StringMapField(serializers.DictField):
     child = serializers.CharField(max_length=253, allow_blank=True)
 
 
+class NameListField(serializers.ListField):
+    """A list of names: namespaces, teams, clusters (each at most 253 characters)."""
+
+    child = serializers.CharField(max_length=253)
+
+
 class NameField(serializers.SlugRelatedField):
     """An object named by its name (a role, a team, a person), never by its id."""
 

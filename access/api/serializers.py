@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from access import audit, forbidden
-from access.api.fields import HumanDurationField, NameField, StringMapField
+from access.api.fields import HumanDurationField, NameField, NameListField, StringMapField
 from access.choices import Environment, RoleScope, Tier
 from access.models import (
     AccessRequest,
@@ -27,10 +27,6 @@ from access.models import (
     Team,
 )
 from access.services import tokens
-
-
-def _names(**kwargs: Any) -> serializers.ListField:
-    return serializers.ListField(child=serializers.CharField(max_length=253), **kwargs)
 
 
 def _choices(choices: Any, **kwargs: Any) -> serializers.ListField:
@@ -72,7 +68,7 @@ class MeSerializer(serializers.Serializer):
     email = serializers.CharField(allow_blank=True)
     is_operator = serializers.BooleanField()
     in_directory = serializers.BooleanField(help_text="False for local (break-glass) accounts.")
-    teams = _names()
+    teams = NameListField()
 
 
 # --- roles ------------------------------------------------------------------------------------
@@ -80,7 +76,7 @@ class MeSerializer(serializers.Serializer):
 
 class RoleDefinitionSerializer(serializers.ModelSerializer):
     rules = serializers.ListField(child=serializers.DictField(), required=False)
-    namespaces = _names(required=False)
+    namespaces = NameListField(required=False)
 
     class Meta:
         model = RoleDefinition
@@ -117,7 +113,7 @@ class RoleDefineSerializer(serializers.Serializer):
     )
     rules = serializers.ListField(child=serializers.DictField(), required=False, default=list)
     scope = serializers.ChoiceField(choices=RoleScope.choices, default=RoleScope.NAMESPACES)
-    namespaces = _names(required=False, default=list)
+    namespaces = NameListField(required=False, default=list)
     allowed = serializers.BooleanField(default=True)
     reason = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
 
@@ -127,7 +123,7 @@ class ObjectChangeSerializer(serializers.Serializer):
     kind = serializers.CharField()
     namespace = serializers.CharField(allow_blank=True)
     name = serializers.CharField()
-    details = _names()
+    details = NameListField()
 
 
 class ClusterPlanSerializer(serializers.Serializer):
@@ -136,7 +132,7 @@ class ClusterPlanSerializer(serializers.Serializer):
     cluster = serializers.CharField()
     changes = ObjectChangeSerializer(many=True)
     pending = serializers.DictField(
-        child=_names(), help_text="grant id -> why it would not be (fully) in force there"
+        child=NameListField(), help_text="grant id -> why it would not be (fully) in force there"
     )
     error = serializers.CharField(allow_blank=True)
 
@@ -199,10 +195,10 @@ class GrantSerializer(serializers.ModelSerializer):
     role = NameField(slug_field="name", read_only=True)
     created_by = NameField(slug_field="username", read_only=True, allow_null=True)
     cluster_selector = StringMapField(read_only=True)
-    environments = _names(read_only=True)
-    tiers = _names(read_only=True)
-    clusters = _names(read_only=True)
-    namespaces = _names(read_only=True)
+    environments = NameListField(read_only=True)
+    tiers = NameListField(read_only=True)
+    clusters = NameListField(read_only=True)
+    namespaces = NameListField(read_only=True)
     in_force = serializers.SerializerMethodField()
 
     class Meta:
@@ -245,9 +241,9 @@ class GrantCreateSerializer(serializers.Serializer):
     role = NameField(slug_field="name", queryset=Role.objects.all())
     environments = _choices(Environment.choices, required=False, default=list)
     tiers = _choices(Tier.choices, required=False, default=list)
-    clusters = _names(required=False, default=list)
+    clusters = NameListField(required=False, default=list)
     cluster_selector = StringMapField(required=False, default=dict)
-    namespaces = _names(required=False, default=list)
+    namespaces = NameListField(required=False, default=list)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     reason = serializers.CharField(max_length=2000)
 
@@ -283,7 +279,7 @@ class ReachSerializer(serializers.Serializer):
     offered = serializers.BooleanField()
     what = serializers.CharField(help_text="the ClusterRole, Warden's own rules, or not offered")
     where = serializers.CharField(help_text="namespaces, cluster-wide, or —")
-    namespaces = _names()
+    namespaces = NameListField()
 
     def to_representation(self, reach: Any) -> dict[str, Any]:
         return {
@@ -312,10 +308,10 @@ class AccessRequestSerializer(serializers.ModelSerializer):
     approver_teams = NameField(slug_field="name", many=True, read_only=True)
     approvals = ApprovalSerializer(many=True, read_only=True)
     duration = HumanDurationField(read_only=True)
-    environments = _names(read_only=True)
-    tiers = _names(read_only=True)
-    clusters = _names(read_only=True)
-    namespaces = _names(read_only=True)
+    environments = NameListField(read_only=True)
+    tiers = NameListField(read_only=True)
+    clusters = NameListField(read_only=True)
+    namespaces = NameListField(read_only=True)
 
     class Meta:
         model = AccessRequest
@@ -357,8 +353,8 @@ class AccessRequestCreateSerializer(serializers.Serializer):
     role = NameField(slug_field="name", queryset=Role.objects.all())
     environments = _choices(Environment.choices, required=False, default=list)
     tiers = _choices(Tier.choices, required=False, default=list)
-    clusters = _names(required=False, default=list)
-    namespaces = _names(required=False, default=list)
+    clusters = NameListField(required=False, default=list)
+    namespaces = NameListField(required=False, default=list)
     duration = HumanDurationField(
         required=False, allow_null=True, default=None, help_text="empty: the policy's usual"
     )
@@ -377,11 +373,11 @@ class PreviewSerializer(serializers.Serializer):
 
     role = serializers.CharField()
     ok = serializers.BooleanField(help_text="True: submitting would be accepted")
-    problems = _names()
+    problems = NameListField()
     reach = ReachSerializer(many=True)
     approvals_required = serializers.IntegerField()
     approvers = serializers.CharField(help_text="who approves, in words")
-    approver_teams = _names()
+    approver_teams = NameListField()
     manager_may_approve = serializers.BooleanField()
     self_approval_forbidden = serializers.BooleanField()
     auto_approved = serializers.BooleanField()
@@ -416,8 +412,8 @@ class ApproveSerializer(serializers.Serializer):
     """An approval; an approver may narrow the clusters or namespaces or shorten the time."""
 
     comment = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
-    clusters = _names(required=False, allow_null=True, default=None)
-    namespaces = _names(required=False, allow_null=True, default=None)
+    clusters = NameListField(required=False, allow_null=True, default=None)
+    namespaces = NameListField(required=False, allow_null=True, default=None)
     duration = HumanDurationField(required=False, allow_null=True, default=None)
 
 
@@ -537,8 +533,8 @@ class ExplanationSerializer(serializers.Serializer):
     smallest = serializers.CharField(allow_null=True, help_text="the smallest role that allows it")
     request = StringMapField(allow_null=True, help_text="role, cluster and namespace to request")
     already_allowed = serializers.BooleanField()
-    causes = _names()
-    notes = _names()
+    causes = NameListField()
+    notes = NameListField()
 
     def to_representation(self, explanation: Any) -> dict[str, Any]:
         smallest = explanation.smallest

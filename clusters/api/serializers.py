@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from access.api.fields import StringMapField
+from access.api.fields import NameListField, StringMapField
 from access.choices import Environment, Tier
 from clusters.choices import ReconcileStatus
 from clusters.models import Cluster, ReconcileRun
@@ -140,10 +140,7 @@ class ReachableClusterSerializer(serializers.Serializer):
     tier = serializers.CharField()
     api_url = serializers.CharField()
     ca_bundle = serializers.CharField(allow_blank=True, help_text="PEM; empty: system CAs")
-    namespaces = serializers.ListField(
-        child=serializers.CharField(max_length=253),
-        help_text="where the person holds access; empty: cluster-wide",
-    )
+    namespaces = NameListField(help_text="where the person holds access; empty: cluster-wide")
     username = serializers.CharField(help_text="the person as the cluster sees them")
     user_exec = serializers.DictField(
         allow_null=True, help_text="WARDEN_KUBECONFIG_USER_EXEC, filled in; null: not set"

@@ -17,16 +17,12 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from access.api.fields import HumanDurationField, NameField, StringMapField
+from access.api.fields import HumanDurationField, NameField, NameListField, StringMapField
 from access.api.serializers import OptionalReasonSerializer, ReasonSerializer
 from access.models import Role, Team
 from clusters import permissions, serviceaccounts
 from clusters.choices import DeliveryKind
 from clusters.models import Cluster, DeliveryTarget, ManagedServiceAccount, TokenGeneration
-
-
-def _names() -> serializers.ListField:
-    return serializers.ListField(child=serializers.CharField(max_length=253), required=False)
 
 
 class DeliveryTargetSerializer(serializers.ModelSerializer):
@@ -88,8 +84,8 @@ class TokenGenerationSerializer(serializers.ModelSerializer):
 class ServiceAccountSerializer(serializers.ModelSerializer):
     owner_team = NameField(slug_field="name", queryset=Team.objects.filter(is_active=True))
     roles = NameField(slug_field="name", queryset=Role.objects.all(), many=True, required=False)
-    namespaces = _names()
-    clusters = _names()
+    namespaces = NameListField(required=False)
+    clusters = NameListField(required=False)
     cluster_selector = StringMapField(required=False)
     rotation_period = HumanDurationField(required=False)
     grace_period = HumanDurationField(required=False)
