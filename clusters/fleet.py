@@ -6,14 +6,13 @@ planning and queueing the machine side's own pages use.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from access.fleet import Change, ClusterPicker, ClusterPlan, NamespaceCheck, PickerCluster, Rollout
+from access.fleet import Change, ClusterPicker, ClusterPlan, NamespaceCheck, Rollout
 from access.specs import ClusterSpec
 from clusters import planning, selectors, services
-from clusters.choices import ClusterState
-from clusters.models import Cluster
 from clusters.services import lookups
 
 
@@ -29,46 +28,17 @@ class ClusterFleet:
         selected: Iterable[str],
         limit: int,
     ) -> ClusterPicker:
-        live = Cluster.objects.exclude(state=ClusterState.RETIRED)
-        chosen = set(selected)
-        matching = live
-        if environments:
-            matching = matching.filter(environment__in=environments)
-        if tiers:
-            matching = matching.filter(tier__in=tiers)
-        search = search.strip()
-        if search:
-            matching = matching.filter(name__icontains=search)
-        ordered = matching.annotate(env_rank=selectors.environment_rank()).order_by(
-            "env_rank", "tier", "name"
-        )
-        fields = ("name", "environment", "tier")
-        shown = list(ordered.values_list(*fields)[:limit])
-        total = matching.count() if len(shown) == limit else len(shown)
-        ticked = list(live.filter(name__in=chosen).order_by("name").values_list(*fields))
-        rows = [PickerCluster(name, env, tier, checked=True) for name, env, tier in ticked]
-        rows += [
-            PickerCluster(name, env, tier, checked=False)
-            for name, env, tier in shown
-            if name not in chosen
-        ]
-        return ClusterPicker(
-            clusters=rows, more=max(total - len(shown), 0), search=search, matching=total
-        )
+        return selectors.cluster_picker(environments, tiers, search, selected, limit)
 
     def namespace_check(self) -> NamespaceCheck:
-        answering: dict[str, Cluster] = {}
-        asked = False
+        # Which clusters answer: read once per check, and only when a namespace is named.
+        answering = functools.cache(services.answering_clusters)
 
         def check(clusters: Iterable[str], wanted: Iterable[str]) -> dict[str, list[str]]:
-            nonlocal asked
-            names = lookups.plain_names(wanted)
-            if not names:
+            wanted = list(wanted)
+            if not lookups.plain_names(wanted):
                 return {}
-            if not asked:  # which clusters answer: read once, and only when a name is asked
-                answering.update(services.answering_clusters())
-                asked = True
-            return services.namespaces_missing(clusters, names, answering)
+            return services.namespaces_missing(clusters, wanted, answering())
 
         return check
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -27,6 +28,7 @@ from django.db.models.functions import RowNumber, TruncHour
 from django.utils import timezone
 
 from access.choices import Environment, Tier
+from access.fleet import ClusterPicker, PickerCluster
 from access.models import Grant, Person
 from access.selectors import access_of
 from clusters.choices import ClusterState, ReconcileStatus
@@ -487,3 +489,41 @@ def kubeconfig_user_exec(cluster: str, username: str) -> dict[str, Any] | None:
         return value
 
     return cast(dict[str, Any], fill(template))
+
+
+# --- the request page's cluster picker --------------------------------------------------------
+
+
+def cluster_picker(
+    environments: Sequence[str],
+    tiers: Sequence[str],
+    search: str,
+    selected: Iterable[str],
+    limit: int,
+) -> ClusterPicker:
+    """Live clusters of the chosen environments and tiers that match the search, the ticked
+    ones first: three queries, however large the fleet."""
+    live = Cluster.objects.exclude(state=ClusterState.RETIRED)
+    chosen = set(selected)
+    matching = live
+    if environments:
+        matching = matching.filter(environment__in=environments)
+    if tiers:
+        matching = matching.filter(tier__in=tiers)
+    search = search.strip()
+    if search:
+        matching = matching.filter(name__icontains=search)
+    ordered = matching.annotate(env_rank=environment_rank()).order_by("env_rank", "tier", "name")
+    fields = ("name", "environment", "tier")
+    shown = list(ordered.values_list(*fields)[:limit])
+    total = matching.count() if len(shown) == limit else len(shown)
+    ticked = list(live.filter(name__in=chosen).order_by("name").values_list(*fields))
+    rows = [PickerCluster(name, env, tier, checked=True) for name, env, tier in ticked]
+    rows += [
+        PickerCluster(name, env, tier, checked=False)
+        for name, env, tier in shown
+        if name not in chosen
+    ]
+    return ClusterPicker(
+        clusters=rows, more=max(total - len(shown), 0), search=search, matching=total
+    )
