@@ -491,6 +491,12 @@ def kubeconfig_user_exec(cluster: str, username: str) -> dict[str, Any] | None:
     return cast(dict[str, Any], fill(template))
 
 
+def live_cluster_names(limit: int) -> list[str]:
+    """The first `limit` names of the live (not retired) clusters, in order."""
+    live = Cluster.objects.exclude(state=ClusterState.RETIRED)
+    return list(live.order_by("name").values_list("name", flat=True)[:limit])
+
+
 # --- the request page's cluster picker --------------------------------------------------------
 
 

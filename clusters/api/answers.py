@@ -46,7 +46,7 @@ def cluster_asked_about(name: str) -> Cluster:
         if cluster is None:
             raise ValidationError(f"No live cluster is named {name!r}.")
         return cluster
-    names = list(live.order_by("name").values_list("name", flat=True)[:21])
+    names = selectors.live_cluster_names(21)
     if len(names) != 1:
         raise ValidationError(
             "Name the cluster the message came from"

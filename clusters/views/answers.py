@@ -18,10 +18,8 @@ from django.views.decorators.http import require_safe
 
 from access import forbidden
 from access.permissions import require_operator
-from clusters import answers
-from clusters.choices import ClusterState
+from clusters import answers, selectors
 from clusters.forms import ForbiddenForm, WhoCanForm
-from clusters.models import Cluster
 from core.types import AuthenticatedRequest
 
 PEOPLE_PAGE_SIZE = 50
@@ -60,8 +58,7 @@ def why_forbidden(request: AuthenticatedRequest) -> HttpResponse:
 
 def _only_cluster() -> dict[str, str]:
     """Preselect the cluster when there is just one to choose from."""
-    live = Cluster.objects.exclude(state=ClusterState.RETIRED)
-    names = list(live.order_by("name").values_list("name", flat=True)[:2])
+    names = selectors.live_cluster_names(2)
     return {"cluster": names[0]} if len(names) == 1 else {}
 
 
